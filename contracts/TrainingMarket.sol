@@ -1,0 +1,678 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {ITrainingMarket} from "./interfaces/ITrainingMarket.sol";
+
+/// @title TrainingMarket
+/// @notice See ITrainingMarket. Every wei the contract holds belongs to exactly one bucket: a task's escrow,
+/// reserved (accepted, not yet finalized rewards), unclaimed (finalized rewards), stakes, bonds or challenge bonds,
+/// or an account's credit. Each function moves wei between buckets or out to their owner, never elsewhere.
+contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
+    uint32 public constant MAX_ROUNDS = 1000;
+    uint256 public constant MAX_VALIDATORS = 32;
+    uint256 public constant MAX_CID_BYTES = 128;
+    bytes32 private constant REVEALED = bytes32(uint256(1));
+
+    struct Task {
+        TaskParams params;
+        address owner;
+        TaskStatus status;
+        uint32 currentRound;
+        uint32 activeContributors;
+        uint32 pendingRounds;
+        uint256 roundBudget;
+        uint256 escrow;
+        uint256 reserved;
+        uint256 unclaimed;
+        uint256 stakes;
+        uint256 bonds;
+        uint256 challengeBonds;
+    }
+
+    struct Round {
+        uint64 startsAt;
+        uint64 commitEnd;
+        uint64 revealEnd;
+        uint32 commits;
+        uint32 reveals;
+        uint64 validateEnd;
+        uint64 acceptedAt;
+        uint64 finalizedAt;
+        RoundStatus status;
+        bytes32 acceptedHash;
+        bytes32 modelDigest;
+        bytes32 rewardsRoot;
+        bytes32 slashRoot;
+        uint256 rewardTotal;
+        uint256 rewardClaimed;
+        address challenger;
+        uint64 challengedAt;
+    }
+
+    struct Contributor {
+        bool joined;
+        uint32 lastRound; // 1 + the last round committed to; 0 for none
+        uint128 stake;
+    }
+
+    struct Validator {
+        bool listed;
+        bool bonded;
+        uint128 bond;
+    }
+
+    uint256 public taskCount;
+    /// @notice Sum of all accounts' credits.
+    uint256 public totalCredits;
+    mapping(address account => uint256) public credits;
+
+    mapping(uint256 taskId => Task) private _tasks;
+    mapping(uint256 taskId => address[]) private _validators;
+    mapping(uint256 taskId => mapping(address => Validator)) private _validatorInfo;
+    mapping(uint256 taskId => mapping(address => Contributor)) private _contributors;
+    mapping(uint256 taskId => mapping(uint32 round => Round)) private _rounds;
+    mapping(uint256 taskId => mapping(uint32 round => mapping(address => bytes32))) private _commitments;
+    mapping(uint256 taskId => mapping(uint32 round => mapping(address => bytes32))) private _proposals;
+    mapping(uint256 taskId => mapping(uint32 round => mapping(bytes32 => uint32))) private _votes;
+    mapping(uint256 taskId => mapping(uint32 round => mapping(uint256 word => uint256))) private _claimedBitmap;
+    mapping(uint256 taskId => mapping(uint32 round => mapping(uint256 word => uint256))) private _slashedBitmap;
+
+    // ---------------------------------------------------------------- task owner
+
+    /// @inheritdoc ITrainingMarket
+    function createTask(TaskParams calldata params, string calldata specCid, address[] calldata validators)
+        external
+        payable
+        returns (uint256 taskId)
+    {
+        if (msg.value == 0) revert EmptyBudget();
+        if (params.numRounds == 0 || params.numRounds > MAX_ROUNDS) revert BadRoundCount(params.numRounds);
+        if (params.minContributors == 0 || params.maxContributors < params.minContributors) {
+            revert BadContributorRange(params.minContributors, params.maxContributors);
+        }
+        if (
+            params.commitDuration == 0 || params.revealDuration == 0 || params.validationDuration == 0
+                || params.challengeDuration == 0
+        ) revert BadDuration();
+        if (validators.length == 0 || validators.length > MAX_VALIDATORS) {
+            revert BadValidatorCount(validators.length);
+        }
+        if (params.quorum == 0 || params.quorum > validators.length) {
+            revert BadQuorum(params.quorum, validators.length);
+        }
+        if (params.validatorSlash > params.validatorBond) revert BadSlash(params.validatorSlash, params.validatorBond);
+        _checkCid(specCid);
+
+        taskId = ++taskCount;
+        Task storage task = _tasks[taskId];
+        task.params = params;
+        if (params.arbiter == address(0)) task.params.arbiter = msg.sender;
+        task.owner = msg.sender;
+        task.status = TaskStatus.Active;
+        task.roundBudget = msg.value / params.numRounds;
+        task.escrow = msg.value;
+        for (uint256 i = 0; i < validators.length; i++) {
+            address validator = validators[i];
+            if (validator == address(0) || _validatorInfo[taskId][validator].listed) revert BadValidator(validator);
+            _validatorInfo[taskId][validator] = Validator({listed: true, bonded: params.validatorBond == 0, bond: 0});
+        }
+        _validators[taskId] = validators;
+
+        emit TaskCreated(taskId, msg.sender, specCid, task.params, validators, msg.value);
+        _startRound(taskId, task, 0, uint64(block.timestamp) + params.joinDuration);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function cancelTask(uint256 taskId) external nonReentrant {
+        Task storage task = _activeTask(taskId);
+        if (msg.sender != task.owner) revert NotOwner(msg.sender);
+        task.status = TaskStatus.Cancelled;
+        emit TaskCancelled(taskId);
+        _refund(taskId, task);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function withdrawRefund(uint256 taskId) external nonReentrant {
+        Task storage task = _existingTask(taskId);
+        if (msg.sender != task.owner) revert NotOwner(msg.sender);
+        if (task.status == TaskStatus.Active) revert TaskStillActive(taskId);
+        if (task.escrow == 0) revert NothingToWithdraw();
+        _refund(taskId, task);
+    }
+
+    // ---------------------------------------------------------------- validators
+
+    /// @inheritdoc ITrainingMarket
+    function bondValidator(uint256 taskId) external payable {
+        Task storage task = _activeTask(taskId);
+        Validator storage validator = _validatorInfo[taskId][msg.sender];
+        if (!validator.listed) revert NotValidator(msg.sender);
+        if (validator.bonded) revert AlreadyBonded();
+        if (msg.value != task.params.validatorBond) revert WrongAmount(task.params.validatorBond, msg.value);
+        validator.bonded = true;
+        validator.bond = uint128(msg.value);
+        task.bonds += msg.value;
+        emit ValidatorBonded(taskId, msg.sender, msg.value);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function withdrawBond(uint256 taskId) external nonReentrant {
+        Task storage task = _existingTask(taskId);
+        Validator storage validator = _validatorInfo[taskId][msg.sender];
+        if (!validator.listed) revert NotValidator(msg.sender);
+        if (task.status == TaskStatus.Active) revert TaskStillActive(taskId);
+        if (task.pendingRounds != 0) revert RoundsPending(task.pendingRounds);
+        uint256 amount = validator.bond;
+        if (amount == 0) revert NothingToWithdraw();
+        validator.bond = 0;
+        task.bonds -= amount;
+        emit BondWithdrawn(taskId, msg.sender, amount);
+        _send(msg.sender, amount);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function propose(uint256 taskId, uint32 round, Proposal calldata proposal) external {
+        Task storage task = _existingTask(taskId);
+        Round storage r = _rounds[taskId][round];
+        if (r.status == RoundStatus.Open) {
+            if (task.status != TaskStatus.Active) revert TaskNotActive(taskId);
+            if (round != task.currentRound) revert WrongRound(task.currentRound, round);
+            Phase current = _phase(task, r);
+            if (current != Phase.Validate) revert WrongPhase(Phase.Validate, current);
+        } else if (r.status == RoundStatus.Accepted) {
+            // Late but in time: agreeing with an accepted round spares the validator its slash.
+            if (block.timestamp >= r.validateEnd) revert WrongPhase(Phase.Validate, Phase.Expired);
+        } else {
+            revert WrongRoundStatus(r.status);
+        }
+        Validator storage validator = _validatorInfo[taskId][msg.sender];
+        if (!validator.listed) revert NotValidator(msg.sender);
+        if (!validator.bonded) revert NotBonded();
+        if (r.reveals < task.params.minContributors) revert TooFewReveals(r.reveals, task.params.minContributors);
+        if (_proposals[taskId][round][msg.sender] != bytes32(0)) revert AlreadyProposed();
+        if (proposal.rewardTotal > task.roundBudget) revert RewardsOverBudget(proposal.rewardTotal, task.roundBudget);
+        _checkCid(proposal.modelCid);
+        _checkCid(proposal.recordCid);
+
+        bytes32 proposalHash = keccak256(
+            abi.encode(
+                proposal.modelDigest,
+                proposal.recordDigest,
+                proposal.rewardsRoot,
+                proposal.slashRoot,
+                proposal.rewardTotal
+            )
+        );
+        _proposals[taskId][round][msg.sender] = proposalHash;
+        uint32 votes = ++_votes[taskId][round][proposalHash];
+        emit RoundProposed(taskId, round, msg.sender, proposalHash, proposal);
+
+        if (votes == task.params.quorum && r.status == RoundStatus.Open) {
+            r.status = RoundStatus.Accepted;
+            r.acceptedAt = uint64(block.timestamp);
+            r.acceptedHash = proposalHash;
+            r.modelDigest = proposal.modelDigest;
+            r.rewardsRoot = proposal.rewardsRoot;
+            r.slashRoot = proposal.slashRoot;
+            r.rewardTotal = proposal.rewardTotal;
+            task.escrow -= proposal.rewardTotal;
+            task.reserved += proposal.rewardTotal;
+            task.pendingRounds += 1;
+            emit RoundAccepted(taskId, round, proposalHash, proposal.modelDigest, proposal.rewardTotal);
+            _nextRound(taskId, task);
+        }
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function failRound(uint256 taskId) external {
+        Task storage task = _activeTask(taskId);
+        uint32 round = task.currentRound;
+        Round storage r = _rounds[taskId][round];
+        Phase current = _phase(task, r);
+        bool tooFew = r.reveals < task.params.minContributors;
+        if (current != Phase.Expired && !(current == Phase.Validate && tooFew)) revert RoundNotExpired();
+        r.status = RoundStatus.Failed;
+        if (!tooFew) {
+            // Enough updates were revealed to validate: a validator that proposed nothing was absent.
+            address[] storage validators = _validators[taskId];
+            for (uint256 i = 0; i < validators.length; i++) {
+                if (_proposals[taskId][round][validators[i]] == bytes32(0)) {
+                    _slashValidator(taskId, task, round, validators[i]);
+                }
+            }
+        }
+        emit RoundFailed(taskId, round, r.reveals);
+        _nextRound(taskId, task);
+    }
+
+    // ---------------------------------------------------------------- contributors
+
+    /// @inheritdoc ITrainingMarket
+    function join(uint256 taskId) external payable {
+        Task storage task = _activeTask(taskId);
+        if (_validatorInfo[taskId][msg.sender].listed) revert ConflictOfInterest(msg.sender);
+        Contributor storage contributor = _contributors[taskId][msg.sender];
+        if (contributor.joined) revert AlreadyJoined();
+        if (msg.value != task.params.contributorStake) revert WrongAmount(task.params.contributorStake, msg.value);
+        contributor.joined = true;
+        contributor.stake = uint128(msg.value);
+        task.activeContributors += 1;
+        task.stakes += msg.value;
+        emit ContributorJoined(taskId, msg.sender, msg.value);
+
+        Round storage r = _rounds[taskId][task.currentRound];
+        if (block.timestamp < r.startsAt && task.activeContributors >= task.params.maxContributors) {
+            _schedule(taskId, task, task.currentRound, uint64(block.timestamp), 0, 0);
+        }
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function leave(uint256 taskId) external nonReentrant {
+        Task storage task = _existingTask(taskId);
+        Contributor storage contributor = _contributors[taskId][msg.sender];
+        if (!contributor.joined) revert NotJoined();
+        if (contributor.lastRound != 0) {
+            uint32 round = contributor.lastRound - 1;
+            if (!_stakeFree(task, _rounds[taskId][round])) revert StakeLocked(round);
+        }
+        uint256 refund = contributor.stake;
+        contributor.joined = false;
+        contributor.stake = 0;
+        task.activeContributors -= 1;
+        task.stakes -= refund;
+        emit ContributorLeft(taskId, msg.sender, refund);
+        if (refund != 0) _send(msg.sender, refund);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function commit(uint256 taskId, uint32 round, bytes32 commitment) external {
+        Task storage task = _activeTask(taskId);
+        if (round != task.currentRound) revert WrongRound(task.currentRound, round);
+        Round storage r = _rounds[taskId][round];
+        Phase current = _phase(task, r);
+        if (current != Phase.Commit) revert WrongPhase(Phase.Commit, current);
+        Contributor storage contributor = _contributors[taskId][msg.sender];
+        if (!contributor.joined) revert NotJoined();
+        if (commitment == bytes32(0) || commitment == REVEALED) revert EmptyCommitment();
+        mapping(address => bytes32) storage commitments = _commitments[taskId][round];
+        if (commitments[msg.sender] != bytes32(0)) revert AlreadyCommitted();
+        uint32 maxContributors = task.params.maxContributors;
+        if (r.commits >= maxContributors) revert RoundFull(maxContributors);
+
+        commitments[msg.sender] = commitment;
+        contributor.lastRound = round + 1;
+        uint32 commits = ++r.commits;
+        emit UpdateCommitted(taskId, round, msg.sender, commitment);
+
+        uint32 active = task.activeContributors;
+        if (commits == (active < maxContributors ? active : maxContributors)) {
+            _schedule(taskId, task, round, r.startsAt, uint64(block.timestamp), 0);
+        }
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function reveal(
+        uint256 taskId,
+        uint32 round,
+        string calldata cid,
+        bytes32 updateDigest,
+        uint64 numSamples,
+        bytes32 salt
+    ) external {
+        Task storage task = _activeTask(taskId);
+        if (round != task.currentRound) revert WrongRound(task.currentRound, round);
+        Round storage r = _rounds[taskId][round];
+        Phase current = _phase(task, r);
+        if (current != Phase.Reveal) revert WrongPhase(Phase.Reveal, current);
+        bytes32 commitment = _commitments[taskId][round][msg.sender];
+        if (commitment == bytes32(0)) revert NotCommitted();
+        if (commitment == REVEALED) revert AlreadyRevealed();
+        if (keccak256(abi.encode(msg.sender, taskId, round, updateDigest, salt)) != commitment) {
+            revert CommitmentMismatch();
+        }
+        if (numSamples == 0) revert ZeroSamples();
+        _checkCid(cid);
+
+        _commitments[taskId][round][msg.sender] = REVEALED;
+        uint32 reveals = ++r.reveals;
+        emit UpdateRevealed(taskId, round, msg.sender, cid, updateDigest, numSamples);
+
+        if (reveals == r.commits) _schedule(taskId, task, round, r.startsAt, r.commitEnd, uint64(block.timestamp));
+    }
+
+    // ---------------------------------------------------------------- challenges
+
+    /// @inheritdoc ITrainingMarket
+    function challenge(uint256 taskId, uint32 round, string calldata evidenceCid) external payable {
+        Task storage task = _existingTask(taskId);
+        Round storage r = _rounds[taskId][round];
+        if (r.status != RoundStatus.Accepted) revert WrongRoundStatus(r.status);
+        if (block.timestamp >= r.acceptedAt + task.params.challengeDuration) revert ChallengeWindowClosed();
+        if (r.challenger != address(0)) revert AlreadyChallenged();
+        if (msg.value != task.params.challengeBond) revert WrongAmount(task.params.challengeBond, msg.value);
+        _checkCid(evidenceCid);
+        r.challenger = msg.sender;
+        r.challengedAt = uint64(block.timestamp);
+        task.challengeBonds += msg.value;
+        emit RoundChallenged(taskId, round, msg.sender, evidenceCid);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function resolveChallenge(uint256 taskId, uint32 round, bool upheld) external {
+        Task storage task = _existingTask(taskId);
+        if (msg.sender != task.params.arbiter) revert NotArbiter(msg.sender);
+        Round storage r = _rounds[taskId][round];
+        address challenger = r.challenger;
+        if (challenger == address(0) || r.status != RoundStatus.Accepted) revert NoChallenge();
+        uint64 arbitrationEnd = r.challengedAt + task.params.challengeDuration;
+        if (block.timestamp >= arbitrationEnd) revert ChallengeWindowClosed();
+
+        uint256 bond = task.params.challengeBond;
+        task.challengeBonds -= bond;
+        r.challenger = address(0);
+        r.challengedAt = 0;
+        if (!upheld) {
+            task.escrow += bond;
+            emit ChallengeResolved(taskId, round, false, 0);
+            return;
+        }
+        uint256 payout = bond;
+        address[] storage validators = _validators[taskId];
+        for (uint256 i = 0; i < validators.length; i++) {
+            address validator = validators[i];
+            if (_proposals[taskId][round][validator] != r.acceptedHash) continue;
+            Validator storage info = _validatorInfo[taskId][validator];
+            uint256 slashed = info.bond;
+            if (slashed == 0) continue;
+            info.bond = 0;
+            task.bonds -= slashed;
+            payout += slashed;
+            emit ValidatorSlashed(taskId, round, validator, slashed);
+        }
+        credits[challenger] += payout;
+        totalCredits += payout;
+        emit ChallengeResolved(taskId, round, true, payout);
+        _halt(taskId, task, round);
+    }
+
+    // ---------------------------------------------------------------- settlement
+
+    /// @inheritdoc ITrainingMarket
+    function finalizeRound(uint256 taskId, uint32 round) external {
+        Task storage task = _existingTask(taskId);
+        Round storage r = _rounds[taskId][round];
+        if (r.status != RoundStatus.Accepted) revert WrongRoundStatus(r.status);
+        uint64 challengeEnd = r.acceptedAt + task.params.challengeDuration;
+        if (block.timestamp < challengeEnd) revert ChallengeWindowOpen(challengeEnd);
+        if (round > 0 && _rounds[taskId][round - 1].status == RoundStatus.Accepted) {
+            revert PreviousRoundPending(round - 1);
+        }
+        address challenger = r.challenger;
+        if (challenger != address(0)) {
+            uint64 arbitrationEnd = r.challengedAt + task.params.challengeDuration;
+            if (block.timestamp < arbitrationEnd) revert ChallengePending(arbitrationEnd);
+            // The arbiter let the window pass: the challenge is dismissed without cost to the challenger.
+            uint256 bond = task.params.challengeBond;
+            r.challenger = address(0);
+            task.challengeBonds -= bond;
+            credits[challenger] += bond;
+            totalCredits += bond;
+            emit ChallengeResolved(taskId, round, false, bond);
+        }
+
+        r.status = RoundStatus.Finalized;
+        r.finalizedAt = uint64(block.timestamp);
+        task.reserved -= r.rewardTotal;
+        task.unclaimed += r.rewardTotal;
+        task.pendingRounds -= 1;
+        address[] storage validators = _validators[taskId];
+        for (uint256 i = 0; i < validators.length; i++) {
+            if (_proposals[taskId][round][validators[i]] != r.acceptedHash) {
+                _slashValidator(taskId, task, round, validators[i]);
+            }
+        }
+        emit RoundFinalized(taskId, round, r.rewardTotal);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function claim(
+        uint256 taskId,
+        uint32 round,
+        uint256 index,
+        address account,
+        uint256 amount,
+        bytes32[] calldata proof
+    ) external nonReentrant {
+        Task storage task = _existingTask(taskId);
+        Round storage r = _rounds[taskId][round];
+        if (r.status != RoundStatus.Finalized) revert WrongRoundStatus(r.status);
+        mapping(uint256 => uint256) storage bitmap = _claimedBitmap[taskId][round];
+        if (_isSet(bitmap, index)) revert AlreadyClaimed();
+        if (!MerkleProof.verifyCalldata(proof, r.rewardsRoot, _leaf(index, account, amount))) revert InvalidProof();
+        uint256 available = r.rewardTotal - r.rewardClaimed;
+        if (amount > available) revert ExceedsRoundRewards(available, amount);
+
+        _set(bitmap, index);
+        r.rewardClaimed += amount;
+        task.unclaimed -= amount;
+        emit RewardClaimed(taskId, round, account, index, amount);
+        _send(account, amount);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function slashContributor(
+        uint256 taskId,
+        uint32 round,
+        uint256 index,
+        address account,
+        uint256 amount,
+        bytes32[] calldata proof
+    ) external {
+        Task storage task = _existingTask(taskId);
+        Round storage r = _rounds[taskId][round];
+        if (r.status != RoundStatus.Finalized) revert WrongRoundStatus(r.status);
+        if (block.timestamp > r.finalizedAt + task.params.challengeDuration) revert SlashWindowClosed();
+        mapping(uint256 => uint256) storage bitmap = _slashedBitmap[taskId][round];
+        if (_isSet(bitmap, index)) revert AlreadySlashed();
+        if (!MerkleProof.verifyCalldata(proof, r.slashRoot, _leaf(index, account, amount))) revert InvalidProof();
+
+        _set(bitmap, index);
+        Contributor storage contributor = _contributors[taskId][account];
+        uint256 slashed = amount < contributor.stake ? amount : contributor.stake;
+        contributor.stake -= uint128(slashed);
+        task.stakes -= slashed;
+        task.escrow += slashed;
+        emit ContributorSlashed(taskId, round, account, slashed);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function withdrawCredit() external nonReentrant {
+        uint256 amount = credits[msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        credits[msg.sender] = 0;
+        totalCredits -= amount;
+        emit CreditWithdrawn(msg.sender, amount);
+        _send(msg.sender, amount);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @notice The phase of the task's current round.
+    function phase(uint256 taskId) external view returns (Phase) {
+        Task storage task = _existingTask(taskId);
+        if (task.status != TaskStatus.Active) return Phase.Closed;
+        return _phase(task, _rounds[taskId][task.currentRound]);
+    }
+
+    /// @notice A task's parameters, status and money buckets.
+    function getTask(uint256 taskId) external view returns (Task memory) {
+        return _existingTask(taskId);
+    }
+
+    /// @notice A round's schedule, counters, status and accepted result.
+    function getRound(uint256 taskId, uint32 round) external view returns (Round memory) {
+        _existingTask(taskId);
+        return _rounds[taskId][round];
+    }
+
+    /// @notice The task's validators in the order given at creation.
+    function validatorsOf(uint256 taskId) external view returns (address[] memory) {
+        return _validators[taskId];
+    }
+
+    function validatorInfo(uint256 taskId, address account) external view returns (Validator memory) {
+        return _validatorInfo[taskId][account];
+    }
+
+    function contributorInfo(uint256 taskId, address account) external view returns (Contributor memory) {
+        return _contributors[taskId][account];
+    }
+
+    /// @notice The commitment of a contributor in a round; bytes32(uint256(1)) once revealed.
+    function commitmentOf(uint256 taskId, uint32 round, address account) external view returns (bytes32) {
+        return _commitments[taskId][round][account];
+    }
+
+    /// @notice The proposal hash a validator proposed for a round, or zero.
+    function proposalOf(uint256 taskId, uint32 round, address account) external view returns (bytes32) {
+        return _proposals[taskId][round][account];
+    }
+
+    function isClaimed(uint256 taskId, uint32 round, uint256 index) external view returns (bool) {
+        return _isSet(_claimedBitmap[taskId][round], index);
+    }
+
+    function isSlashed(uint256 taskId, uint32 round, uint256 index) external view returns (bool) {
+        return _isSet(_slashedBitmap[taskId][round], index);
+    }
+
+    /// @notice Wei the contract holds for a task, all buckets together.
+    function taskHoldings(uint256 taskId) external view returns (uint256) {
+        Task storage t = _existingTask(taskId);
+        return t.escrow + t.reserved + t.unclaimed + t.stakes + t.bonds + t.challengeBonds;
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _existingTask(uint256 taskId) private view returns (Task storage task) {
+        task = _tasks[taskId];
+        if (task.status == TaskStatus.None) revert UnknownTask(taskId);
+    }
+
+    function _activeTask(uint256 taskId) private view returns (Task storage task) {
+        task = _existingTask(taskId);
+        if (task.status != TaskStatus.Active) revert TaskNotActive(taskId);
+    }
+
+    function _phase(Task storage task, Round storage r) private view returns (Phase) {
+        if (task.status != TaskStatus.Active || r.status != RoundStatus.Open) return Phase.Closed;
+        if (block.timestamp < r.startsAt) return Phase.Join;
+        if (block.timestamp < r.commitEnd) return Phase.Commit;
+        if (block.timestamp < r.revealEnd) return Phase.Reveal;
+        if (block.timestamp < r.validateEnd) return Phase.Validate;
+        return Phase.Expired;
+    }
+
+    /// A stake is free once the contributor's last round can no longer change its standing.
+    function _stakeFree(Task storage task, Round storage r) private view returns (bool) {
+        if (r.status == RoundStatus.Failed || r.status == RoundStatus.Voided) return true;
+        if (r.status == RoundStatus.Finalized) return block.timestamp > r.finalizedAt + task.params.challengeDuration;
+        // An open round of a task that is no longer active will never be validated.
+        return r.status == RoundStatus.Open && task.status != TaskStatus.Active;
+    }
+
+    function _startRound(uint256 taskId, Task storage task, uint32 round, uint64 startsAt) private {
+        task.currentRound = round;
+        _schedule(taskId, task, round, startsAt, 0, 0);
+    }
+
+    /// Sets a round's schedule: a zero end is computed from the previous one and the phase's duration.
+    function _schedule(
+        uint256 taskId,
+        Task storage task,
+        uint32 round,
+        uint64 startsAt,
+        uint64 commitEnd,
+        uint64 revealEnd
+    ) private {
+        Round storage r = _rounds[taskId][round];
+        if (commitEnd == 0) commitEnd = startsAt + task.params.commitDuration;
+        if (revealEnd == 0) revealEnd = commitEnd + task.params.revealDuration;
+        uint64 validateEnd = revealEnd + task.params.validationDuration;
+        r.startsAt = startsAt;
+        r.commitEnd = commitEnd;
+        r.revealEnd = revealEnd;
+        r.validateEnd = validateEnd;
+        emit RoundScheduled(taskId, round, startsAt, commitEnd, revealEnd, validateEnd);
+    }
+
+    function _nextRound(uint256 taskId, Task storage task) private {
+        uint32 next = task.currentRound + 1;
+        if (next == task.params.numRounds) {
+            task.currentRound = next;
+            task.status = TaskStatus.Completed;
+            emit TaskCompleted(taskId);
+        } else {
+            _startRound(taskId, task, next, uint64(block.timestamp));
+        }
+    }
+
+    /// Voids the challenged round and every later accepted round; the task stops.
+    function _halt(uint256 taskId, Task storage task, uint32 fromRound) private {
+        task.status = TaskStatus.Halted;
+        uint32 last = task.currentRound < task.params.numRounds ? task.currentRound : task.params.numRounds - 1;
+        for (uint32 round = fromRound; round <= last; round++) {
+            Round storage r = _rounds[taskId][round];
+            if (r.status != RoundStatus.Accepted) continue;
+            r.status = RoundStatus.Voided;
+            task.reserved -= r.rewardTotal;
+            task.escrow += r.rewardTotal;
+            task.pendingRounds -= 1;
+            emit RoundVoided(taskId, round);
+        }
+        emit TaskHalted(taskId, fromRound);
+    }
+
+    function _slashValidator(uint256 taskId, Task storage task, uint32 round, address account) private {
+        Validator storage info = _validatorInfo[taskId][account];
+        uint256 slashed = task.params.validatorSlash < info.bond ? task.params.validatorSlash : info.bond;
+        if (slashed == 0) return;
+        info.bond -= uint128(slashed);
+        task.bonds -= slashed;
+        task.escrow += slashed;
+        emit ValidatorSlashed(taskId, round, account, slashed);
+    }
+
+    function _refund(uint256 taskId, Task storage task) private {
+        uint256 amount = task.escrow;
+        if (amount == 0) return;
+        task.escrow = 0;
+        emit EscrowRefunded(taskId, task.owner, amount);
+        _send(task.owner, amount);
+    }
+
+    function _send(address to, uint256 amount) private {
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert TransferFailed(to, amount);
+    }
+
+    function _checkCid(string calldata cid) private pure {
+        uint256 length = bytes(cid).length;
+        if (length == 0 || length > MAX_CID_BYTES) revert BadCid();
+    }
+
+    /// The OpenZeppelin StandardMerkleTree leaf of (uint256 index, address account, uint256 amount).
+    function _leaf(uint256 index, address account, uint256 amount) private pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(index, account, amount))));
+    }
+
+    function _isSet(mapping(uint256 => uint256) storage bitmap, uint256 index) private view returns (bool) {
+        return bitmap[index >> 8] & (1 << (index & 0xff)) != 0;
+    }
+
+    function _set(mapping(uint256 => uint256) storage bitmap, uint256 index) private {
+        bitmap[index >> 8] |= 1 << (index & 0xff);
+    }
+}

@@ -1,0 +1,1 @@
+"""Wire-level protocol pieces shared by cotrain nodes and the on-chain contracts."""

@@ -1,0 +1,272 @@
+"""Fixtures for the market's tests: one deployment per module, a chain snapshot per test, and a driver that
+walks tasks through the protocol so each test states only the step it is about."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import pytest
+from brownie import TrainingMarket, accounts, chain
+from brownie.network.account import Account
+
+from cotrain.protocol.commitment import update_commitment
+from cotrain.protocol.merkle import Allocation, StandardMerkleTree, allocation_tree
+
+ZERO_ADDRESS = "0x" + "00" * 20
+ZERO_BYTES32 = b"\x00" * 32
+ETHER = 10**18
+
+# TaskParams field order, as in ITrainingMarket.
+PARAM_FIELDS = (
+    "specDigest",
+    "numRounds",
+    "minContributors",
+    "maxContributors",
+    "joinDuration",
+    "commitDuration",
+    "revealDuration",
+    "validationDuration",
+    "challengeDuration",
+    "quorum",
+    "contributorStake",
+    "validatorBond",
+    "validatorSlash",
+    "challengeBond",
+    "arbiter",
+)
+DEFAULT_PARAMS = {
+    "specDigest": hashlib.sha256(b"task spec").digest(),
+    "numRounds": 3,
+    "minContributors": 2,
+    "maxContributors": 4,
+    "joinDuration": 600,
+    "commitDuration": 3600,
+    "revealDuration": 1800,
+    "validationDuration": 1800,
+    "challengeDuration": 3600,
+    "quorum": 2,
+    "contributorStake": ETHER // 10,
+    "validatorBond": ETHER,
+    "validatorSlash": ETHER // 4,
+    "challengeBond": ETHER // 2,
+    "arbiter": ZERO_ADDRESS,
+}
+DEFAULT_BUDGET = 3 * ETHER
+SPEC_CID = "bafkreispec"
+
+# Enum values, as in ITrainingMarket.
+TASK_ACTIVE, TASK_COMPLETED, TASK_CANCELLED, TASK_HALTED = 1, 2, 3, 4
+OPEN, ACCEPTED, FINALIZED, FAILED, VOIDED = range(5)
+JOIN, COMMIT, REVEAL, VALIDATE, EXPIRED, CLOSED = range(6)
+
+
+def task_params(**overrides) -> tuple:
+    """TaskParams as the tuple the ABI takes, defaults overridden by keyword."""
+    unknown = set(overrides) - set(PARAM_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown TaskParams fields: {sorted(unknown)}")
+    merged = {**DEFAULT_PARAMS, **overrides}
+    return tuple(merged[name] for name in PARAM_FIELDS)
+
+
+def digest_of(label: str) -> bytes:
+    """A stand-in update or model digest: sha256 of a label."""
+    return hashlib.sha256(label.encode()).digest()
+
+
+@dataclass
+class Update:
+    """One contributor's update in a round, as the driver commits and reveals it."""
+
+    contributor: Account
+    digest: bytes
+    salt: bytes
+    samples: int = 100
+    cid: str = "bafkreiupdate"
+
+
+@dataclass
+class RoundResult:
+    """A proposal plus the Merkle trees behind it."""
+
+    proposal: tuple
+    rewards: StandardMerkleTree | None
+    slashes: StandardMerkleTree | None
+    reward_allocations: list[Allocation] = field(default_factory=list)
+    slash_allocations: list[Allocation] = field(default_factory=list)
+
+    def reward_proof(self, index: int) -> list[bytes]:
+        assert self.rewards is not None
+        return self.rewards.proof(index)
+
+
+def make_proposal(
+    rewards: list[tuple[Account, int]],
+    slashes: list[tuple[Account, int]] = (),
+    label: str = "model",
+) -> RoundResult:
+    """A proposal whose reward and slash roots are built with cotrain's Merkle code."""
+    reward_allocations = [Allocation(str(account), amount) for account, amount in rewards]
+    slash_allocations = [Allocation(str(account), amount) for account, amount in slashes]
+    reward_tree = allocation_tree(reward_allocations) if reward_allocations else None
+    slash_tree = allocation_tree(slash_allocations) if slash_allocations else None
+    proposal = (
+        digest_of(label),
+        digest_of(label + " record"),
+        reward_tree.root if reward_tree else ZERO_BYTES32,
+        slash_tree.root if slash_tree else ZERO_BYTES32,
+        sum(amount for _, amount in rewards),
+        f"bafkrei{label.replace(' ', '')}",
+        "bafkreirecord",
+    )
+    return RoundResult(proposal, reward_tree, slash_tree, reward_allocations, slash_allocations)
+
+
+class Driver:
+    """Walks tasks through the protocol with brownie accounts."""
+
+    def __init__(self, market, owner, validators, contributors):
+        self.market = market
+        self.owner = owner
+        self.validators = validators
+        self.contributors = contributors
+
+    def create_task(self, *, budget=DEFAULT_BUDGET, validators=None, bond=True, sender=None, **params) -> int:
+        """Create a task (and bond its validators unless bond=False); return its id."""
+        validators = list(self.validators if validators is None else validators)
+        tx = self.market.createTask(
+            task_params(**params), SPEC_CID, validators, {"from": sender or self.owner, "value": budget}
+        )
+        task_id = tx.return_value
+        bond_amount = self.params(task_id)["validatorBond"]
+        if bond and bond_amount:
+            for validator in validators:
+                self.market.bondValidator(task_id, {"from": validator, "value": bond_amount})
+        return task_id
+
+    def params(self, task_id: int) -> dict:
+        return dict(zip(PARAM_FIELDS, self.market.getTask(task_id)[0]))
+
+    def task(self, task_id: int) -> dict:
+        """The Task struct by field name; "params" holds the TaskParams dict."""
+        names = (
+            "params owner status currentRound activeContributors pendingRounds roundBudget escrow reserved "
+            "unclaimed stakes bonds challengeBonds"
+        ).split()
+        task = dict(zip(names, self.market.getTask(task_id)))
+        task["params"] = dict(zip(PARAM_FIELDS, task["params"]))
+        return task
+
+    def join(self, task_id: int, contributors=None) -> None:
+        stake = self.params(task_id)["contributorStake"]
+        for contributor in self.contributors if contributors is None else contributors:
+            self.market.join(task_id, {"from": contributor, "value": stake})
+
+    def sleep_until(self, timestamp: int) -> None:
+        """Mine a block at or after timestamp."""
+        gap = timestamp - chain.time()
+        if gap > 0:
+            chain.sleep(gap)
+        chain.mine()
+
+    def round(self, task_id: int, round_: int) -> dict:
+        names = (
+            "startsAt commitEnd revealEnd commits reveals validateEnd acceptedAt finalizedAt status acceptedHash "
+            "modelDigest rewardsRoot slashRoot rewardTotal rewardClaimed challenger challengedAt"
+        ).split()
+        return dict(zip(names, self.market.getRound(task_id, round_)))
+
+    def open_commit(self, task_id: int, round_: int = 0) -> None:
+        self.sleep_until(self.round(task_id, round_)["startsAt"])
+
+    def updates(self, round_: int, contributors=None) -> list[Update]:
+        return [
+            Update(c, digest_of(f"update {round_} {c}"), digest_of(f"salt {round_} {c}"))
+            for c in (self.contributors if contributors is None else contributors)
+        ]
+
+    def commit(self, task_id: int, round_: int, updates: list[Update]) -> None:
+        for u in updates:
+            commitment = update_commitment(str(u.contributor), task_id, round_, u.digest, u.salt)
+            self.market.commit(task_id, round_, commitment, {"from": u.contributor})
+
+    def reveal(self, task_id: int, round_: int, updates: list[Update]) -> None:
+        for u in updates:
+            self.market.reveal(task_id, round_, u.cid, u.digest, u.samples, u.salt, {"from": u.contributor})
+
+    def submit(self, task_id: int, round_: int, updates: list[Update] | None = None) -> list[Update]:
+        """Commit then reveal; the phases end early because every expected contributor acts."""
+        updates = self.updates(round_) if updates is None else updates
+        self.commit(task_id, round_, updates)
+        self.sleep_until(self.round(task_id, round_)["commitEnd"])
+        self.reveal(task_id, round_, updates)
+        self.sleep_until(self.round(task_id, round_)["revealEnd"])
+        return updates
+
+    def propose(self, task_id: int, round_: int, result: RoundResult, validators=None) -> None:
+        for validator in self.validators[:2] if validators is None else validators:
+            self.market.propose(task_id, round_, result.proposal, {"from": validator})
+
+    def accept(self, task_id: int, round_: int, updates: list[Update] | None = None, share: int | None = None):
+        """Run a round to acceptance with equal rewards for every revealed update; return the RoundResult."""
+        updates = self.submit(task_id, round_, updates)
+        budget = self.task(task_id)["roundBudget"] if share is None else share * len(updates)
+        each = budget // len(updates)
+        result = make_proposal([(u.contributor, each) for u in updates], label=f"model {round_}")
+        self.propose(task_id, round_, result)
+        return result
+
+    def finalize(self, task_id: int, round_: int) -> None:
+        r = self.round(task_id, round_)
+        self.sleep_until(r["acceptedAt"] + self.params(task_id)["challengeDuration"])
+        self.market.finalizeRound(task_id, round_, {"from": self.owner})
+
+
+@pytest.fixture(scope="module")
+def owner():
+    return accounts[0]
+
+
+@pytest.fixture(scope="module")
+def validators():
+    return accounts[1:4]
+
+
+@pytest.fixture(scope="module")
+def contributors():
+    return accounts[4:8]
+
+
+@pytest.fixture(scope="module")
+def arbiter():
+    return accounts[8]
+
+
+@pytest.fixture(scope="module")
+def outsider():
+    return accounts[9]
+
+
+@pytest.fixture(scope="module")
+def market(owner):
+    return TrainingMarket.deploy({"from": owner})
+
+
+@pytest.fixture(autouse=True)
+def isolation(fn_isolation):
+    """Every test starts from the chain state right after the module's fixtures."""
+
+
+@pytest.fixture
+def driver(market, owner, validators, contributors):
+    return Driver(market, owner, validators, contributors)
+
+
+@pytest.fixture
+def task_id(driver):
+    """A task with the default parameters, validators bonded, all four contributors joined, commit phase open."""
+    task_id = driver.create_task()
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    return task_id
