@@ -2,14 +2,14 @@
 pragma solidity ^0.8.24;
 
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {ITrainingMarket} from "./interfaces/ITrainingMarket.sol";
 
 /// @title TrainingMarket
 /// @notice See ITrainingMarket. Every wei the contract holds belongs to exactly one bucket: a task's escrow,
 /// reserved (accepted, not yet finalized rewards), unclaimed (finalized rewards), stakes, bonds or challenge bonds,
 /// or an account's credit. Each function moves wei between buckets or out to their owner, never elsewhere.
-contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
+contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
     uint32 public constant MAX_ROUNDS = 1000;
     uint256 public constant MAX_VALIDATORS = 32;
     uint256 public constant MAX_CID_BYTES = 128;
@@ -264,7 +264,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
 
         Round storage r = _rounds[taskId][task.currentRound];
         if (block.timestamp < r.startsAt && task.activeContributors >= task.params.maxContributors) {
-            _schedule(taskId, task, task.currentRound, uint64(block.timestamp), 0, 0);
+            _startRound(taskId, task, task.currentRound, uint64(block.timestamp));
         }
     }
 
@@ -308,7 +308,8 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
 
         uint32 active = task.activeContributors;
         if (commits == (active < maxContributors ? active : maxContributors)) {
-            _schedule(taskId, task, round, r.startsAt, uint64(block.timestamp), 0);
+            uint64 now_ = uint64(block.timestamp);
+            _schedule(taskId, task, round, r.startsAt, now_, now_ + task.params.revealDuration);
         }
     }
 
@@ -585,10 +586,11 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
 
     function _startRound(uint256 taskId, Task storage task, uint32 round, uint64 startsAt) private {
         task.currentRound = round;
-        _schedule(taskId, task, round, startsAt, 0, 0);
+        uint64 commitEnd = startsAt + task.params.commitDuration;
+        _schedule(taskId, task, round, startsAt, commitEnd, commitEnd + task.params.revealDuration);
     }
 
-    /// Sets a round's schedule: a zero end is computed from the previous one and the phase's duration.
+    /// Sets a round's phase ends; the validation phase always gets its full duration after the reveal end.
     function _schedule(
         uint256 taskId,
         Task storage task,
@@ -598,8 +600,6 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuardTransient {
         uint64 revealEnd
     ) private {
         Round storage r = _rounds[taskId][round];
-        if (commitEnd == 0) commitEnd = startsAt + task.params.commitDuration;
-        if (revealEnd == 0) revealEnd = commitEnd + task.params.revealDuration;
         uint64 validateEnd = revealEnd + task.params.validationDuration;
         r.startsAt = startsAt;
         r.commitEnd = commitEnd;

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import pytest
 from brownie import TrainingMarket, accounts, chain
 from brownie.network.account import Account
-
 from cotrain.protocol.commitment import update_commitment
 from cotrain.protocol.merkle import Allocation, StandardMerkleTree, allocation_tree
 
@@ -34,6 +33,41 @@ PARAM_FIELDS = (
     "validatorSlash",
     "challengeBond",
     "arbiter",
+)
+# Task and Round struct field order, as in TrainingMarket.
+TASK_FIELDS = (
+    "params",
+    "owner",
+    "status",
+    "currentRound",
+    "activeContributors",
+    "pendingRounds",
+    "roundBudget",
+    "escrow",
+    "reserved",
+    "unclaimed",
+    "stakes",
+    "bonds",
+    "challengeBonds",
+)
+ROUND_FIELDS = (
+    "startsAt",
+    "commitEnd",
+    "revealEnd",
+    "commits",
+    "reveals",
+    "validateEnd",
+    "acceptedAt",
+    "finalizedAt",
+    "status",
+    "acceptedHash",
+    "modelDigest",
+    "rewardsRoot",
+    "slashRoot",
+    "rewardTotal",
+    "rewardClaimed",
+    "challenger",
+    "challengedAt",
 )
 DEFAULT_PARAMS = {
     "specDigest": hashlib.sha256(b"task spec").digest(),
@@ -146,16 +180,12 @@ class Driver:
         return task_id
 
     def params(self, task_id: int) -> dict:
-        return dict(zip(PARAM_FIELDS, self.market.getTask(task_id)[0]))
+        return dict(zip(PARAM_FIELDS, self.market.getTask(task_id)[0], strict=True))
 
     def task(self, task_id: int) -> dict:
         """The Task struct by field name; "params" holds the TaskParams dict."""
-        names = (
-            "params owner status currentRound activeContributors pendingRounds roundBudget escrow reserved "
-            "unclaimed stakes bonds challengeBonds"
-        ).split()
-        task = dict(zip(names, self.market.getTask(task_id)))
-        task["params"] = dict(zip(PARAM_FIELDS, task["params"]))
+        task = dict(zip(TASK_FIELDS, self.market.getTask(task_id), strict=True))
+        task["params"] = dict(zip(PARAM_FIELDS, task["params"], strict=True))
         return task
 
     def join(self, task_id: int, contributors=None) -> None:
@@ -171,11 +201,7 @@ class Driver:
         chain.mine()
 
     def round(self, task_id: int, round_: int) -> dict:
-        names = (
-            "startsAt commitEnd revealEnd commits reveals validateEnd acceptedAt finalizedAt status acceptedHash "
-            "modelDigest rewardsRoot slashRoot rewardTotal rewardClaimed challenger challengedAt"
-        ).split()
-        return dict(zip(names, self.market.getRound(task_id, round_)))
+        return dict(zip(ROUND_FIELDS, self.market.getRound(task_id, round_), strict=True))
 
     def open_commit(self, task_id: int, round_: int = 0) -> None:
         self.sleep_until(self.round(task_id, round_)["startsAt"])
@@ -208,7 +234,9 @@ class Driver:
         for validator in self.validators[:2] if validators is None else validators:
             self.market.propose(task_id, round_, result.proposal, {"from": validator})
 
-    def accept(self, task_id: int, round_: int, updates: list[Update] | None = None, share: int | None = None):
+    def accept(
+        self, task_id: int, round_: int, updates: list[Update] | None = None, share: int | None = None
+    ):
         """Run a round to acceptance with equal rewards for every revealed update; return the RoundResult."""
         updates = self.submit(task_id, round_, updates)
         budget = self.task(task_id)["roundBudget"] if share is None else share * len(updates)
@@ -265,7 +293,7 @@ def driver(market, owner, validators, contributors):
 
 @pytest.fixture
 def task_id(driver):
-    """A task with the default parameters, validators bonded, all four contributors joined, commit phase open."""
+    """A default task: validators bonded, all four contributors joined, commit phase open."""
     task_id = driver.create_task()
     driver.join(task_id)
     driver.open_commit(task_id)

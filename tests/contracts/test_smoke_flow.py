@@ -14,5 +14,7 @@ def test_three_rounds_accept_finalize_and_pay(driver, market, contributors, task
         assert driver.round(task_id, r)["status"] == FINALIZED
     balance = contributors[0].balance()
     alloc = results[0].reward_allocations[0]
-    market.claim(task_id, 0, 0, alloc.account, alloc.amount, results[0].reward_proof(0), {"from": contributors[0]})
+    market.claim(
+        task_id, 0, 0, alloc.account, alloc.amount, results[0].reward_proof(0), {"from": contributors[0]}
+    )
     assert contributors[0].balance() - balance == alloc.amount

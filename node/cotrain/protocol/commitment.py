@@ -1,7 +1,8 @@
 """The commit-reveal binding of an update to its contributor, task and round.
 
-The market checks ``keccak256(abi.encode(contributor, taskId, round, updateDigest, salt))`` at reveal time; because
-the contributor's address is inside the hash, a copied commitment or a copied update revealed by someone else fails.
+The market checks ``keccak256(abi.encode(contributor, taskId, round, updateDigest, salt))`` at reveal time.
+The contributor's address is inside the hash, so a commitment copied by someone else never reveals, and
+an update seen at reveal time is too late to commit to.
 """
 
 import secrets
@@ -10,7 +11,9 @@ import eth_abi
 from eth_utils import keccak, to_checksum_address
 
 
-def update_commitment(contributor: str, task_id: int, round_: int, update_digest: bytes, salt: bytes) -> bytes:
+def update_commitment(
+    contributor: str, task_id: int, round_: int, update_digest: bytes, salt: bytes
+) -> bytes:
     """Return the 32-byte commitment the market's ``commit`` expects for this update.
 
     Parameters

@@ -1,0 +1,27 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test` (both run the set-up first).
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+# brownie 1.22 warns about its own internal calls on every chain.sleep/snapshot.
+export PYTHONWARNINGS := ignore::FutureWarning
+PYTEST_FLAGS ?= -q
+
+.PHONY: setup demo test lint contracts clean
+
+setup:
+	@bash toolchain/setup.sh
+
+contracts: setup
+	brownie compile --all
+
+lint: contracts
+	ruff check node tests scripts toolchain
+	python toolchain/slither_gate.py
+
+demo: setup
+	brownie run scripts/demo_task.py
+
+test: lint
+	python -m pytest tests $(PYTEST_FLAGS)
+
+clean:
+	rm -rf build reports .hypothesis .pytest_cache
