@@ -54,6 +54,10 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
     struct Contributor {
         bool joined;
         uint32 lastRound; // 1 + the last round committed to; 0 for none
+        // 1 + the last accepted round committed to before lastRound; 0 for none. A failed lastRound must not
+        // free a stake that an earlier accepted round can still slash; rounds finalize in order, so the
+        // latest accepted one is the last to settle.
+        uint32 lockedRound;
         uint128 stake;
     }
 
@@ -273,10 +277,8 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         Task storage task = _existingTask(taskId);
         Contributor storage contributor = _contributors[taskId][msg.sender];
         if (!contributor.joined) revert NotJoined();
-        if (contributor.lastRound != 0) {
-            uint32 round = contributor.lastRound - 1;
-            if (!_stakeFree(task, _rounds[taskId][round])) revert StakeLocked(round);
-        }
+        _checkStakeFree(taskId, task, contributor.lastRound);
+        _checkStakeFree(taskId, task, contributor.lockedRound);
         uint256 refund = contributor.stake;
         contributor.joined = false;
         contributor.stake = 0;
@@ -302,6 +304,11 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         if (r.commits >= maxContributors) revert RoundFull(maxContributors);
 
         commitments[msg.sender] = commitment;
+        uint32 previous = contributor.lastRound;
+        if (previous != 0) {
+            RoundStatus earlier = _rounds[taskId][previous - 1].status;
+            if (earlier == RoundStatus.Accepted || earlier == RoundStatus.Finalized) contributor.lockedRound = previous;
+        }
         contributor.lastRound = round + 1;
         uint32 commits = ++r.commits;
         emit UpdateCommitted(taskId, round, msg.sender, commitment);
@@ -576,12 +583,17 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         return Phase.Expired;
     }
 
-    /// A stake is free once the contributor's last round can no longer change its standing.
-    function _stakeFree(Task storage task, Round storage r) private view returns (bool) {
-        if (r.status == RoundStatus.Failed || r.status == RoundStatus.Voided) return true;
-        if (r.status == RoundStatus.Finalized) return block.timestamp > r.finalizedAt + task.params.challengeDuration;
+    /// Reverts unless the round stored as `roundPlusOne` (0: none) can no longer change a stake.
+    function _checkStakeFree(uint256 taskId, Task storage task, uint32 roundPlusOne) private view {
+        if (roundPlusOne == 0) return;
+        uint32 round = roundPlusOne - 1;
+        Round storage r = _rounds[taskId][round];
+        bool free;
+        if (r.status == RoundStatus.Failed || r.status == RoundStatus.Voided) free = true;
+        else if (r.status == RoundStatus.Finalized) free = block.timestamp > r.finalizedAt + task.params.challengeDuration;
         // An open round of a task that is no longer active will never be validated.
-        return r.status == RoundStatus.Open && task.status != TaskStatus.Active;
+        else free = r.status == RoundStatus.Open && task.status != TaskStatus.Active;
+        if (!free) revert StakeLocked(round);
     }
 
     function _startRound(uint256 taskId, Task storage task, uint32 round, uint64 startsAt) private {

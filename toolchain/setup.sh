@@ -81,7 +81,10 @@ solc_wrapper=$solcx_dir/solc-v$SOLC_VERSION
 cat > "$solc_wrapper.tmp" <<EOF
 #!/bin/sh
 # Written by cotrain's toolchain/setup.sh: solc-js $SOLC_VERSION behind the solc command line py-solc-x expects.
-exec node "$root/toolchain/npm/solc.js" "\$@"
+# Several checkouts share one home: prefer the solc-js of the checkout being built, else the last set up.
+solc_js=toolchain/npm/solc.js
+[ -f "\$solc_js" ] && [ -d toolchain/npm/node_modules/solc ] || solc_js="$root/toolchain/npm/solc.js"
+exec node "\$solc_js" "\$@"
 EOF
 chmod +x "$solc_wrapper.tmp"
 mv "$solc_wrapper.tmp" "$solc_wrapper"

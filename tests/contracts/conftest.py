@@ -4,10 +4,13 @@ walks tasks through the protocol so each test states only the step it is about."
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
-from brownie import TrainingMarket, accounts, chain
+from brownie import TrainingMarket, accounts, chain, web3
+from brownie.exceptions import VirtualMachineError
 from brownie.network.account import Account
 from cotrain.protocol.commitment import update_commitment
 from cotrain.protocol.merkle import Allocation, StandardMerkleTree, allocation_tree
@@ -95,6 +98,36 @@ OPEN, ACCEPTED, FINALIZED, FAILED, VOIDED = range(5)
 JOIN, COMMIT, REVEAL, VALIDATE, EXPIRED, CLOSED = range(6)
 
 
+def _printed(value) -> str:
+    """One decoded custom-error argument as brownie 1.22 prints it: addresses lower case, numbers decimal."""
+    text = str(value)  # accounts print as their checksummed address
+    return text.lower() if text.startswith("0x") and len(text) == 42 else text
+
+
+@contextmanager
+def reverts_with(error: str, *args) -> Iterator[pytest.ExceptionInfo]:
+    """Expect the block to revert with the custom error ``error(*args)``.
+
+    brownie 1.22 decodes a custom error into ``VirtualMachineError.revert_msg`` as ``"Name: arg1, arg2"``
+    (``"Name: "`` without arguments), so the whole message is compared: the name and every argument.
+    """
+    with pytest.raises(VirtualMachineError) as info:
+        yield info
+    assert info.value.revert_msg == f"{error}: {', '.join(_printed(arg) for arg in args)}"
+
+
+def next_block_at(timestamp: int) -> None:
+    """Give the next mined block (the next transaction) exactly this timestamp."""
+    response = web3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
+    assert "error" not in response, response
+
+
+def mine_at(timestamp: int) -> None:
+    """Mine an empty block with exactly this timestamp."""
+    next_block_at(timestamp)
+    chain.mine()
+
+
 def task_params(**overrides) -> tuple:
     """TaskParams as the tuple the ABI takes, defaults overridden by keyword."""
     unknown = set(overrides) - set(PARAM_FIELDS)
@@ -145,11 +178,12 @@ def make_proposal(
     slash_allocations = [Allocation(str(account), amount) for account, amount in slashes]
     reward_tree = allocation_tree(reward_allocations) if reward_allocations else None
     slash_tree = allocation_tree(slash_allocations) if slash_allocations else None
+    # bytes32 fields as 0x-hex, which brownie both accepts as input and compares equal to what it returns.
     proposal = (
-        digest_of(label),
-        digest_of(label + " record"),
-        reward_tree.root if reward_tree else ZERO_BYTES32,
-        slash_tree.root if slash_tree else ZERO_BYTES32,
+        "0x" + digest_of(label).hex(),
+        "0x" + digest_of(label + " record").hex(),
+        "0x" + (reward_tree.root if reward_tree else ZERO_BYTES32).hex(),
+        "0x" + (slash_tree.root if slash_tree else ZERO_BYTES32).hex(),
         sum(amount for _, amount in rewards),
         f"bafkrei{label.replace(' ', '')}",
         "bafkreirecord",

@@ -1,0 +1,562 @@
+"""Task lifecycle from the owner's and the validators' side: createTask, cancelTask, withdrawRefund,
+bondValidator, withdrawBond, and UnknownTask on every function that takes a task id."""
+
+from __future__ import annotations
+
+import pytest
+from brownie import TrainingMarket
+from conftest import (
+    DEFAULT_BUDGET,
+    DEFAULT_PARAMS,
+    ETHER,
+    FINALIZED,
+    OPEN,
+    PARAM_FIELDS,
+    SPEC_CID,
+    TASK_ACTIVE,
+    TASK_CANCELLED,
+    TASK_COMPLETED,
+    ZERO_ADDRESS,
+    digest_of,
+    make_proposal,
+    reverts_with,
+    task_params,
+)
+
+MAX_ROUNDS = 1000
+MAX_VALIDATORS = 32
+MAX_CID_BYTES = 128
+STAKE = DEFAULT_PARAMS["contributorStake"]
+BOND = DEFAULT_PARAMS["validatorBond"]
+SLASH = DEFAULT_PARAMS["validatorSlash"]
+ROUND_BUDGET = DEFAULT_BUDGET // DEFAULT_PARAMS["numRounds"]
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+def create(market, owner, validators, *, budget=DEFAULT_BUDGET, spec_cid=SPEC_CID, **params):
+    """createTask straight on the market (no bonding), returning the transaction."""
+    return market.createTask(
+        task_params(**params), spec_cid, list(validators), {"from": owner, "value": budget}
+    )
+
+
+def addresses(count: int) -> list[str]:
+    """`count` distinct non-zero addresses that are not brownie accounts."""
+    return [f"0x{i:040x}" for i in range(0x1000, 0x1000 + count)]
+
+
+@pytest.fixture
+def accepted_task(driver, task_id):
+    """task_id with round 0 accepted by validators 0 and 1 (validator 2 silent), its rewards reserved."""
+    result = driver.accept(task_id, 0)
+    return task_id, result
+
+
+# ------------------------------------------------------------------------------------------------- createTask
+
+
+def test_create_task_ids_count_from_one(market, owner, validators):
+    first = create(market, owner, validators).return_value
+    second = create(market, owner, validators).return_value
+    assert (first, second) == (1, 2)
+    assert market.taskCount() == 2
+
+
+def test_create_task_stores_params_owner_and_status(driver, market, owner, validators):
+    task_id = create(market, owner, validators).return_value
+    task = driver.task(task_id)
+    stored = task["params"]
+    assert stored["specDigest"] == "0x" + DEFAULT_PARAMS["specDigest"].hex()
+    for name in PARAM_FIELDS[1:-1]:
+        assert stored[name] == DEFAULT_PARAMS[name], name
+    assert task["owner"] == owner
+    assert task["status"] == TASK_ACTIVE
+    assert (task["currentRound"], task["activeContributors"], task["pendingRounds"]) == (0, 0, 0)
+    assert market.validatorsOf(task_id) == list(validators)
+
+
+def test_create_task_escrows_budget_and_splits_round_budget(driver, market, owner, validators):
+    budget = 10 * ETHER + 2  # not a multiple of numRounds: the remainder stays in escrow
+    owner_before, market_before = owner.balance(), market.balance()
+    task_id = create(market, owner, validators, budget=budget, numRounds=3).return_value
+    task = driver.task(task_id)
+    assert task["escrow"] == budget
+    assert task["roundBudget"] == budget // 3
+    assert (task["reserved"], task["unclaimed"], task["stakes"], task["bonds"], task["challengeBonds"]) == (
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
+    assert owner_before - owner.balance() == budget
+    assert market.balance() - market_before == budget
+    assert market.taskHoldings(task_id) == budget
+
+
+def test_create_task_arbiter_defaults_to_owner(driver, market, owner, validators):
+    task_id = create(market, owner, validators, arbiter=ZERO_ADDRESS).return_value
+    assert driver.params(task_id)["arbiter"] == owner
+
+
+def test_create_task_keeps_explicit_arbiter(driver, market, owner, validators, arbiter):
+    task_id = create(market, owner, validators, arbiter=str(arbiter)).return_value
+    assert driver.params(task_id)["arbiter"] == arbiter
+
+
+def test_create_task_lists_validators_unbonded(market, owner, validators, outsider):
+    task_id = create(market, owner, validators).return_value
+    for validator in validators:
+        assert tuple(market.validatorInfo(task_id, validator)) == (True, False, 0)
+    assert tuple(market.validatorInfo(task_id, outsider)) == (False, False, 0)
+
+
+def test_create_task_without_bond_marks_validators_bonded(market, owner, validators):
+    task_id = create(market, owner, validators, validatorBond=0, validatorSlash=0).return_value
+    for validator in validators:
+        assert tuple(market.validatorInfo(task_id, validator)) == (True, True, 0)
+
+
+def test_create_task_emits_task_created(market, owner, validators):
+    budget = 5 * ETHER
+    tx = create(market, owner, validators, budget=budget)
+    event = tx.events["TaskCreated"]
+    assert event["taskId"] == tx.return_value
+    assert event["owner"] == owner
+    assert event["specCid"] == SPEC_CID
+    # The event carries the stored params: the zero arbiter is replaced by the owner.
+    expected = task_params(arbiter=str(owner))
+    assert event["params"][0] == "0x" + expected[0].hex()
+    assert list(event["params"][1:]) == list(expected[1:])
+    assert list(event["validators"]) == list(validators)
+    assert event["budget"] == budget
+
+
+def test_create_task_schedules_round_zero_after_join_duration(driver, market, owner, validators):
+    tx = create(market, owner, validators, joinDuration=600)
+    event = tx.events["RoundScheduled"]
+    starts = tx.timestamp + 600
+    commit_end = starts + DEFAULT_PARAMS["commitDuration"]
+    reveal_end = commit_end + DEFAULT_PARAMS["revealDuration"]
+    validate_end = reveal_end + DEFAULT_PARAMS["validationDuration"]
+    assert dict(event) == {
+        "taskId": tx.return_value,
+        "round": 0,
+        "startsAt": starts,
+        "commitEnd": commit_end,
+        "revealEnd": reveal_end,
+        "validateEnd": validate_end,
+    }
+    r = driver.round(tx.return_value, 0)
+    assert (r["startsAt"], r["commitEnd"], r["revealEnd"], r["validateEnd"]) == (
+        starts,
+        commit_end,
+        reveal_end,
+        validate_end,
+    )
+    assert r["status"] == OPEN
+
+
+def test_create_task_with_zero_join_duration_starts_round_zero_at_once(driver, market, owner, validators):
+    tx = create(market, owner, validators, joinDuration=0)
+    assert driver.round(tx.return_value, 0)["startsAt"] == tx.timestamp
+
+
+def test_create_task_without_value_reverts_empty_budget(market, owner, validators):
+    with reverts_with("EmptyBudget"):
+        create(market, owner, validators, budget=0)
+
+
+@pytest.mark.parametrize("num_rounds", [0, MAX_ROUNDS + 1])
+def test_create_task_bad_round_count_reverts(market, owner, validators, num_rounds):
+    with reverts_with("BadRoundCount", num_rounds):
+        create(market, owner, validators, numRounds=num_rounds)
+
+
+def test_create_task_accepts_max_rounds(driver, market, owner, validators):
+    task_id = create(market, owner, validators, budget=MAX_ROUNDS, numRounds=MAX_ROUNDS).return_value
+    assert driver.task(task_id)["roundBudget"] == 1
+
+
+@pytest.mark.parametrize(("minimum", "maximum"), [(0, 4), (0, 0), (3, 2)])
+def test_create_task_bad_contributor_range_reverts(market, owner, validators, minimum, maximum):
+    with reverts_with("BadContributorRange", minimum, maximum):
+        create(market, owner, validators, minContributors=minimum, maxContributors=maximum)
+
+
+@pytest.mark.parametrize(
+    "duration", ["commitDuration", "revealDuration", "validationDuration", "challengeDuration"]
+)
+def test_create_task_zero_duration_reverts_bad_duration(market, owner, validators, duration):
+    with reverts_with("BadDuration"):
+        create(market, owner, validators, **{duration: 0})
+
+
+@pytest.mark.parametrize("count", [0, MAX_VALIDATORS + 1])
+def test_create_task_bad_validator_count_reverts(market, owner, count):
+    with reverts_with("BadValidatorCount", count):
+        create(market, owner, addresses(count), quorum=1)
+
+
+def test_create_task_accepts_max_validators(market, owner):
+    task_id = create(market, owner, addresses(MAX_VALIDATORS), quorum=MAX_VALIDATORS).return_value
+    assert len(market.validatorsOf(task_id)) == MAX_VALIDATORS
+
+
+def test_create_task_zero_validator_reverts_bad_validator(market, owner, validators):
+    with reverts_with("BadValidator", ZERO_ADDRESS):
+        create(market, owner, [validators[0], ZERO_ADDRESS, validators[1]])
+
+
+def test_create_task_duplicate_validator_reverts_bad_validator(market, owner, validators):
+    with reverts_with("BadValidator", validators[0]):
+        create(market, owner, [validators[0], validators[1], validators[0]])
+
+
+@pytest.mark.parametrize("quorum", [0, 4])
+def test_create_task_bad_quorum_reverts(market, owner, validators, quorum):
+    with reverts_with("BadQuorum", quorum, len(validators)):
+        create(market, owner, validators, quorum=quorum)
+
+
+def test_create_task_quorum_equal_to_validator_count_is_accepted(driver, market, owner, validators):
+    task_id = create(market, owner, validators, quorum=len(validators)).return_value
+    assert driver.params(task_id)["quorum"] == len(validators)
+
+
+def test_create_task_slash_above_bond_reverts_bad_slash(market, owner, validators):
+    with reverts_with("BadSlash", BOND + 1, BOND):
+        create(market, owner, validators, validatorBond=BOND, validatorSlash=BOND + 1)
+
+
+def test_create_task_slash_equal_to_bond_is_accepted(driver, market, owner, validators):
+    task_id = create(market, owner, validators, validatorBond=BOND, validatorSlash=BOND).return_value
+    assert driver.params(task_id)["validatorSlash"] == BOND
+
+
+@pytest.mark.parametrize("spec_cid", ["", "b" * (MAX_CID_BYTES + 1)], ids=["empty", "129-bytes"])
+def test_create_task_bad_spec_cid_reverts(market, owner, validators, spec_cid):
+    with reverts_with("BadCid"):
+        create(market, owner, validators, spec_cid=spec_cid)
+
+
+def test_create_task_accepts_128_byte_spec_cid(market, owner, validators):
+    tx = create(market, owner, validators, spec_cid="b" * MAX_CID_BYTES)
+    assert tx.events["TaskCreated"]["specCid"] == "b" * MAX_CID_BYTES
+
+
+# ------------------------------------------------------------------------------------------------- cancelTask
+
+
+def test_cancel_task_by_outsider_reverts_not_owner(market, outsider, task_id):
+    with reverts_with("NotOwner", outsider):
+        market.cancelTask(task_id, {"from": outsider})
+
+
+def test_cancel_task_by_validator_reverts_not_owner(market, validators, task_id):
+    with reverts_with("NotOwner", validators[0]):
+        market.cancelTask(task_id, {"from": validators[0]})
+
+
+def test_cancel_task_refunds_whole_escrow_to_owner(driver, market, owner, task_id):
+    before = owner.balance()
+    market.cancelTask(task_id, {"from": owner})
+    assert owner.balance() - before == DEFAULT_BUDGET
+    task = driver.task(task_id)
+    assert task["status"] == TASK_CANCELLED
+    assert task["escrow"] == 0
+
+
+def test_cancel_task_emits_cancelled_and_refunded(market, owner, task_id):
+    tx = market.cancelTask(task_id, {"from": owner})
+    assert dict(tx.events["TaskCancelled"]) == {"taskId": task_id}
+    assert dict(tx.events["EscrowRefunded"]) == {"taskId": task_id, "owner": owner, "amount": DEFAULT_BUDGET}
+
+
+def test_cancel_task_leaves_stakes_and_bonds_in_place(
+    driver, market, owner, validators, contributors, task_id
+):
+    market.cancelTask(task_id, {"from": owner})
+    task = driver.task(task_id)
+    assert task["stakes"] == len(contributors) * STAKE
+    assert task["bonds"] == len(validators) * BOND
+    assert market.taskHoldings(task_id) == task["stakes"] + task["bonds"]
+
+
+def test_cancel_task_twice_reverts_task_not_active(market, owner, task_id):
+    market.cancelTask(task_id, {"from": owner})
+    with reverts_with("TaskNotActive", task_id):
+        market.cancelTask(task_id, {"from": owner})
+
+
+def test_cancel_completed_task_reverts_task_not_active(driver, market, owner):
+    task_id = driver.create_task(numRounds=1, budget=ETHER)
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    driver.accept(task_id, 0)
+    assert driver.task(task_id)["status"] == TASK_COMPLETED
+    with reverts_with("TaskNotActive", task_id):
+        market.cancelTask(task_id, {"from": owner})
+
+
+def test_cancel_task_keeps_accepted_round_rewards_reserved(driver, market, owner, accepted_task):
+    task_id, _ = accepted_task
+    before = owner.balance()
+    tx = market.cancelTask(task_id, {"from": owner})
+    assert tx.events["EscrowRefunded"]["amount"] == DEFAULT_BUDGET - ROUND_BUDGET
+    assert owner.balance() - before == DEFAULT_BUDGET - ROUND_BUDGET
+    task = driver.task(task_id)
+    assert (task["escrow"], task["reserved"], task["pendingRounds"]) == (0, ROUND_BUDGET, 1)
+
+
+def test_accepted_round_stays_payable_after_cancel(driver, market, owner, contributors, accepted_task):
+    task_id, result = accepted_task
+    market.cancelTask(task_id, {"from": owner})
+    driver.finalize(task_id, 0)
+    assert driver.round(task_id, 0)["status"] == FINALIZED
+    for index, allocation in enumerate(result.reward_allocations):
+        account = next(c for c in contributors if c == allocation.account)
+        before = account.balance()
+        market.claim(task_id, 0, index, allocation.account, allocation.amount, result.reward_proof(index))
+        assert account.balance() - before == allocation.amount
+    task = driver.task(task_id)
+    assert (task["reserved"], task["unclaimed"]) == (0, 0)
+
+
+# --------------------------------------------------------------------------------------------- withdrawRefund
+
+
+def test_withdraw_refund_by_outsider_reverts_not_owner(market, owner, outsider, task_id):
+    market.cancelTask(task_id, {"from": owner})
+    with reverts_with("NotOwner", outsider):
+        market.withdrawRefund(task_id, {"from": outsider})
+
+
+def test_withdraw_refund_while_active_reverts_task_still_active(market, owner, task_id):
+    with reverts_with("TaskStillActive", task_id):
+        market.withdrawRefund(task_id, {"from": owner})
+
+
+def test_withdraw_refund_after_cancel_reverts_nothing_to_withdraw(market, owner, task_id):
+    market.cancelTask(task_id, {"from": owner})
+    with reverts_with("NothingToWithdraw"):
+        market.withdrawRefund(task_id, {"from": owner})
+
+
+def test_withdraw_refund_pays_unspent_round_budget_after_completion(driver, market, owner):
+    task_id = driver.create_task(numRounds=1, budget=ETHER)
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    driver.accept(task_id, 0, share=ETHER // 10)  # rewardTotal 0.4 ether of a 1 ether round budget
+    assert driver.task(task_id)["status"] == TASK_COMPLETED
+    before = owner.balance()
+    tx = market.withdrawRefund(task_id, {"from": owner})
+    leftover = ETHER - 4 * (ETHER // 10)
+    assert owner.balance() - before == leftover
+    assert dict(tx.events["EscrowRefunded"]) == {"taskId": task_id, "owner": owner, "amount": leftover}
+    task = driver.task(task_id)
+    assert (task["escrow"], task["reserved"]) == (0, 4 * (ETHER // 10))
+
+
+def test_withdraw_refund_pays_budget_division_remainder(driver, market, owner):
+    task_id = driver.create_task(numRounds=2, budget=2 * ETHER + 1)
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    for round_ in range(2):
+        driver.accept(task_id, round_)  # each round pays its whole round budget of 1 ether
+    before = owner.balance()
+    market.withdrawRefund(task_id, {"from": owner})
+    assert owner.balance() - before == 1
+
+
+def test_withdraw_refund_pays_validator_slash_collected_after_cancel(driver, market, owner, accepted_task):
+    task_id, _ = accepted_task
+    market.cancelTask(task_id, {"from": owner})
+    driver.finalize(task_id, 0)  # validator 2 never proposed: it loses validatorSlash to the escrow
+    before = owner.balance()
+    tx = market.withdrawRefund(task_id, {"from": owner})
+    assert tx.events["EscrowRefunded"]["amount"] == SLASH
+    assert owner.balance() - before == SLASH
+
+
+def test_withdraw_refund_twice_reverts_nothing_to_withdraw(driver, market, owner):
+    task_id = driver.create_task(numRounds=1, budget=ETHER)
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    driver.accept(task_id, 0, share=ETHER // 10)
+    market.withdrawRefund(task_id, {"from": owner})
+    with reverts_with("NothingToWithdraw"):
+        market.withdrawRefund(task_id, {"from": owner})
+
+
+# ---------------------------------------------------------------------------------------------- bondValidator
+
+
+def test_bond_validator_by_non_validator_reverts(driver, market, outsider):
+    task_id = driver.create_task(bond=False)
+    with reverts_with("NotValidator", outsider):
+        market.bondValidator(task_id, {"from": outsider, "value": BOND})
+
+
+def test_bond_validator_twice_reverts_already_bonded(driver, market, validators):
+    task_id = driver.create_task()
+    with reverts_with("AlreadyBonded"):
+        market.bondValidator(task_id, {"from": validators[0], "value": BOND})
+
+
+def test_bond_validator_when_bond_is_zero_reverts_already_bonded(driver, market, validators):
+    task_id = driver.create_task(validatorBond=0, validatorSlash=0)
+    with reverts_with("AlreadyBonded"):
+        market.bondValidator(task_id, {"from": validators[0], "value": 0})
+
+
+@pytest.mark.parametrize("sent", [0, BOND - 1, BOND + 1])
+def test_bond_validator_wrong_value_reverts_wrong_amount(driver, market, validators, sent):
+    task_id = driver.create_task(bond=False)
+    with reverts_with("WrongAmount", BOND, sent):
+        market.bondValidator(task_id, {"from": validators[0], "value": sent})
+
+
+def test_bond_validator_after_cancel_reverts_task_not_active(driver, market, owner, validators):
+    task_id = driver.create_task(bond=False)
+    market.cancelTask(task_id, {"from": owner})
+    with reverts_with("TaskNotActive", task_id):
+        market.bondValidator(task_id, {"from": validators[0], "value": BOND})
+
+
+def test_bond_validator_sets_bonded_flag_and_locks_bond(driver, market, validators):
+    task_id = driver.create_task(bond=False)
+    before = validators[0].balance()
+    tx = market.bondValidator(task_id, {"from": validators[0], "value": BOND})
+    assert tuple(market.validatorInfo(task_id, validators[0])) == (True, True, BOND)
+    assert tuple(market.validatorInfo(task_id, validators[1])) == (True, False, 0)
+    assert before - validators[0].balance() == BOND
+    assert driver.task(task_id)["bonds"] == BOND
+    assert dict(tx.events["ValidatorBonded"]) == {
+        "taskId": task_id,
+        "validator": validators[0],
+        "amount": BOND,
+    }
+
+
+# ----------------------------------------------------------------------------------------------- withdrawBond
+
+
+def test_withdraw_bond_by_non_validator_reverts(market, owner, outsider, task_id):
+    market.cancelTask(task_id, {"from": owner})
+    with reverts_with("NotValidator", outsider):
+        market.withdrawBond(task_id, {"from": outsider})
+
+
+def test_withdraw_bond_while_active_reverts_task_still_active(market, validators, task_id):
+    with reverts_with("TaskStillActive", task_id):
+        market.withdrawBond(task_id, {"from": validators[0]})
+
+
+def test_withdraw_bond_with_unfinalized_round_reverts_rounds_pending(
+    market, owner, validators, accepted_task
+):
+    task_id, _ = accepted_task
+    market.cancelTask(task_id, {"from": owner})
+    with reverts_with("RoundsPending", 1):
+        market.withdrawBond(task_id, {"from": validators[0]})
+
+
+def test_withdraw_bond_never_bonded_reverts_nothing_to_withdraw(driver, market, owner, validators):
+    task_id = driver.create_task(bond=False)
+    market.cancelTask(task_id, {"from": owner})
+    with reverts_with("NothingToWithdraw"):
+        market.withdrawBond(task_id, {"from": validators[0]})
+
+
+def test_withdraw_bond_twice_reverts_nothing_to_withdraw(market, owner, validators, task_id):
+    market.cancelTask(task_id, {"from": owner})
+    market.withdrawBond(task_id, {"from": validators[0]})
+    with reverts_with("NothingToWithdraw"):
+        market.withdrawBond(task_id, {"from": validators[0]})
+
+
+def test_withdraw_bond_refunds_exact_bond(driver, market, owner, validators, task_id):
+    market.cancelTask(task_id, {"from": owner})
+    before = validators[0].balance()
+    tx = market.withdrawBond(task_id, {"from": validators[0]})
+    assert validators[0].balance() - before == BOND
+    assert dict(tx.events["BondWithdrawn"]) == {"taskId": task_id, "validator": validators[0], "amount": BOND}
+    assert tuple(market.validatorInfo(task_id, validators[0])) == (True, True, 0)
+    assert driver.task(task_id)["bonds"] == (len(validators) - 1) * BOND
+
+
+def test_withdraw_bond_after_finalization_returns_bond_less_slash(
+    driver, market, owner, validators, accepted_task
+):
+    task_id, _ = accepted_task
+    market.cancelTask(task_id, {"from": owner})
+    driver.finalize(task_id, 0)
+    absent, agreeing = validators[2], validators[0]
+    before = absent.balance(), agreeing.balance()
+    market.withdrawBond(task_id, {"from": absent})
+    market.withdrawBond(task_id, {"from": agreeing})
+    assert absent.balance() - before[0] == BOND - SLASH
+    assert agreeing.balance() - before[1] == BOND
+
+
+# ------------------------------------------------------------------------------------------------ UnknownTask
+
+PROPOSAL = make_proposal([], label="unknown").proposal
+UNKNOWN_TASK_CALLS = {
+    "cancelTask": lambda m, t, a: m.cancelTask(t, {"from": a}),
+    "withdrawRefund": lambda m, t, a: m.withdrawRefund(t, {"from": a}),
+    "bondValidator": lambda m, t, a: m.bondValidator(t, {"from": a, "value": BOND}),
+    "withdrawBond": lambda m, t, a: m.withdrawBond(t, {"from": a}),
+    "join": lambda m, t, a: m.join(t, {"from": a, "value": STAKE}),
+    "leave": lambda m, t, a: m.leave(t, {"from": a}),
+    "commit": lambda m, t, a: m.commit(t, 0, digest_of("commitment"), {"from": a}),
+    "reveal": lambda m, t, a: m.reveal(t, 0, "bafkrei", digest_of("u"), 1, digest_of("s"), {"from": a}),
+    "propose": lambda m, t, a: m.propose(t, 0, PROPOSAL, {"from": a}),
+    "failRound": lambda m, t, a: m.failRound(t, {"from": a}),
+    "challenge": lambda m, t, a: m.challenge(t, 0, "bafkrei", {"from": a, "value": ETHER // 2}),
+    "resolveChallenge": lambda m, t, a: m.resolveChallenge(t, 0, True, {"from": a}),
+    "finalizeRound": lambda m, t, a: m.finalizeRound(t, 0, {"from": a}),
+    "claim": lambda m, t, a: m.claim(t, 0, 0, a, 1, [], {"from": a}),
+    "slashContributor": lambda m, t, a: m.slashContributor(t, 0, 0, a, 1, [], {"from": a}),
+    "phase": lambda m, t, a: m.phase(t),
+    "getTask": lambda m, t, a: m.getTask(t),
+    "getRound": lambda m, t, a: m.getRound(t, 0),
+    "taskHoldings": lambda m, t, a: m.taskHoldings(t),
+}
+
+
+@pytest.mark.parametrize("function", sorted(UNKNOWN_TASK_CALLS))
+def test_unknown_task_id_reverts_unknown_task(driver, market, owner, function):
+    driver.create_task()
+    unknown = market.taskCount() + 1
+    with reverts_with("UnknownTask", unknown):
+        UNKNOWN_TASK_CALLS[function](market, unknown, owner)
+
+
+@pytest.mark.parametrize("function", ["cancelTask", "join", "getTask"])
+def test_task_id_zero_is_unknown(driver, market, owner, function):
+    driver.create_task()
+    with reverts_with("UnknownTask", 0):
+        UNKNOWN_TASK_CALLS[function](market, 0, owner)
+
+
+def test_unknown_task_helpers_cover_every_task_id_function():
+    """UNKNOWN_TASK_CALLS lists every ABI function taking a taskId, except views that answer for any id."""
+    unchecked_views = {
+        "validatorsOf",
+        "validatorInfo",
+        "contributorInfo",
+        "commitmentOf",
+        "proposalOf",
+        "isClaimed",
+        "isSlashed",
+    }
+    with_task_id = {
+        item["name"]
+        for item in TrainingMarket.abi
+        if item["type"] == "function" and item["inputs"] and item["inputs"][0]["name"] == "taskId"
+    }
+    assert with_task_id - unchecked_views == set(UNKNOWN_TASK_CALLS)
