@@ -1,0 +1,156 @@
+"""Local training: one contributor's work in one round.
+
+Training starts from the round's global state, never from whatever the model object held, and returns the
+difference it made. On CPU, the same model, state, data, hyper-parameters, seed and thread count give the same
+delta bit for bit: deterministic algorithms are switched on for the duration, the global RNG is forked and
+seeded, and batches are shuffled by a local generator. Different thread counts or machines may round
+differently; only aggregation promises bit-identical results everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cotrain.errors import ConfigError
+from cotrain.learning.data import ArrayDataset
+from cotrain.learning.state import float32_state, load_state, model_state
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What local training produced.
+
+    Attributes
+    ----------
+    delta : dict[str, torch.Tensor]
+        ``trained - global`` for every state entry, float32, in sorted key order.
+    samples : int
+        The number of training examples, the weight FedAvg gives this update.
+    loss : float
+        The mean training loss over the examples of the last epoch.
+    """
+
+    delta: dict[str, torch.Tensor]
+    samples: int
+    loss: float
+
+
+@contextmanager
+def deterministic_torch(seed: int) -> Iterator[None]:
+    """Run the body with deterministic algorithms on and the global RNG seeded, restoring both afterwards."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(previous)
+
+
+def _check_hyperparameters(epochs: int, batch_size: int, lr: float, optimizer: str, seed: int) -> None:
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"lr must be a finite number greater than 0, got {lr!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of {list(OPTIMIZERS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+
+
+def train_local(
+    model: nn.Module,
+    global_state: Mapping[str, torch.Tensor],
+    dataset: ArrayDataset,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    optimizer: str,
+    seed: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``dataset`` starting from ``global_state`` and return the change in its weights.
+
+    Each epoch visits every example once in an order drawn from ``torch.Generator().manual_seed(seed)``, in
+    mini-batches of ``batch_size`` (the last one smaller), minimising the mean cross-entropy. The optimizer
+    starts fresh.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A registry model of the task's architecture; its weights are overwritten with ``global_state`` and
+        then trained in place.
+    global_state : Mapping[str, torch.Tensor]
+        The round's starting weights; it is not modified.
+    dataset : ArrayDataset
+        The contributor's local training data.
+    epochs, batch_size : int
+        Passes over the data and examples per step.
+    lr : float
+        The learning rate.
+    optimizer : str
+        ``"sgd"`` (plain, no momentum) or ``"adam"``.
+    seed : int
+        Seeds the shuffling and any randomness in the model.
+    progress : Callable[[int, int], None], optional
+        Called as ``progress(step, total)`` after every optimizer step, e.g. to draw a progress bar.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    ConfigError
+        For invalid hyper-parameters or an empty data set.
+    IntegrityError
+        If ``global_state`` does not fit ``model``.
+    """
+    _check_hyperparameters(epochs, batch_size, lr, optimizer, seed)
+    if len(dataset) == 0:
+        raise ConfigError("cannot train on an empty data set")
+    start = float32_state(global_state)
+    load_state(model, start)
+    features = torch.from_numpy(dataset.features)
+    labels = torch.from_numpy(dataset.labels)
+    count = len(dataset)
+    steps_per_epoch = math.ceil(count / batch_size)
+    total = epochs * steps_per_epoch
+    loss_fn = nn.CrossEntropyLoss()
+    epoch_loss = 0.0
+    with deterministic_torch(seed):
+        shuffle = torch.Generator().manual_seed(seed)
+        if optimizer == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        else:
+            opt = torch.optim.Adam(model.parameters(), lr=lr)
+        model.train()
+        step = 0
+        for _ in range(epochs):
+            order = torch.randperm(count, generator=shuffle)
+            loss_sum = 0.0
+            for begin in range(0, count, batch_size):
+                batch = order[begin : begin + batch_size]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(features[batch]), labels[batch])
+                loss.backward()
+                opt.step()
+                loss_sum += loss.item() * len(batch)
+                step += 1
+                if progress is not None:
+                    progress(step, total)
+            epoch_loss = loss_sum / count
+    trained = model_state(model)
+    delta = {key: trained[key] - start[key] for key in trained}
+    return TrainResult(delta=delta, samples=count, loss=epoch_loss)
