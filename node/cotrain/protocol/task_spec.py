@@ -1,0 +1,611 @@
+"""The declarative task spec: what a task trains, how, for how long, and on what money terms.
+
+A spec is data, never code. The owner writes it as YAML or JSON (:func:`load_spec`); the network stores its
+canonical JSON (:func:`spec_bytes`), whose sha256 (:func:`spec_digest`) is the task's on-chain
+``specDigest``; nodes read it back with :func:`parse_spec_bytes`, which accepts only the canonical bytes, so
+the digest of what they parsed is the digest on chain. :func:`task_params` turns a spec into the contract's
+``TaskParams``.
+
+Wei amounts are decimal strings in the canonical JSON, because JSON readers in other languages lose integers
+above 2**53; in YAML or JSON input they may also be plain integers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from cotrain.errors import ConfigError, IntegrityError
+
+ModelName = Literal["logistic", "mlp", "cnn"]
+BuiltinDataset = Literal["digits", "breast_cancer"]
+Optimizer = Literal["sgd", "adam"]
+# Extend this Literal as rules land in the learning layer; the names below are reserved for them.
+AggregationRule = Literal["fedavg"]
+
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
+BUILTIN_DATASETS: tuple[str, ...] = get_args(BuiltinDataset)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+AGGREGATION_RULES: tuple[str, ...] = get_args(AggregationRule)
+PLANNED_AGGREGATION_RULES: tuple[str, ...] = ("median", "trimmed_mean", "krum", "multi_krum", "centered_clip")
+
+# (features, classes) of the built-in data sets, so a spec cannot promise a shape the data does not have.
+BUILTIN_SHAPES: dict[str, tuple[int, int]] = {"digits": (64, 10), "breast_cancer": (30, 2)}
+
+# TaskParams components in ABI order, as in contracts/interfaces/ITrainingMarket.sol.
+TASK_PARAMS_FIELDS: tuple[str, ...] = (
+    "specDigest",
+    "numRounds",
+    "minContributors",
+    "maxContributors",
+    "joinDuration",
+    "commitDuration",
+    "revealDuration",
+    "validationDuration",
+    "challengeDuration",
+    "quorum",
+    "contributorStake",
+    "validatorBond",
+    "validatorSlash",
+    "challengeBond",
+    "arbiter",
+)
+
+# Limits the contract enforces in createTask and _checkCid.
+MAX_ROUNDS = 1000
+MAX_VALIDATORS = 32
+MAX_CID_BYTES = 128
+UINT32_MAX = 2**32 - 1
+UINT64_MAX = 2**64 - 1
+UINT256_MAX = 2**256 - 1
+ZERO_ADDRESS = "0x" + "00" * 20
+
+_DIGITS = re.compile(r"[0-9]+")
+_CID = re.compile(r"[\x21-\x7e]+")
+_HEX32 = re.compile(r"0x[0-9a-fA-F]{64}")
+
+
+def _int_from_decimal(value: Any) -> Any:
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    return value
+
+
+def _float_from_text(value: Any) -> Any:
+    # PyYAML reads `1e-3` (no dot) as a string; accept it rather than confuse the spec's author.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank; give the task a short descriptive name")
+    return value
+
+
+def _checksummed(value: str) -> str:
+    if not (value.startswith("0x") and is_hex_address(value)):
+        raise ValueError(f"{value!r} is not a 0x-prefixed 20-byte hex address")
+    if value.lower() == ZERO_ADDRESS:
+        raise ValueError("the zero address cannot take part in a task")
+    if not is_checksum_address(value):
+        if value[2:] in (value[2:].lower(), value[2:].upper()):
+            raise ValueError(f"{value} is not EIP-55 checksummed; write it as {to_checksum_address(value)}")
+        raise ValueError(f"{value} has an invalid EIP-55 checksum, which usually means a typo; check it")
+    return value
+
+
+def _digest_from_hex(value: Any) -> Any:
+    if isinstance(value, str):
+        if not _HEX32.fullmatch(value):
+            raise ValueError(f"{value!r} is not a 0x-prefixed 32-byte hex digest")
+        return bytes.fromhex(value[2:])
+    return value
+
+
+def _check_digest(value: bytes) -> bytes:
+    if len(value) != 32:
+        raise ValueError(f"a sha256 digest is 32 bytes, got {len(value)}")
+    return value
+
+
+def _check_cid(value: str) -> str:
+    if not _CID.fullmatch(value) or len(value) > MAX_CID_BYTES:
+        raise ValueError(
+            f"a CID is 1 to {MAX_CID_BYTES} printable ASCII characters without spaces, got {value!r}"
+        )
+    return value
+
+
+def _check_json_data(value: Any, path: str = "") -> Any:
+    """Reject anything the canonical JSON cannot carry exactly: non-string keys, NaN, infinities, objects."""
+    at = f" at {path}" if path else ""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"key {key!r}{at} must be a string")
+            _check_json_data(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json_data(item, f"{path}[{i}]")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r}{at} is not a finite number")
+    elif value is not None and not isinstance(value, str | int | bool):
+        raise ValueError(
+            f"{value!r}{at} is a {type(value).__name__}; use strings, numbers, lists or mappings"
+        )
+    return value
+
+
+Address = Annotated[str, AfterValidator(_checksummed)]
+Wei = Annotated[
+    int,
+    BeforeValidator(_int_from_decimal),
+    Field(ge=0, le=UINT256_MAX),
+    PlainSerializer(str, return_type=str, when_used="json"),
+]
+Uint32 = Annotated[int, Field(ge=0, le=UINT32_MAX)]
+PositiveUint32 = Annotated[int, Field(ge=1, le=UINT32_MAX)]
+PositiveInt = Annotated[int, Field(ge=1)]
+Digest = Annotated[
+    bytes,
+    BeforeValidator(_digest_from_hex),
+    AfterValidator(_check_digest),
+    PlainSerializer(lambda value: "0x" + value.hex(), return_type=str, when_used="json"),
+]
+Cid = Annotated[str, AfterValidator(_check_cid)]
+JsonParams = Annotated[dict[str, Any], AfterValidator(_check_json_data)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class FileRef(_Strict):
+    """A file in storage: where it is (``cid``) and what it must hash to (``digest``, sha256)."""
+
+    cid: Cid
+    digest: Digest
+
+
+class ModelSpec(_Strict):
+    """Which built-in model architecture to train, with its constructor parameters (e.g. hidden sizes)."""
+
+    name: ModelName
+    params: JsonParams = Field(default_factory=dict)
+
+
+class ValidationSpec(_Strict):
+    """How validators hold out data: a seeded split of the built-in set, identical on every validator."""
+
+    split_seed: Uint32
+    test_fraction: Annotated[float, BeforeValidator(_float_from_text), Field(gt=0, lt=1)]
+
+
+class DataSpec(_Strict):
+    """The data schema every contributor's local data must follow."""
+
+    input_shape: Annotated[list[PositiveInt], Field(min_length=1)]
+    num_classes: Annotated[int, Field(ge=2)]
+    builtin: BuiltinDataset | None = None
+    validation: ValidationSpec
+
+
+class TrainingSpec(_Strict):
+    """Local training hyper-parameters, the same for every contributor."""
+
+    local_epochs: PositiveUint32
+    batch_size: PositiveUint32
+    lr: Annotated[float, BeforeValidator(_float_from_text), Field(gt=0, allow_inf_nan=False)]
+    optimizer: Optimizer
+    seed: Uint32
+
+
+class AggregationSpec(_Strict):
+    """The aggregation rule and its parameters."""
+
+    rule: AggregationRule
+    params: JsonParams = Field(default_factory=dict)
+
+    @field_validator("rule", mode="before")
+    @classmethod
+    def _planned_rule(cls, value: Any) -> Any:
+        if value in PLANNED_AGGREGATION_RULES:
+            raise ValueError(
+                f"rule {value!r} is planned but not implemented yet; "
+                f"use one of: {', '.join(AGGREGATION_RULES)}"
+            )
+        return value
+
+
+class PhasesSpec(_Strict):
+    """Phase durations in seconds (each phase may end early once everyone expected acted)."""
+
+    join: PositiveUint32
+    commit: PositiveUint32
+    reveal: PositiveUint32
+    validation: PositiveUint32
+    challenge: PositiveUint32
+
+
+class ContributorsSpec(_Strict):
+    """How many contributors a round needs and takes, and the stake each locks."""
+
+    min: PositiveUint32
+    max: PositiveUint32
+    stake_wei: Wei
+
+
+class ValidatorsSpec(_Strict):
+    """The task's validators, how many identical proposals accept a round, and their bond."""
+
+    addresses: Annotated[list[Address], Field(min_length=1, max_length=MAX_VALIDATORS)]
+    quorum: PositiveUint32
+    bond_wei: Wei
+    slash_wei: Wei
+
+    @field_validator("addresses")
+    @classmethod
+    def _unique(cls, addresses: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for address in addresses:
+            if address in seen:
+                raise ValueError(f"{address} is listed twice; name each validator once")
+            seen.add(address)
+        return addresses
+
+
+class LimitsSpec(_Strict):
+    """Resource limits validators enforce before parsing a file."""
+
+    max_update_bytes: PositiveInt
+
+
+class RewardsSpec(_Strict):
+    """Reward and penalty terms beyond the per-round budget split."""
+
+    slash_rejected_wei: Wei
+
+
+class TaskSpec(_Strict):
+    """A whole task spec. Build it with :func:`load_spec` or :func:`parse_spec_bytes`.
+
+    ``initial_model`` names the stored round-0 model; ``None`` means it is built from the model registry
+    with ``training.seed``. Use :func:`with_initial_model` to fill it in before posting.
+    """
+
+    version: Literal[1] = 1
+    name: Annotated[str, Field(max_length=200), AfterValidator(_not_blank)]
+    model: ModelSpec
+    initial_model: FileRef | None = None
+    data: DataSpec
+    training: TrainingSpec
+    aggregation: AggregationSpec
+    rounds: Annotated[int, Field(ge=1, le=MAX_ROUNDS)]
+    phases: PhasesSpec
+    contributors: ContributorsSpec
+    validators: ValidatorsSpec
+    challenge_bond_wei: Wei
+    arbiter: Address | None = None
+    budget_wei: Wei
+    limits: LimitsSpec
+    rewards: RewardsSpec
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> TaskSpec:
+        problems = []
+        if self.contributors.min > self.contributors.max:
+            problems.append(
+                f"contributors.min ({self.contributors.min}) must be at most contributors.max "
+                f"({self.contributors.max})"
+            )
+        if self.validators.quorum > len(self.validators.addresses):
+            problems.append(
+                f"validators.quorum ({self.validators.quorum}) must be at most the number of "
+                f"validators.addresses ({len(self.validators.addresses)})"
+            )
+        if self.validators.slash_wei > self.validators.bond_wei:
+            problems.append(
+                f"validators.slash_wei ({self.validators.slash_wei}) must be at most validators.bond_wei "
+                f"({self.validators.bond_wei})"
+            )
+        if self.rewards.slash_rejected_wei > self.contributors.stake_wei:
+            problems.append(
+                f"rewards.slash_rejected_wei ({self.rewards.slash_rejected_wei}) must be at most "
+                f"contributors.stake_wei ({self.contributors.stake_wei})"
+            )
+        if self.budget_wei < self.rounds:
+            problems.append(
+                f"budget_wei ({self.budget_wei}) must be at least rounds ({self.rounds}); "
+                "the contract splits it evenly over the rounds"
+            )
+        builtin = self.data.builtin
+        if builtin is not None:
+            features, classes = BUILTIN_SHAPES[builtin]
+            if math.prod(self.data.input_shape) != features:
+                problems.append(
+                    f"data.input_shape {self.data.input_shape} must hold {features} values for "
+                    f"data.builtin {builtin!r}"
+                )
+            if self.data.num_classes != classes:
+                problems.append(
+                    f"data.num_classes ({self.data.num_classes}) must be {classes} "
+                    f"for data.builtin {builtin!r}"
+                )
+        if problems:
+            # One bullet per problem in format_errors' output.
+            raise ValueError("\n  - ".join(problems))
+        return self
+
+
+def validate_spec(data: Any, *, source: str = "task spec") -> TaskSpec:
+    """Validate already-decoded spec data (a mapping, e.g. from YAML or JSON).
+
+    Parameters
+    ----------
+    data : Any
+        The decoded document.
+    source : str
+        What to call the document in error messages (e.g. its path).
+
+    Raises
+    ------
+    ConfigError
+        Listing every invalid field by its dotted path, with the allowed values.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a task spec must be a mapping of fields, got {type(data).__name__}")
+    try:
+        return TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: invalid task spec\n{format_errors(exc, TaskSpec)}") from None
+
+
+def load_spec(path: str | os.PathLike[str]) -> TaskSpec:
+    """Read and validate a task spec from a ``.yaml``/``.yml`` or ``.json`` file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The spec file; its suffix picks the parser. Duplicate keys are rejected.
+
+    Returns
+    -------
+    TaskSpec
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read or parsed, or the spec is invalid.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise ConfigError(f"{path}: unknown spec format {suffix!r}; name the file .yaml, .yml or .json")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the task spec ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the task spec is not UTF-8 text ({exc})") from exc
+    try:
+        data = _load_json(text) if suffix == ".json" else yaml.load(text, Loader=_UniqueKeyLoader)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot parse the task spec: {exc}") from exc
+    return validate_spec(data, source=str(path))
+
+
+def spec_bytes(spec: TaskSpec) -> bytes:
+    """Return the canonical JSON of ``spec``: the file stored on the network and hashed on chain.
+
+    Keys are sorted, there is no whitespace, text is UTF-8, optional fields are written out (``null``
+    when unset) and wei amounts are decimal strings.
+    """
+    return canonical_json(spec.model_dump(mode="json"))
+
+
+def spec_digest(spec: TaskSpec) -> bytes:
+    """Return sha256 of :func:`spec_bytes` (32 bytes), the task's on-chain ``specDigest``."""
+    return hashlib.sha256(spec_bytes(spec)).digest()
+
+
+def parse_spec_bytes(data: bytes) -> TaskSpec:
+    """Parse a stored spec file; only its canonical encoding (:func:`spec_bytes`) is accepted.
+
+    Check ``data`` against the on-chain ``specDigest`` before calling this.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's bytes.
+
+    Raises
+    ------
+    IntegrityError
+        If ``data`` is not UTF-8 JSON, is not a valid spec, or is not byte-for-byte canonical.
+    """
+    try:
+        decoded = _load_json(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise IntegrityError(f"task spec file is not UTF-8 JSON ({exc}); it was not parsed further") from exc
+    try:
+        spec = validate_spec(decoded, source="task spec file")
+    except ConfigError as exc:
+        raise IntegrityError(str(exc)) from None
+    if spec_bytes(spec) != data:
+        raise IntegrityError(
+            "task spec file is valid but not in canonical form (sorted keys, no whitespace, every field, "
+            "wei as strings); the owner must store exactly spec_bytes(spec)"
+        )
+    return spec
+
+
+def with_initial_model(spec: TaskSpec, cid: str, digest: bytes) -> TaskSpec:
+    """Return a copy of ``spec`` that names the stored initial model.
+
+    Raises
+    ------
+    ConfigError
+        If ``cid`` or ``digest`` is malformed.
+    """
+    data = spec.model_dump()
+    data["initial_model"] = {"cid": cid, "digest": digest}
+    return validate_spec(data)
+
+
+def task_params(spec: TaskSpec, spec_digest: bytes) -> dict[str, Any]:
+    """Return the contract's ``TaskParams`` for ``spec``, keys in ABI order (see :data:`TASK_PARAMS_FIELDS`).
+
+    ``tuple(task_params(spec, digest).values())`` is the struct argument of ``createTask``. A missing
+    arbiter becomes the zero address, which the contract reads as "the task owner".
+
+    Parameters
+    ----------
+    spec : TaskSpec
+        The validated spec.
+    spec_digest : bytes
+        sha256 of the stored spec file; it must equal ``spec_digest(spec)``.
+
+    Raises
+    ------
+    ConfigError
+        If ``spec_digest`` is not the digest of this spec's canonical bytes.
+    """
+    expected = hashlib.sha256(spec_bytes(spec)).digest()
+    if spec_digest != expected:
+        raise ConfigError(
+            f"spec digest 0x{bytes(spec_digest).hex()} is not this spec's; pass spec_digest(spec) "
+            f"(0x{expected.hex()}) and store exactly spec_bytes(spec)"
+        )
+    params: dict[str, Any] = {
+        "specDigest": expected,
+        "numRounds": spec.rounds,
+        "minContributors": spec.contributors.min,
+        "maxContributors": spec.contributors.max,
+        "joinDuration": spec.phases.join,
+        "commitDuration": spec.phases.commit,
+        "revealDuration": spec.phases.reveal,
+        "validationDuration": spec.phases.validation,
+        "challengeDuration": spec.phases.challenge,
+        "quorum": spec.validators.quorum,
+        "contributorStake": spec.contributors.stake_wei,
+        "validatorBond": spec.validators.bond_wei,
+        "validatorSlash": spec.validators.slash_wei,
+        "challengeBond": spec.challenge_bond_wei,
+        "arbiter": spec.arbiter or ZERO_ADDRESS,
+    }
+    return params
+
+
+def format_errors(exc: ValidationError, model: type[BaseModel]) -> str:
+    """Render a pydantic error as one ``- dotted.field: problem`` line per problem.
+
+    Unknown fields are reported with the fields allowed at that place.
+    """
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            allowed = _fields_at(model, loc[:-1])
+            message = "unknown field" + (f"; allowed fields: {', '.join(allowed)}" if allowed else "")
+        elif kind == "missing":
+            message = "required field is missing"
+        elif kind == "value_error":
+            message = error["msg"].removeprefix("Value error, ")
+        else:
+            shown = repr(error["input"])
+            message = f"{error['msg']}, got {shown if len(shown) <= 80 else shown[:77] + '...'}"
+        lines.append(f"  - {where}: {message}" if where else f"  - {message}")
+    return "\n".join(lines)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The field names of the model found at ``loc`` inside ``model``, or ``[]`` when there is none."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            items = get_args(current) if get_origin(current) is list else ()
+            current = items[0] if items else None
+            continue
+        if not (_is_model(current) and part in current.model_fields):
+            return []
+        current = current.model_fields[part].annotation
+        if get_origin(current) in (Union, types.UnionType):
+            members = [arg for arg in get_args(current) if arg is not type(None)]
+            current = members[0] if len(members) == 1 else None
+    return list(current.model_fields) if _is_model(current) else []
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def canonical_json(value: Any) -> bytes:
+    """Encode JSON data canonically: sorted keys, no whitespace, UTF-8, NaN and infinities refused."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _load_json(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses duplicate keys, which PyYAML would otherwise let the last one win."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, list | dict):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"mapping key {key!r} must be a plain value", key_node.start_mark
+                )
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
