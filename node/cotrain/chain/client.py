@@ -1,0 +1,665 @@
+"""A signing JSON-RPC client: sends contract calls as EIP-1559 transactions and explains their reverts.
+
+:class:`ChainClient` checks the connection (with exponential backoff), estimates gas (a revert during
+estimation is reported as that revert, and nothing is sent), keeps each account's nonce locally so a process
+can send several transactions without waiting, waits for receipts with N confirmations, and decodes failures
+into :class:`ContractRevert` carrying the custom error's name and arguments from the registered ABIs.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import eth_abi
+import requests
+from eth_abi.exceptions import DecodingError
+from eth_utils import abi_to_signature, keccak, to_checksum_address
+from hexbytes import HexBytes
+from web3 import HTTPProvider, Web3
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception, Web3RPCError
+from web3.types import FilterParams, LogReceipt, Nonce, TxParams, TxReceipt, Wei
+
+from cotrain.chain.keys import TransactionSigner
+from cotrain.errors import ChainError
+
+Stage = Literal["call", "estimate", "receipt"]
+
+# Solidity's built-in errors: require(cond, "text") and assert/overflow panics.
+_BUILTIN_ERRORS: list[dict[str, Any]] = [
+    {"type": "error", "name": "Error", "inputs": [{"name": "message", "type": "string"}]},
+    {"type": "error", "name": "Panic", "inputs": [{"name": "code", "type": "uint256"}]},
+]
+_NONCE_ERRORS = ("nonce too low", "already known", "replacement transaction underpriced", "nonce too high")
+
+
+class ContractRevert(ChainError):
+    """A contract call reverted.
+
+    Attributes
+    ----------
+    name : str or None
+        The custom error's name (``"WrongPhase"``; ``"Error"``/``"Panic"`` for Solidity's built-ins), or None
+        when the revert carried no data this client can decode (e.g. out of gas).
+    arguments : dict[str, Any]
+        The error's decoded arguments by ABI name, in ABI order; enum arguments as IntEnum members.
+    data : bytes
+        The raw revert data (selector and ABI-encoded arguments).
+    stage : {"call", "estimate", "receipt"}
+        Whether the revert came from a read-only call, from gas estimation (nothing was sent), or from a mined
+        transaction's failed receipt.
+    function : str or None
+        The contract function that reverted.
+    tx_hash : str or None
+        The failed transaction (receipt stage only).
+    block : int or None
+        The block the failed transaction was mined in (receipt stage only).
+    detail : str or None
+        What is known when the revert could not be decoded (``name`` is None).
+    """
+
+    def __init__(
+        self,
+        name: str | None,
+        arguments: Mapping[str, Any],
+        *,
+        data: bytes,
+        stage: Stage,
+        function: str | None = None,
+        tx_hash: str | None = None,
+        block: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.name = name
+        self.arguments = dict(arguments)
+        self.data = bytes(data)
+        self.stage = stage
+        self.function = function
+        self.tx_hash = tx_hash
+        self.block = block
+        self.detail = detail
+        super().__init__(self._message())
+
+    @property
+    def signature(self) -> str:
+        """The error with its arguments, e.g. ``WrongAmount(expected=100, sent=5)``."""
+        if self.name is None:
+            return self.detail or "unknown error"
+        inner = ", ".join(f"{key}={_show(value)}" for key, value in self.arguments.items())
+        return f"{self.name}({inner})"
+
+    def _message(self) -> str:
+        where = {"call": "call to", "estimate": "gas estimate for", "receipt": "transaction"}[self.stage]
+        text = f"{where} {self.function or 'contract'} reverted"
+        if self.block is not None:
+            text += f" in block {self.block}"
+        text += f": {self.signature}"
+        if self.tx_hash is not None:
+            text += f" (tx {self.tx_hash})"
+        return text
+
+    def __reduce__(self) -> Any:
+        return (
+            _rebuild_revert,
+            (
+                self.name,
+                self.arguments,
+                self.data,
+                self.stage,
+                self.function,
+                self.tx_hash,
+                self.block,
+                self.detail,
+            ),
+        )
+
+
+def _rebuild_revert(
+    name: str | None,
+    arguments: Mapping[str, Any],
+    data: bytes,
+    stage: Stage,
+    function: str | None,
+    tx_hash: str | None,
+    block: int | None,
+    detail: str | None,
+) -> ContractRevert:
+    return ContractRevert(
+        name,
+        arguments,
+        data=data,
+        stage=stage,
+        function=function,
+        tx_hash=tx_hash,
+        block=block,
+        detail=detail,
+    )
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, IntEnum):
+        return f"{type(value).__name__}.{value.name}"
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, str):
+        return value if value.startswith("0x") else repr(value)
+    return str(value)
+
+
+class RevertDecoder:
+    """Decodes revert data and calldata with the errors and functions of registered ABIs."""
+
+    def __init__(self) -> None:
+        self._errors: dict[bytes, dict[str, Any]] = {}
+        self._functions: dict[bytes, str] = {}
+        self._enums: dict[str, type[IntEnum]] = {}
+        self.register(_BUILTIN_ERRORS)
+
+    def register(
+        self, abi: Sequence[Mapping[str, Any]], enums: Mapping[str, type[IntEnum]] | None = None
+    ) -> None:
+        """Learn the custom errors and function selectors of ``abi``.
+
+        Parameters
+        ----------
+        abi : Sequence[Mapping]
+            A contract ABI.
+        enums : Mapping[str, type[IntEnum]]
+            IntEnum classes by Solidity enum name (``"Phase"``): arguments whose ABI ``internalType`` is that
+            enum are decoded into members.
+        """
+        self._enums.update(enums or {})
+        for entry in abi:
+            if entry.get("type") not in ("error", "function"):
+                continue
+            selector = keccak(text=abi_to_signature(entry))[:4]  # type: ignore[arg-type]
+            if entry["type"] == "error":
+                self._errors[selector] = dict(entry)
+            else:
+                self._functions[selector] = entry["name"]
+
+    def function_name(self, calldata: bytes) -> str | None:
+        """The registered function whose selector starts ``calldata``, or None."""
+        return self._functions.get(bytes(calldata[:4]))
+
+    def decode(self, data: bytes) -> tuple[str | None, dict[str, Any]]:
+        """Return ``(error name, arguments)`` for revert data; ``(None, {})`` for unknown or empty data."""
+        entry = self._errors.get(bytes(data[:4])) if len(data) >= 4 else None
+        if entry is None:
+            return None, {}
+        inputs = entry.get("inputs", [])
+        try:
+            values = eth_abi.decode([_abi_type(param) for param in inputs], bytes(data[4:]))
+        except (DecodingError, ValueError):
+            return None, {}
+        names = [param.get("name") or f"arg{i}" for i, param in enumerate(inputs)]
+        return entry["name"], {
+            name: self._convert(param, value)
+            for name, param, value in zip(names, inputs, values, strict=True)
+        }
+
+    def _convert(self, param: Mapping[str, Any], value: Any) -> Any:
+        internal = str(param.get("internalType", ""))
+        if internal.startswith("enum "):
+            enum = self._enums.get(internal.rsplit(".", 1)[-1])
+            if enum is not None:
+                try:
+                    return enum(value)
+                except ValueError:
+                    return value
+        if param["type"] == "address":
+            return to_checksum_address(value)
+        return value
+
+
+def _abi_type(param: Mapping[str, Any]) -> str:
+    kind = str(param["type"])
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + kind[len("tuple") :]
+    return kind
+
+
+@dataclass
+class _Shared:
+    """State every ChainClient for one endpoint shares, whichever account it signs with."""
+
+    w3: Web3
+    rpc_url: str
+    chain_id: int
+    decoder: RevertDecoder = field(default_factory=RevertDecoder)
+    nonces: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ChainClient:
+    """A connection to one JSON-RPC endpoint, optionally signing as one account.
+
+    Parameters
+    ----------
+    rpc_url : str
+        ``http://`` or ``https://`` JSON-RPC endpoint.
+    account : TransactionSigner, optional
+        Signs transactions (a :class:`cotrain.chain.keys.Signer`); read-only client when None.
+    confirmations : int
+        Blocks to wait on top of a transaction's block before :meth:`wait` returns (0: as soon as mined).
+    timeout : float
+        Seconds :meth:`wait` waits for a receipt and its confirmations.
+    poll : float
+        Seconds between receipt polls.
+    retries : int
+        Connection attempts after the first before giving up.
+    backoff : float
+        Seconds before the first retry; doubled after each.
+    request_timeout : float
+        Seconds one HTTP request may take.
+    gas_margin : float
+        Gas limit sent = estimate times this (the state can change between estimate and inclusion).
+
+    Raises
+    ------
+    ChainError
+        If the endpoint does not answer ``eth_chainId`` after all retries.
+    """
+
+    def __init__(
+        self,
+        rpc_url: str,
+        account: TransactionSigner | None = None,
+        *,
+        confirmations: int = 0,
+        timeout: float = 120.0,
+        poll: float = 0.5,
+        retries: int = 5,
+        backoff: float = 0.5,
+        request_timeout: float = 30.0,
+        gas_margin: float = 1.25,
+    ) -> None:
+        if urlsplit(rpc_url).scheme not in ("http", "https"):
+            raise ChainError(f"RPC URL {_redact(rpc_url)!r} must start with http:// or https://")
+        if confirmations < 0 or timeout <= 0 or poll <= 0 or retries < 0 or backoff < 0 or gas_margin < 1:
+            raise ValueError("confirmations, retries, backoff >= 0; timeout, poll > 0; gas_margin >= 1")
+        provider = HTTPProvider(
+            rpc_url,
+            request_kwargs={"timeout": request_timeout},
+            # Retries are this client's: web3's own would multiply them and slow a clear failure down.
+            exception_retry_configuration=None,
+        )
+        w3 = Web3(provider)
+        chain_id = _connect(w3, _redact(rpc_url), retries, backoff)
+        self._shared = _Shared(w3=w3, rpc_url=rpc_url, chain_id=chain_id)
+        self._account = account
+        self.confirmations = confirmations
+        self.timeout = timeout
+        self.poll = poll
+        self.gas_margin = gas_margin
+
+    def as_account(self, account: TransactionSigner) -> ChainClient:
+        """A client for the same endpoint (connection, nonce book, known errors) signing as ``account``."""
+        other = object.__new__(ChainClient)
+        other.__dict__.update(self.__dict__)
+        other._account = account
+        return other
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def w3(self) -> Web3:
+        """The underlying web3 instance."""
+        return self._shared.w3
+
+    @property
+    def rpc_url(self) -> str:
+        """The endpoint, with any password in it masked."""
+        return _redact(self._shared.rpc_url)
+
+    @property
+    def chain_id(self) -> int:
+        """The chain id the endpoint reported at connection."""
+        return self._shared.chain_id
+
+    @property
+    def account(self) -> TransactionSigner | None:
+        """The signing account, if any."""
+        return self._account
+
+    @property
+    def address(self) -> str | None:
+        """The signing account's address, if any."""
+        return None if self._account is None else self._account.address
+
+    @property
+    def decoder(self) -> RevertDecoder:
+        """The errors and functions this client can name (see :meth:`register_abi`)."""
+        return self._shared.decoder
+
+    def register_abi(
+        self, abi: Sequence[Mapping[str, Any]], enums: Mapping[str, type[IntEnum]] | None = None
+    ) -> None:
+        """Teach the client a contract's custom errors so its reverts are decoded (see RevertDecoder)."""
+        self._shared.decoder.register(abi, enums)
+
+    def __repr__(self) -> str:
+        return f"ChainClient({self.rpc_url!r}, account={self.address}, chain_id={self.chain_id})"
+
+    # ---------------------------------------------------------------- reads
+
+    def block_number(self) -> int:
+        """The latest block number."""
+        with self._rpc_errors("reading the block number"):
+            return int(self.w3.eth.block_number)
+
+    def get_code(self, address: str) -> bytes:
+        """The runtime code at ``address`` (empty for an account without code)."""
+        with self._rpc_errors(f"reading the code at {address}"):
+            return bytes(self.w3.eth.get_code(to_checksum_address(address)))
+
+    def get_logs(self, params: FilterParams) -> list[LogReceipt]:
+        """``eth_getLogs`` with errors turned into :class:`ChainError`."""
+        with self._rpc_errors("reading logs"):
+            return list(self.w3.eth.get_logs(params))
+
+    def call(self, function: Any, *, block: int | str = "latest") -> Any:
+        """Run a contract view (a web3 ``ContractFunction``) and return its decoded result.
+
+        Raises
+        ------
+        ContractRevert
+            If the call reverts (stage ``"call"``).
+        ChainError
+            If the node cannot be reached or refuses the call.
+        """
+        label = _label(function)
+        params: TxParams = {} if self._account is None else {"from": self._account.address}
+        try:
+            with self._rpc_errors(f"calling {label}"):
+                return function.call(params, block_identifier=block)
+        except ContractLogicError as exc:
+            raise self._revert_from(exc, "call", label) from exc
+
+    # ---------------------------------------------------------------- transactions
+
+    def estimate_gas(self, function: Any, *, value: int = 0) -> int:
+        """Estimate the gas of a contract function or constructor call sent from this client's account.
+
+        Raises
+        ------
+        ContractRevert
+            If the call would revert (stage ``"estimate"``); this is the error to report, nothing is sent.
+        """
+        label = _label(function)
+        params: TxParams = {"from": self._require_account().address}
+        if value:
+            params["value"] = Wei(value)
+        try:
+            with self._rpc_errors(f"estimating gas for {label}"):
+                return int(function.estimate_gas(params))
+        except ContractLogicError as exc:
+            raise self._revert_from(exc, "estimate", label) from exc
+
+    def submit(self, function: Any, *, value: int = 0, gas: int | None = None) -> str:
+        """Sign and send a contract function or constructor call; return its transaction hash without waiting.
+
+        The nonce comes from this process's book (fetched from the node once per account, then counted
+        locally), so several transactions can be in flight at once.
+
+        Parameters
+        ----------
+        function : ContractFunction or ContractConstructor
+            The bound call, e.g. ``contract.functions.join(task_id)``.
+        value : int
+            Wei to send.
+        gas : int, optional
+            Gas limit; estimated (times ``gas_margin``) when None. Giving one skips estimation, so a revert
+            shows up only in the receipt.
+
+        Raises
+        ------
+        ContractRevert
+            If gas estimation reverts.
+        ChainError
+            If there is no account, the node is unreachable, or the node refuses the transaction.
+        """
+        account = self._require_account()
+        label = _label(function)
+        if gas is None:
+            gas = math.ceil(self.estimate_gas(function, value=value) * self.gas_margin)
+        shared = self._shared
+        with shared.lock:
+            for attempt in range(2):
+                nonce = self._next_nonce(account.address)
+                params: TxParams = {
+                    "from": account.address,
+                    "nonce": Nonce(nonce),
+                    "gas": gas,
+                    "chainId": shared.chain_id,
+                }
+                if value:
+                    params["value"] = Wei(value)
+                try:
+                    with self._rpc_errors(f"sending {label}"):
+                        # build_transaction fills the EIP-1559 fee fields; adding gasPrice would be an error.
+                        transaction = function.build_transaction(params)
+                        signed = account.sign_transaction(transaction)
+                        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                except ChainError as exc:
+                    shared.nonces.pop(account.address, None)  # resynchronise from the node next time
+                    if attempt == 0 and any(text in str(exc).lower() for text in _NONCE_ERRORS):
+                        continue
+                    raise
+                shared.nonces[account.address] = nonce + 1
+                return HexBytes(tx_hash).to_0x_hex()
+        raise AssertionError("unreachable")
+
+    def wait(self, tx_hash: str) -> TxReceipt:
+        """Wait for a transaction's receipt and ``confirmations`` blocks on top of it.
+
+        Raises
+        ------
+        ContractRevert
+            If the transaction failed (stage ``"receipt"``), decoded from a call trace or a replay.
+        ChainError
+            If it is not mined and confirmed within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            receipt = self._receipt(tx_hash)
+            if receipt is not None:
+                if self.confirmations == 0:
+                    break
+                if self.block_number() >= receipt["blockNumber"] + self.confirmations:
+                    again = self._receipt(tx_hash)
+                    if again is not None and again["blockHash"] == receipt["blockHash"]:
+                        receipt = again
+                        break
+                    # Reorganised out of its block: wait for it to be mined again.
+            if time.monotonic() >= deadline:
+                if self._account is not None:
+                    self._shared.nonces.pop(self._account.address, None)
+                state = "mined" if receipt is None else f"confirmed by {self.confirmations} blocks"
+                raise ChainError(
+                    f"transaction {tx_hash} was not {state} within {self.timeout} s at {self.rpc_url}; "
+                    "it may still be pending: check the node, or raise the timeout"
+                )
+            time.sleep(self.poll)
+        if receipt["status"] != 1:
+            raise self._receipt_revert(tx_hash, receipt)
+        return receipt
+
+    def transact(self, function: Any, *, value: int = 0, gas: int | None = None) -> TxReceipt:
+        """:meth:`submit` then :meth:`wait`: send a call and return its successful receipt."""
+        return self.wait(self.submit(function, value=value, gas=gas))
+
+    def reset_nonces(self) -> None:
+        """Forget the locally counted nonces (e.g. after reverting a dev chain to a snapshot)."""
+        with self._shared.lock:
+            self._shared.nonces.clear()
+
+    # ---------------------------------------------------------------- internals
+
+    def _require_account(self) -> TransactionSigner:
+        if self._account is None:
+            raise ChainError(
+                "this client has no signing account: pass one (see cotrain.chain.keys.load_signer) "
+                "to send transactions"
+            )
+        return self._account
+
+    def _next_nonce(self, address: str) -> int:
+        nonce = self._shared.nonces.get(address)
+        if nonce is None:
+            with self._rpc_errors(f"reading the nonce of {address}"):
+                nonce = int(self.w3.eth.get_transaction_count(address, "pending"))  # type: ignore[arg-type]
+        return nonce
+
+    def _receipt(self, tx_hash: str) -> TxReceipt | None:
+        try:
+            with self._rpc_errors(f"reading the receipt of {tx_hash}"):
+                return self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return None
+
+    def _revert_from(self, exc: ContractLogicError, stage: Stage, function: str | None) -> ContractRevert:
+        data = _as_bytes(exc.data)
+        name, arguments = self.decoder.decode(data)
+        detail = None if name is not None else _reason_without_data(exc, data)
+        return ContractRevert(name, arguments, data=data, stage=stage, function=function, detail=detail)
+
+    def _receipt_revert(self, tx_hash: str, receipt: TxReceipt) -> ContractRevert:
+        with self._rpc_errors(f"reading transaction {tx_hash}"):
+            transaction = self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        function = self.decoder.function_name(bytes(transaction["input"])) or (
+            "constructor" if transaction.get("to") is None else None
+        )
+        failed = functools.partial(
+            ContractRevert, stage="receipt", function=function, tx_hash=tx_hash, block=receipt["blockNumber"]
+        )
+        if receipt["gasUsed"] >= transaction["gas"]:
+            gas = transaction["gas"]
+            return failed(None, {}, data=b"", detail=f"ran out of gas (used all {gas}); raise the gas limit")
+        data = self._revert_data(tx_hash, transaction, receipt)
+        if data is None:
+            return failed(None, {}, data=b"", detail="replaying it did not reproduce the failure")
+        name, arguments = self.decoder.decode(data)
+        return failed(name, arguments, data=data, detail=None if name else f"undecodable data 0x{data.hex()}")
+
+    def _revert_data(self, tx_hash: str, transaction: Mapping[str, Any], receipt: TxReceipt) -> bytes | None:
+        """The failed transaction's revert data: from a call trace where the node has one, else by replay."""
+        try:
+            trace = self.w3.provider.make_request(
+                "debug_traceTransaction",  # type: ignore[arg-type]
+                [tx_hash, {"tracer": "callTracer"}],
+            )
+        except (Web3Exception, requests.RequestException):
+            trace = {}
+        result = trace.get("result") if isinstance(trace, Mapping) else None
+        if isinstance(result, Mapping) and "output" in result:
+            return _as_bytes(result["output"])
+        # No tracer: replay the call on the state of its block (other transactions in the block may differ).
+        replay: TxParams = {
+            "from": transaction["from"],
+            "data": transaction["input"],
+            "gas": transaction["gas"],
+        }
+        if transaction.get("to") is not None:
+            replay["to"] = transaction["to"]
+        if transaction.get("value"):
+            replay["value"] = transaction["value"]
+        try:
+            with self._rpc_errors(f"replaying transaction {tx_hash}"):
+                self.w3.eth.call(replay, receipt["blockNumber"])
+        except ContractLogicError as exc:
+            return _as_bytes(exc.data)
+        return None
+
+    @contextmanager
+    def _rpc_errors(self, action: str) -> Iterator[None]:
+        """Turn transport and node errors into ChainError; contract reverts pass through for decoding."""
+        try:
+            yield
+        except (ContractLogicError, TransactionNotFound, ChainError):
+            raise
+        except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
+            raise ChainError(f"cannot reach RPC at {self.rpc_url} while {action}: {_reason(exc)}") from exc
+        except Web3RPCError as exc:
+            raise ChainError(f"the node at {self.rpc_url} refused {action}: {_rpc_message(exc)}") from exc
+        except (Web3Exception, requests.RequestException) as exc:
+            raise ChainError(f"{action} failed at {self.rpc_url}: {_short(exc)}") from exc
+
+
+def _connect(w3: Web3, url: str, retries: int, backoff: float) -> int:
+    """Return the endpoint's chain id, retrying with exponential backoff."""
+    started = time.monotonic()
+    delay = backoff
+    last: Exception | None = None
+    for attempt in range(retries + 1):
+        try:
+            return int(w3.eth.chain_id)
+        except (requests.RequestException, Web3Exception, OSError, ValueError) as exc:
+            last = exc
+        if attempt < retries:
+            time.sleep(delay)
+            delay *= 2
+    elapsed = time.monotonic() - started
+    raise ChainError(
+        f"cannot reach RPC at {url}: {_reason(last)} ({retries + 1} attempts over {elapsed:.1f} s); "
+        "start the node or fix the URL"
+    ) from last
+
+
+def _label(function: Any) -> str:
+    return str(getattr(function, "fn_name", None) or "constructor")
+
+
+def _as_bytes(data: Any) -> bytes:
+    if data is None:
+        return b""
+    if isinstance(data, bytes | bytearray):
+        return bytes(data)
+    if isinstance(data, str):
+        try:
+            return bytes(HexBytes(data))
+        except ValueError:
+            return b""
+    return b""
+
+
+def _reason_without_data(exc: ContractLogicError, data: bytes) -> str:
+    if data:
+        return f"undecodable revert data 0x{data.hex()}"
+    return str(exc.message or "reverted without data")
+
+
+def _rpc_message(exc: Web3RPCError) -> str:
+    response = getattr(exc, "rpc_response", None)
+    if isinstance(response, Mapping) and isinstance(response.get("error"), Mapping):
+        return str(response["error"].get("message", response["error"]))
+    return _short(exc)
+
+
+def _reason(exc: BaseException | None) -> str:
+    """The root cause of a transport error (``[Errno 111] Connection refused``), else its short text."""
+    found = re.search(r"\[Errno -?\d+\] [^'\")]+", str(exc))
+    return found.group(0) if found else _short(exc)
+
+
+def _short(exc: BaseException | None, limit: int = 300) -> str:
+    text = f"{type(exc).__name__}: {exc}" if exc is not None else "no answer"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,702 @@
+"""Typed bindings for the TrainingMarket contract (see contracts/interfaces/ITrainingMarket.sol).
+
+One method per contract function, views returning frozen dataclasses, and an event scanner. The ABI and
+bytecode ship in ``TrainingMarket.json`` beside this module (exported by ``toolchain/export_artifact.py``), so
+nodes need no compiler. The enums and dataclasses mirror the ABI field for field; :func:`binding_mismatches`
+checks that against the shipped artifact, and :class:`Market` refuses to start if they disagree.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
+from enum import IntEnum
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
+
+import eth_abi
+from eth_utils import event_abi_to_log_topic, keccak, to_checksum_address
+from hexbytes import HexBytes
+from web3.types import LogReceipt, TxReceipt
+
+from cotrain.chain.client import ChainClient
+from cotrain.chain.keys import TransactionSigner
+from cotrain.errors import ChainError, ConfigError
+
+ARTIFACT_NAME = "TrainingMarket.json"
+ZERO_ADDRESS = "0x" + "00" * 20
+ZERO_BYTES32 = bytes(32)
+
+
+# ---------------------------------------------------------------- enums, in Solidity order
+
+
+class TaskStatus(IntEnum):
+    """``ITrainingMarket.TaskStatus``."""
+
+    NONE = 0
+    ACTIVE = 1
+    COMPLETED = 2
+    CANCELLED = 3
+    HALTED = 4
+
+
+class RoundStatus(IntEnum):
+    """``ITrainingMarket.RoundStatus``."""
+
+    OPEN = 0
+    ACCEPTED = 1
+    FINALIZED = 2
+    FAILED = 3
+    VOIDED = 4
+
+
+class Phase(IntEnum):
+    """``ITrainingMarket.Phase``: the phase of a task's current round, from its schedule and the clock."""
+
+    JOIN = 0
+    COMMIT = 1
+    REVEAL = 2
+    VALIDATE = 3
+    EXPIRED = 4
+    CLOSED = 5
+
+
+# ---------------------------------------------------------------- structs, in ABI field order
+
+
+@dataclass(frozen=True)
+class TaskParams:
+    """``ITrainingMarket.TaskParams``: a task's terms, fixed at creation (durations in s, amounts in wei).
+
+    See the NatSpec of ``ITrainingMarket.TaskParams`` for each field; ``arbiter`` zero means the task owner.
+    """
+
+    spec_digest: bytes
+    num_rounds: int
+    min_contributors: int
+    max_contributors: int
+    join_duration: int
+    commit_duration: int
+    reveal_duration: int
+    validation_duration: int
+    challenge_duration: int
+    quorum: int
+    contributor_stake: int
+    validator_bond: int
+    validator_slash: int
+    challenge_bond: int
+    arbiter: str = ZERO_ADDRESS
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """``ITrainingMarket.Proposal``: a validator's result for a round. Digests and roots are 32 bytes."""
+
+    model_digest: bytes
+    record_digest: bytes
+    rewards_root: bytes
+    slash_root: bytes
+    reward_total: int
+    model_cid: str
+    record_cid: str
+
+    def proposal_hash(self) -> bytes:
+        """The hash proposals are compared by on chain: everything except the CIDs."""
+        return keccak(
+            eth_abi.encode(
+                ["bytes32", "bytes32", "bytes32", "bytes32", "uint256"],
+                [
+                    self.model_digest,
+                    self.record_digest,
+                    self.rewards_root,
+                    self.slash_root,
+                    self.reward_total,
+                ],
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Task:
+    """``TrainingMarket.Task``: a task's parameters, status and money buckets (wei)."""
+
+    params: TaskParams
+    owner: str
+    status: TaskStatus
+    current_round: int
+    active_contributors: int
+    pending_rounds: int
+    round_budget: int
+    escrow: int
+    reserved: int
+    unclaimed: int
+    stakes: int
+    bonds: int
+    challenge_bonds: int
+
+
+@dataclass(frozen=True)
+class Round:
+    """``TrainingMarket.Round``: a round's schedule (unix seconds), counters, status and accepted result."""
+
+    starts_at: int
+    commit_end: int
+    reveal_end: int
+    commits: int
+    reveals: int
+    validate_end: int
+    accepted_at: int
+    finalized_at: int
+    status: RoundStatus
+    accepted_hash: bytes
+    model_digest: bytes
+    rewards_root: bytes
+    slash_root: bytes
+    reward_total: int
+    reward_claimed: int
+    challenger: str
+    challenged_at: int
+
+
+@dataclass(frozen=True)
+class Contributor:
+    """``TrainingMarket.Contributor``; ``last_round`` and ``locked_round`` count from 1 (0: none)."""
+
+    joined: bool
+    last_round: int
+    locked_round: int
+    stake: int
+
+
+@dataclass(frozen=True)
+class Validator:
+    """``TrainingMarket.Validator``."""
+
+    listed: bool
+    bonded: bool
+    bond: int
+
+
+@dataclass(frozen=True)
+class MarketEvent:
+    """One decoded market event.
+
+    Attributes
+    ----------
+    name : str
+        Event name, e.g. ``"TaskCreated"``.
+    args : Mapping[str, Any]
+        Arguments by ABI name (``taskId``, ``round``, ...); structs as dataclasses, addresses checksummed.
+    block : int
+        Block number.
+    tx_hash : str
+        0x-hex hash of the emitting transaction.
+    log_index : int
+        Position of the log in its block.
+    """
+
+    name: str
+    args: Mapping[str, Any]
+    block: int
+    tx_hash: str
+    log_index: int
+
+    @property
+    def task_id(self) -> int | None:
+        """The event's ``taskId``, or None for events without one (``CreditWithdrawn``)."""
+        return self.args.get("taskId")
+
+
+ENUMS: dict[str, type[IntEnum]] = {cls.__name__: cls for cls in (TaskStatus, RoundStatus, Phase)}
+STRUCTS: dict[str, type] = {
+    cls.__name__: cls for cls in (TaskParams, Proposal, Task, Round, Contributor, Validator)
+}
+
+
+# ---------------------------------------------------------------- artifact and ABI mapping
+
+
+@functools.cache
+def load_artifact() -> dict[str, Any]:
+    """The shipped artifact: ``abi``, ``bytecode``, ``deployedBytecode``, ``enums``, ``compiler``, ...
+
+    The dict is shared; do not modify it.
+
+    Raises
+    ------
+    ChainError
+        If the package was installed without it.
+    """
+    try:
+        text = resources.files(__package__).joinpath(ARTIFACT_NAME).read_text(encoding="utf-8")
+    except (FileNotFoundError, ModuleNotFoundError) as exc:
+        raise ChainError(
+            f"{ARTIFACT_NAME} is missing from the cotrain package: reinstall cotrain (package data ships it)"
+        ) from exc
+    return dict(json.loads(text))
+
+
+def snake_case(name: str) -> str:
+    """``contributorStake`` -> ``contributor_stake``; ``MAX_ROUNDS`` -> ``max_rounds``."""
+    if name.isupper():
+        return name.lower()
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _type_name(internal: str) -> str:
+    """``struct ITrainingMarket.TaskParams[]`` -> ``TaskParams``."""
+    return internal.split(" ", 1)[-1].rsplit(".", 1)[-1].split("[", 1)[0]
+
+
+def _python_type(param: Mapping[str, Any]) -> str:
+    internal = str(param.get("internalType", ""))
+    kind = str(param["type"])
+    if kind.startswith("tuple") or internal.startswith("enum "):
+        return _type_name(internal)
+    if kind.startswith(("uint", "int")):
+        return "int"
+    if kind in ("address", "string"):
+        return "str"
+    if kind.startswith("bytes"):
+        return "bytes"
+    return kind
+
+
+def _walk_params(abi: Sequence[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
+    stack = [param for entry in abi for param in [*entry.get("inputs", []), *entry.get("outputs", [])]]
+    while stack:
+        param = stack.pop()
+        yield param
+        stack.extend(param.get("components", []))
+
+
+def binding_mismatches(artifact: Mapping[str, Any] | None = None) -> list[str]:
+    """Compare these bindings with an artifact's ABI and enums; return one line per disagreement.
+
+    Checked: every Solidity enum has an IntEnum with the same members in order (``None`` -> ``NONE``), every
+    struct in the ABI has a dataclass whose fields are the struct's components in order (snake_case) with
+    matching Python types, and no enum or dataclass is left without a counterpart.
+    """
+    artifact = load_artifact() if artifact is None else artifact
+    problems = []
+    solidity_enums = {_type_name(name): members for name, members in artifact["enums"].items()}
+    for name, members in solidity_enums.items():
+        enum = ENUMS.get(name)
+        expected = [(snake_case(member).upper(), value) for value, member in enumerate(members)]
+        if enum is None:
+            problems.append(f"Solidity enum {name} has no IntEnum")
+        elif [(member.name, member.value) for member in enum] != expected:
+            problems.append(f"IntEnum {name} is {[m.name for m in enum]}, the contract has {members}")
+    problems += [f"IntEnum {name} matches no Solidity enum" for name in ENUMS.keys() - solidity_enums.keys()]
+
+    seen = set()
+    for param in _walk_params(artifact["abi"]):
+        internal = str(param.get("internalType", ""))
+        if internal.startswith("enum ") and _type_name(internal) not in ENUMS:
+            problems.append(f"ABI enum {internal} has no IntEnum")
+        if not str(param["type"]).startswith("tuple"):
+            continue
+        name = _type_name(internal)
+        seen.add(name)
+        cls = STRUCTS.get(name)
+        if cls is None:
+            problems.append(f"ABI struct {internal} has no dataclass")
+            continue
+        expected_fields = [(snake_case(c["name"]), _python_type(c)) for c in param["components"]]
+        actual_fields = [(f.name, str(f.type)) for f in fields(cls)]
+        if actual_fields != expected_fields:
+            problems.append(f"dataclass {name} has fields {actual_fields}, the ABI has {expected_fields}")
+    problems += [f"dataclass {name} matches no ABI struct" for name in STRUCTS.keys() - seen]
+    return list(dict.fromkeys(problems))
+
+
+@functools.cache
+def _check_bindings() -> None:
+    problems = binding_mismatches()
+    if problems:
+        raise ChainError(
+            f"the shipped {ARTIFACT_NAME} and cotrain.chain.market disagree: {'; '.join(problems)}. "
+            "Re-export the artifact and update the bindings together"
+        )
+
+
+def _from_abi(param: Mapping[str, Any], value: Any) -> Any:
+    """Convert one decoded ABI value to its Python binding type, guided by its ABI description."""
+    kind = str(param["type"])
+    internal = str(param.get("internalType", ""))
+    if kind.endswith("]"):
+        item = {**param, "type": kind[: kind.rindex("[")], "internalType": internal[: internal.rindex("[")]}
+        return tuple(_from_abi(item, element) for element in value)
+    if kind == "tuple":
+        cls = STRUCTS[_type_name(internal)]
+        components = param["components"]
+        if isinstance(value, Mapping):
+            value = [value[component["name"]] for component in components]
+        return cls(*(_from_abi(c, v) for c, v in zip(components, value, strict=True)))
+    if internal.startswith("enum "):
+        return ENUMS[_type_name(internal)](value)
+    if kind == "address":
+        return to_checksum_address(value)
+    if kind.startswith("bytes"):
+        return bytes(value)
+    return value
+
+
+def _to_abi(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return tuple(_to_abi(getattr(value, f.name)) for f in fields(value))
+    if isinstance(value, IntEnum):
+        return int(value)
+    return value
+
+
+# ---------------------------------------------------------------- the market
+
+
+class Market:
+    """A deployed TrainingMarket, used through ``client`` (whose account signs the transactions).
+
+    Transaction methods wait for the receipt (and the client's confirmations) and return it; they raise
+    :class:`cotrain.chain.client.ContractRevert` with the decoded custom error when the market refuses.
+
+    Parameters
+    ----------
+    client : ChainClient
+        Connection and signing account.
+    address : str
+        The market's address.
+    deploy_block : int
+        Block the market was deployed in; :meth:`events` scans from there by default.
+
+    Raises
+    ------
+    ChainError
+        If there is no contract at ``address``, or the shipped artifact and these bindings disagree.
+    """
+
+    def __init__(self, client: ChainClient, address: str, *, deploy_block: int = 0) -> None:
+        _check_bindings()
+        artifact = load_artifact()
+        self.client = client
+        self.address = to_checksum_address(address)
+        self.deploy_block = deploy_block
+        if not client.get_code(self.address):
+            raise ChainError(
+                f"no contract at {self.address} on chain {client.chain_id} ({client.rpc_url}): "
+                "deploy the market first or fix the address"
+            )
+        self.contract = client.w3.eth.contract(address=self.address, abi=artifact["abi"])
+        client.register_abi(artifact["abi"], ENUMS)
+        self._event_abis: dict[bytes, Mapping[str, Any]] = {
+            event_abi_to_log_topic(entry): entry for entry in artifact["abi"] if entry["type"] == "event"
+        }
+
+    def with_account(self, account: TransactionSigner) -> Market:
+        """The same market, sending as ``account`` (same connection and nonce book)."""
+        other = object.__new__(Market)
+        other.__dict__.update(self.__dict__)
+        other.client = self.client.as_account(account)
+        return other
+
+    def __repr__(self) -> str:
+        return f"Market({self.address}, chain_id={self.client.chain_id}, account={self.client.address})"
+
+    # ---------------------------------------------------------------- task owner
+
+    def create_task(
+        self, params: TaskParams, spec_cid: str, validators: Sequence[str], budget_wei: int
+    ) -> int:
+        """Post a task escrowing ``budget_wei``; return its id (read from the ``TaskCreated`` event)."""
+        receipt = self._send("createTask", _to_abi(params), spec_cid, list(validators), value=budget_wei)
+        created = [event for event in self.receipt_events(receipt) if event.name == "TaskCreated"]
+        if len(created) != 1:
+            raise ChainError(f"createTask receipt {receipt['transactionHash']!r} has no TaskCreated event")
+        return int(created[0].args["taskId"])
+
+    def cancel_task(self, task_id: int) -> TxReceipt:
+        """Owner: stop an active task and refund the escrow not yet earned."""
+        return self._send("cancelTask", task_id)
+
+    def withdraw_refund(self, task_id: int) -> TxReceipt:
+        """Owner, once the task is over: withdraw the escrow left over."""
+        return self._send("withdrawRefund", task_id)
+
+    # ---------------------------------------------------------------- validators
+
+    def bond_validator(self, task_id: int, *, bond_wei: int | None = None) -> TxReceipt:
+        """Lock the validator bond (the task's ``validator_bond`` unless ``bond_wei`` is given)."""
+        if bond_wei is None:
+            bond_wei = self.get_task(task_id).params.validator_bond
+        return self._send("bondValidator", task_id, value=bond_wei)
+
+    def withdraw_bond(self, task_id: int) -> TxReceipt:
+        """Take the validator bond back once the task is over and no round awaits finalization."""
+        return self._send("withdrawBond", task_id)
+
+    def propose(self, task_id: int, round_: int, proposal: Proposal) -> TxReceipt:
+        """Propose a round's result during its validation phase."""
+        return self._send("propose", task_id, round_, _to_abi(proposal))
+
+    def fail_round(self, task_id: int) -> TxReceipt:
+        """Close the current round without rewards (too few reveals, or no quorum by the deadline)."""
+        return self._send("failRound", task_id)
+
+    # ---------------------------------------------------------------- contributors
+
+    def join(self, task_id: int, *, stake_wei: int | None = None) -> TxReceipt:
+        """Join a task by locking the contributor stake (the task's unless ``stake_wei`` is given)."""
+        if stake_wei is None:
+            stake_wei = self.get_task(task_id).params.contributor_stake
+        return self._send("join", task_id, value=stake_wei)
+
+    def leave(self, task_id: int) -> TxReceipt:
+        """Leave a task and take the stake back once every round committed to is settled."""
+        return self._send("leave", task_id)
+
+    def commit(self, task_id: int, round_: int, commitment: bytes) -> TxReceipt:
+        """Commit to an update (see :func:`cotrain.protocol.commitment.update_commitment`)."""
+        return self._send("commit", task_id, round_, commitment)
+
+    def reveal(
+        self, task_id: int, round_: int, cid: str, update_digest: bytes, num_samples: int, salt: bytes
+    ) -> TxReceipt:
+        """Reveal the committed update: where it is stored, its sha256, its sample count and the salt."""
+        return self._send("reveal", task_id, round_, cid, update_digest, num_samples, salt)
+
+    # ---------------------------------------------------------------- challenges and settlement
+
+    def challenge(
+        self, task_id: int, round_: int, evidence_cid: str, *, bond_wei: int | None = None
+    ) -> TxReceipt:
+        """Dispute an accepted round within its challenge window, locking the challenge bond."""
+        if bond_wei is None:
+            bond_wei = self.get_task(task_id).params.challenge_bond
+        return self._send("challenge", task_id, round_, evidence_cid, value=bond_wei)
+
+    def resolve_challenge(self, task_id: int, round_: int, upheld: bool) -> TxReceipt:
+        """Arbiter: rule on a round's challenge."""
+        return self._send("resolveChallenge", task_id, round_, upheld)
+
+    def finalize_round(self, task_id: int, round_: int) -> TxReceipt:
+        """Make an accepted round's rewards claimable once its challenge window has passed."""
+        return self._send("finalizeRound", task_id, round_)
+
+    def claim(
+        self, task_id: int, round_: int, index: int, account: str, amount: int, proof: Sequence[bytes]
+    ) -> TxReceipt:
+        """Pay a finalized round's reward leaf ``(index, account, amount)`` to ``account``."""
+        return self._send("claim", task_id, round_, index, account, amount, list(proof))
+
+    def slash_contributor(
+        self, task_id: int, round_: int, index: int, account: str, amount: int, proof: Sequence[bytes]
+    ) -> TxReceipt:
+        """Apply a finalized round's slash leaf to a contributor's stake, within the slash window."""
+        return self._send("slashContributor", task_id, round_, index, account, amount, list(proof))
+
+    def withdraw_credit(self) -> TxReceipt:
+        """Withdraw the account's credits (challenge payouts)."""
+        return self._send("withdrawCredit")
+
+    # ---------------------------------------------------------------- views
+
+    def phase(self, task_id: int) -> Phase:
+        """The phase of the task's current round (``CLOSED`` once the task is not active)."""
+        return self._view("phase", task_id)
+
+    def get_task(self, task_id: int) -> Task:
+        """A task's parameters, status and money buckets."""
+        return self._view("getTask", task_id)
+
+    def get_round(self, task_id: int, round_: int) -> Round:
+        """A round's schedule, counters, status and accepted result."""
+        return self._view("getRound", task_id, round_)
+
+    def validators_of(self, task_id: int) -> tuple[str, ...]:
+        """The task's validators in creation order."""
+        return self._view("validatorsOf", task_id)
+
+    def validator_info(self, task_id: int, account: str) -> Validator:
+        """Whether ``account`` validates the task, has bonded, and its bond left."""
+        return self._view("validatorInfo", task_id, account)
+
+    def contributor_info(self, task_id: int, account: str) -> Contributor:
+        """A contributor's membership, stake and the rounds that lock it."""
+        return self._view("contributorInfo", task_id, account)
+
+    def commitment_of(self, task_id: int, round_: int, account: str) -> bytes:
+        """The contributor's commitment in a round; ``0x00..01`` once revealed, zero if none."""
+        return self._view("commitmentOf", task_id, round_, account)
+
+    def proposal_of(self, task_id: int, round_: int, account: str) -> bytes:
+        """The hash a validator proposed for a round (see :meth:`Proposal.proposal_hash`), or zero."""
+        return self._view("proposalOf", task_id, round_, account)
+
+    def is_claimed(self, task_id: int, round_: int, index: int) -> bool:
+        """Whether reward leaf ``index`` of a round was paid."""
+        return self._view("isClaimed", task_id, round_, index)
+
+    def is_slashed(self, task_id: int, round_: int, index: int) -> bool:
+        """Whether slash leaf ``index`` of a round was applied."""
+        return self._view("isSlashed", task_id, round_, index)
+
+    def task_holdings(self, task_id: int) -> int:
+        """Wei the market holds for a task, all buckets together."""
+        return self._view("taskHoldings", task_id)
+
+    def task_count(self) -> int:
+        """Tasks created so far (ids count from 1)."""
+        return self._view("taskCount")
+
+    def credits(self, account: str) -> int:
+        """Wei credited to ``account`` (see :meth:`withdraw_credit`)."""
+        return self._view("credits", account)
+
+    def total_credits(self) -> int:
+        """Sum of all accounts' credits."""
+        return self._view("totalCredits")
+
+    def max_rounds(self) -> int:
+        """``MAX_ROUNDS``."""
+        return self._view("MAX_ROUNDS")
+
+    def max_validators(self) -> int:
+        """``MAX_VALIDATORS``."""
+        return self._view("MAX_VALIDATORS")
+
+    def max_cid_bytes(self) -> int:
+        """``MAX_CID_BYTES``."""
+        return self._view("MAX_CID_BYTES")
+
+    # ---------------------------------------------------------------- events
+
+    def events(
+        self,
+        names: str | Iterable[str] | None = None,
+        *,
+        task_id: int | None = None,
+        from_block: int | None = None,
+        to_block: int | str = "latest",
+        chunk: int = 2000,
+    ) -> list[MarketEvent]:
+        """Scan the market's logs, ``chunk`` blocks per request, into decoded events.
+
+        Parameters
+        ----------
+        names : str or Iterable[str], optional
+            Event names to keep; all when None.
+        task_id : int, optional
+            Keep only this task's events (filtered by the node on the indexed ``taskId``); with
+            ``names=None`` that is every event that has a ``taskId``.
+        from_block : int, optional
+            First block; the market's deploy block when None.
+        to_block : int or "latest"
+            Last block, inclusive.
+        chunk : int
+            Blocks per ``eth_getLogs`` request (public nodes cap the range).
+
+        Returns
+        -------
+        list[MarketEvent]
+            Sorted by (block, log index).
+
+        Raises
+        ------
+        ConfigError
+            If a name is unknown, or ``task_id`` is given with an event that has no ``taskId``.
+        """
+        if chunk < 1:
+            raise ConfigError(f"chunk must be at least 1 block, got {chunk}")
+        wanted = self._select_events(names)
+        if task_id is not None:
+            untagged = sorted(e["name"] for e in wanted.values() if not _indexes_task(e))
+            if untagged and names is not None:
+                raise ConfigError(f"{', '.join(untagged)} carry no taskId: scan them without task_id")
+            wanted = {topic: e for topic, e in wanted.items() if _indexes_task(e)}
+        topics: list[Any] = [[HexBytes(topic).to_0x_hex() for topic in wanted]]
+        if task_id is not None:
+            topics.append("0x" + task_id.to_bytes(32, "big").hex())
+        first = self.deploy_block if from_block is None else from_block
+        last = self.client.block_number() if to_block == "latest" else int(to_block)
+        logs: list[LogReceipt] = []
+        for low in range(first, last + 1, chunk):
+            high = min(low + chunk - 1, last)
+            logs += self.client.get_logs(
+                {"address": self.address, "fromBlock": low, "toBlock": high, "topics": topics}
+            )
+        records = [self._decode_log(log) for log in logs if not log.get("removed")]
+        return sorted(records, key=lambda event: (event.block, event.log_index))
+
+    def receipt_events(self, receipt: TxReceipt) -> list[MarketEvent]:
+        """The market events a transaction emitted, in log order."""
+        return [
+            self._decode_log(log)
+            for log in receipt["logs"]
+            if log["address"] == self.address
+            and log["topics"]
+            and bytes(log["topics"][0]) in self._event_abis
+        ]
+
+    # ---------------------------------------------------------------- internals
+
+    def _send(self, name: str, *args: Any, value: int = 0) -> TxReceipt:
+        return self.client.transact(self.contract.functions[name](*args), value=value)
+
+    def _view(self, name: str, *args: Any) -> Any:
+        function = self.contract.functions[name](*args)
+        value = self.client.call(function)
+        outputs = function.abi["outputs"]
+        if len(outputs) == 1:
+            return _from_abi(outputs[0], value)
+        return tuple(_from_abi(param, item) for param, item in zip(outputs, value, strict=True))
+
+    def _select_events(self, names: str | Iterable[str] | None) -> dict[bytes, Mapping[str, Any]]:
+        if names is None:
+            return dict(self._event_abis)
+        wanted = {names} if isinstance(names, str) else set(names)
+        selected = {topic: entry for topic, entry in self._event_abis.items() if entry["name"] in wanted}
+        unknown = wanted - {entry["name"] for entry in selected.values()}
+        if unknown:
+            known = sorted(entry["name"] for entry in self._event_abis.values())
+            raise ConfigError(f"unknown market events {sorted(unknown)}; the market emits {known}")
+        return selected
+
+    def _decode_log(self, log: LogReceipt) -> MarketEvent:
+        entry = self._event_abis[bytes(log["topics"][0])]
+        decoded = getattr(self.contract.events, entry["name"])().process_log(log)
+        args = {param["name"]: _from_abi(param, decoded["args"][param["name"]]) for param in entry["inputs"]}
+        return MarketEvent(
+            name=entry["name"],
+            args=MappingProxyType(args),
+            block=int(log["blockNumber"]),
+            tx_hash=HexBytes(log["transactionHash"]).to_0x_hex(),
+            log_index=int(log["logIndex"]),
+        )
+
+
+def _indexes_task(event: Mapping[str, Any]) -> bool:
+    inputs = event.get("inputs", [])
+    return bool(inputs) and inputs[0]["name"] == "taskId" and bool(inputs[0].get("indexed"))
+
+
+def deploy_market(client: ChainClient) -> Market:
+    """Deploy a TrainingMarket from the shipped bytecode with the client's account; return its bindings.
+
+    Raises
+    ------
+    ContractRevert, ChainError
+        If the deployment fails.
+    """
+    _check_bindings()
+    artifact = load_artifact()
+    client.register_abi(artifact["abi"], ENUMS)
+    factory = client.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    receipt = client.transact(factory.constructor())
+    address = receipt["contractAddress"]
+    if address is None:
+        raise ChainError(f"deployment transaction {receipt['transactionHash']!r} created no contract")
+    return Market(client, address, deploy_block=int(receipt["blockNumber"]))
