@@ -1,0 +1,782 @@
+"""challenge, resolveChallenge and a challenged round's finalization: who may act and when, what each
+outcome moves between the buckets (escrow, reserved, bonds, challenge bonds, credits), and what a halted task
+leaves to withdraw."""
+
+from __future__ import annotations
+
+import pytest
+from brownie import accounts
+from conftest import (
+    ACCEPTED,
+    CLOSED,
+    DEFAULT_BUDGET,
+    DEFAULT_PARAMS,
+    ETHER,
+    FAILED,
+    FINALIZED,
+    OPEN,
+    TASK_ACTIVE,
+    TASK_CANCELLED,
+    TASK_COMPLETED,
+    TASK_HALTED,
+    VOIDED,
+    ZERO_ADDRESS,
+    digest_of,
+    make_proposal,
+    next_block_at,
+    reverts_with,
+)
+
+BOND = DEFAULT_PARAMS["challengeBond"]
+VALIDATOR_BOND = DEFAULT_PARAMS["validatorBond"]
+VALIDATOR_SLASH = DEFAULT_PARAMS["validatorSlash"]
+STAKE = DEFAULT_PARAMS["contributorStake"]
+CHALLENGE_DURATION = DEFAULT_PARAMS["challengeDuration"]
+ROUND_BUDGET = DEFAULT_BUDGET // DEFAULT_PARAMS["numRounds"]
+EVIDENCE = "bafkreievidence"
+BUCKETS = ("escrow", "reserved", "unclaimed", "stakes", "bonds", "challengeBonds", "pendingRounds")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def ledger(driver, market, task_id, **holders) -> dict:
+    """Where the task's wei can sit: its buckets, the credits, the contract's and the holders' balances."""
+    task = driver.task(task_id)
+    entries = {name: task[name] for name in BUCKETS}
+    entries["taskHoldings"] = market.taskHoldings(task_id)
+    entries["totalCredits"] = market.totalCredits()
+    entries["contract"] = market.balance()
+    for label, account in holders.items():
+        entries[f"credit:{label}"] = market.credits(account)
+        entries[f"balance:{label}"] = account.balance()
+    return entries
+
+
+def moved(before: dict, after: dict) -> dict:
+    """The entries that changed, with their change."""
+    return {name: after[name] - before[name] for name in before if after[name] != before[name]}
+
+
+def assert_solvent(market, task_ids) -> None:
+    """The contract holds exactly the tasks' buckets plus the accounts' credits."""
+    assert market.balance() == sum(market.taskHoldings(t) for t in task_ids) + market.totalCredits()
+
+
+def accept_round(driver, task_id, round_):
+    """Run round_ to acceptance: validator 2 dissents, validators 0 and 1 agree; returns the acceptance tx.
+
+    Each of the four contributors is rewarded a quarter of the round budget.
+    """
+    market, validators = driver.market, driver.validators
+    updates = driver.submit(task_id, round_)
+    each = driver.task(task_id)["roundBudget"] // len(updates)
+    rewards = [(u.contributor, each) for u in updates]
+    dissent = make_proposal(rewards, label=f"dissent {round_}")
+    market.propose(task_id, round_, dissent.proposal, {"from": validators[2]})
+    result = make_proposal(rewards, label=f"model {round_}")
+    market.propose(task_id, round_, result.proposal, {"from": validators[0]})
+    tx = market.propose(task_id, round_, result.proposal, {"from": validators[1]})
+    assert driver.round(task_id, round_)["status"] == ACCEPTED
+    return tx
+
+
+def challenge_round(market, task_id, round_, challenger):
+    return market.challenge(task_id, round_, EVIDENCE, {"from": challenger, "value": BOND})
+
+
+def bond_of(market, task_id, validator) -> int:
+    return market.validatorInfo(task_id, validator)[2]
+
+
+def events(tx, name) -> list[dict]:
+    return [dict(event) for event in tx.events[name]] if name in tx.events else []
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def challenger(owner):
+    """A fresh account with 10 ether that has no other role in the task."""
+    account = accounts.add()
+    owner.transfer(account, 10 * ETHER)
+    return account
+
+
+@pytest.fixture
+def arbitrated(driver, arbiter):
+    """A task arbitrated by `arbiter`: validators bonded, four contributors joined, commit phase open."""
+    task_id = driver.create_task(arbiter=arbiter.address)
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    return task_id
+
+
+@pytest.fixture
+def accepted(driver, arbitrated):
+    """Round 0 of `arbitrated` accepted by validators 0 and 1 over validator 2's dissent; the accepting tx."""
+    return accept_round(driver, arbitrated, 0)
+
+
+@pytest.fixture
+def challenged(market, arbitrated, accepted, challenger):
+    """Round 0 challenged by `challenger` right after its acceptance; the challenge tx."""
+    return challenge_round(market, arbitrated, 0, challenger)
+
+
+@pytest.fixture
+def upheld(market, arbiter, arbitrated, challenged):
+    """The challenge on round 0 upheld by the arbiter; the resolution tx."""
+    return market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+
+
+def pipelined(driver, market, task_id, challenger) -> None:
+    """Rounds 0 and 1 accepted, then round 0 (not yet finalized) challenged."""
+    accept_round(driver, task_id, 0)
+    accept_round(driver, task_id, 1)
+    assert driver.round(task_id, 0)["status"] == ACCEPTED
+    challenge_round(market, task_id, 0, challenger)
+
+
+# ---------------------------------------------------------------- challenge
+
+
+def test_challenge_records_challenger_and_time_and_keeps_round_accepted(
+    driver, arbitrated, challenged, challenger
+):
+    r = driver.round(arbitrated, 0)
+    assert r["status"] == ACCEPTED
+    assert r["challenger"] == challenger
+    assert r["challengedAt"] == challenged.timestamp
+    assert driver.task(arbitrated)["status"] == TASK_ACTIVE
+
+
+def test_challenge_emits_round_challenged(arbitrated, challenged, challenger):
+    assert events(challenged, "RoundChallenged") == [
+        {"taskId": arbitrated, "round": 0, "challenger": challenger, "evidenceCid": EVIDENCE}
+    ]
+
+
+def test_challenge_locks_exactly_the_bond_in_challenge_bonds(
+    driver, market, arbitrated, accepted, challenger
+):
+    before = ledger(driver, market, arbitrated, challenger=challenger)
+    challenge_round(market, arbitrated, 0, challenger)
+    assert moved(before, ledger(driver, market, arbitrated, challenger=challenger)) == {
+        "challengeBonds": BOND,
+        "taskHoldings": BOND,
+        "contract": BOND,
+        "balance:challenger": -BOND,
+    }
+    assert_solvent(market, [arbitrated])
+
+
+def test_challenge_one_second_before_window_end_succeeds(driver, market, arbitrated, accepted, challenger):
+    end = accepted.timestamp + CHALLENGE_DURATION
+    next_block_at(end - 1)
+    tx = challenge_round(market, arbitrated, 0, challenger)
+    assert tx.timestamp == end - 1
+    assert driver.round(arbitrated, 0)["challengedAt"] == end - 1
+
+
+def test_challenge_at_window_end_reverts_challenge_window_closed(market, arbitrated, accepted, challenger):
+    next_block_at(accepted.timestamp + CHALLENGE_DURATION)
+    with reverts_with("ChallengeWindowClosed"):
+        challenge_round(market, arbitrated, 0, challenger)
+
+
+def test_challenge_after_window_end_reverts_challenge_window_closed(market, arbitrated, accepted, challenger):
+    next_block_at(accepted.timestamp + CHALLENGE_DURATION + 60)
+    with reverts_with("ChallengeWindowClosed"):
+        challenge_round(market, arbitrated, 0, challenger)
+
+
+def test_second_challenge_reverts_already_challenged(market, outsider, arbitrated, challenged):
+    with reverts_with("AlreadyChallenged"):
+        challenge_round(market, arbitrated, 0, outsider)
+
+
+@pytest.mark.parametrize("sent", [0, BOND - 1, BOND + 1], ids=["zero", "bond-1", "bond+1"])
+def test_challenge_with_wrong_bond_reverts_wrong_amount(market, arbitrated, accepted, challenger, sent):
+    with reverts_with("WrongAmount", BOND, sent):
+        market.challenge(arbitrated, 0, EVIDENCE, {"from": challenger, "value": sent})
+
+
+@pytest.mark.parametrize("cid", ["", "e" * 129], ids=["empty", "129-bytes"])
+def test_challenge_with_bad_evidence_cid_reverts_bad_cid(market, arbitrated, accepted, challenger, cid):
+    with reverts_with("BadCid"):
+        market.challenge(arbitrated, 0, cid, {"from": challenger, "value": BOND})
+
+
+def test_challenge_with_128_byte_evidence_cid_is_accepted(market, arbitrated, accepted, challenger):
+    tx = market.challenge(arbitrated, 0, "e" * 128, {"from": challenger, "value": BOND})
+    assert tx.events["RoundChallenged"]["evidenceCid"] == "e" * 128
+
+
+def test_challenge_open_round_reverts_wrong_round_status(market, arbitrated, challenger):
+    with reverts_with("WrongRoundStatus", OPEN):
+        challenge_round(market, arbitrated, 0, challenger)
+
+
+def test_challenge_round_not_yet_started_reverts_wrong_round_status(market, arbitrated, accepted, challenger):
+    with reverts_with("WrongRoundStatus", OPEN):
+        challenge_round(market, arbitrated, 2, challenger)
+
+
+def test_challenge_finalized_round_reverts_wrong_round_status(
+    driver, market, arbitrated, accepted, challenger
+):
+    driver.finalize(arbitrated, 0)
+    with reverts_with("WrongRoundStatus", FINALIZED):
+        challenge_round(market, arbitrated, 0, challenger)
+
+
+def test_challenge_failed_round_reverts_wrong_round_status(driver, market, outsider, arbitrated, challenger):
+    driver.sleep_until(driver.round(arbitrated, 0)["validateEnd"])
+    market.failRound(arbitrated, {"from": outsider})
+    with reverts_with("WrongRoundStatus", FAILED):
+        challenge_round(market, arbitrated, 0, challenger)
+
+
+def test_challenge_voided_round_reverts_wrong_round_status(market, outsider, arbitrated, upheld):
+    with reverts_with("WrongRoundStatus", VOIDED):
+        challenge_round(market, arbitrated, 0, outsider)
+
+
+def test_challenge_unknown_task_reverts_unknown_task(market, arbitrated, accepted, challenger):
+    unknown = market.taskCount() + 1
+    with reverts_with("UnknownTask", unknown):
+        challenge_round(market, unknown, 0, challenger)
+
+
+def test_challenge_accepted_round_of_cancelled_task_is_accepted(
+    driver, market, owner, arbitrated, accepted, challenger
+):
+    market.cancelTask(arbitrated, {"from": owner})
+    tx = challenge_round(market, arbitrated, 0, challenger)
+    assert tx.events["RoundChallenged"]["challenger"] == challenger
+    assert driver.task(arbitrated)["challengeBonds"] == BOND
+
+
+# ---------------------------------------------------------------- resolveChallenge: who and when
+
+
+@pytest.mark.parametrize("role", ["owner", "validator", "contributor", "outsider", "challenger"])
+def test_resolve_by_anyone_but_the_arbiter_reverts_not_arbiter(
+    market, owner, validators, contributors, outsider, challenger, arbitrated, challenged, role
+):
+    caller = {
+        "owner": owner,
+        "validator": validators[0],
+        "contributor": contributors[0],
+        "outsider": outsider,
+        "challenger": challenger,
+    }[role]
+    for upheld in (True, False):
+        with reverts_with("NotArbiter", caller):
+            market.resolveChallenge(arbitrated, 0, upheld, {"from": caller})
+
+
+def test_resolve_by_arbiter_of_another_task_reverts_not_arbiter(
+    driver, market, arbiter, outsider, arbitrated, challenged
+):
+    other = driver.create_task(arbiter=outsider.address)
+    with reverts_with("NotArbiter", arbiter):
+        market.resolveChallenge(other, 0, True, {"from": arbiter})
+
+
+def test_resolve_on_task_without_arbiter_is_for_the_owner(driver, market, owner, arbiter, challenger):
+    """TaskParams.arbiter: address(0) means the task owner."""
+    task_id = driver.create_task()
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    accept_round(driver, task_id, 0)
+    challenge_round(market, task_id, 0, challenger)
+    with reverts_with("NotArbiter", arbiter):
+        market.resolveChallenge(task_id, 0, True, {"from": arbiter})
+    tx = market.resolveChallenge(task_id, 0, True, {"from": owner})
+    assert tx.events["ChallengeResolved"]["upheld"] is True
+
+
+def test_resolve_unknown_task_reverts_unknown_task(market, arbiter, arbitrated, challenged):
+    unknown = market.taskCount() + 1
+    with reverts_with("UnknownTask", unknown):
+        market.resolveChallenge(unknown, 0, True, {"from": arbiter})
+
+
+def test_resolve_unchallenged_accepted_round_reverts_no_challenge(market, arbiter, arbitrated, accepted):
+    with reverts_with("NoChallenge"):
+        market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+
+
+def test_resolve_open_round_reverts_no_challenge(market, arbiter, arbitrated):
+    with reverts_with("NoChallenge"):
+        market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
+
+
+def test_resolve_dismissed_challenge_again_reverts_no_challenge(market, arbiter, arbitrated, challenged):
+    market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
+    with reverts_with("NoChallenge"):
+        market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+
+
+def test_resolve_upheld_challenge_again_reverts_no_challenge(market, arbiter, arbitrated, upheld):
+    with reverts_with("NoChallenge"):
+        market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+
+
+def test_resolve_challenge_dismissed_by_timeout_reverts_no_challenge(
+    driver, market, arbiter, arbitrated, challenged
+):
+    driver.sleep_until(challenged.timestamp + CHALLENGE_DURATION)
+    market.finalizeRound(arbitrated, 0, {"from": arbiter})
+    with reverts_with("NoChallenge"):
+        market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+
+
+def test_resolve_one_second_before_arbitration_end_succeeds(market, arbiter, arbitrated, challenged):
+    end = challenged.timestamp + CHALLENGE_DURATION
+    next_block_at(end - 1)
+    tx = market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+    assert tx.timestamp == end - 1
+    assert tx.events["ChallengeResolved"]["upheld"] is True
+
+
+@pytest.mark.parametrize("late", [0, 60], ids=["at-end", "after-end"])
+@pytest.mark.parametrize("upheld", [True, False], ids=["upheld", "dismissed"])
+def test_resolve_at_or_after_arbitration_end_reverts_challenge_window_closed(
+    market, arbiter, arbitrated, challenged, late, upheld
+):
+    next_block_at(challenged.timestamp + CHALLENGE_DURATION + late)
+    with reverts_with("ChallengeWindowClosed"):
+        market.resolveChallenge(arbitrated, 0, upheld, {"from": arbiter})
+
+
+# ---------------------------------------------------------------- resolveChallenge: dismissed
+
+
+def test_dismissed_challenge_moves_bond_to_escrow(
+    driver, market, arbiter, arbitrated, challenged, challenger
+):
+    before = ledger(driver, market, arbitrated, challenger=challenger, arbiter=arbiter)
+    market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
+    assert moved(before, ledger(driver, market, arbitrated, challenger=challenger, arbiter=arbiter)) == {
+        "challengeBonds": -BOND,
+        "escrow": BOND,
+    }
+    assert_solvent(market, [arbitrated])
+
+
+def test_dismissed_challenge_emits_challenge_resolved_with_no_payout(market, arbiter, arbitrated, challenged):
+    tx = market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
+    assert events(tx, "ChallengeResolved") == [
+        {"taskId": arbitrated, "round": 0, "upheld": False, "payout": 0}
+    ]
+    assert events(tx, "ValidatorSlashed") == []
+    assert events(tx, "RoundVoided") == []
+    assert events(tx, "TaskHalted") == []
+
+
+def test_dismissed_challenge_clears_challenger_and_keeps_round_accepted(
+    driver, market, arbiter, validators, arbitrated, challenged
+):
+    market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
+    r = driver.round(arbitrated, 0)
+    assert (r["status"], r["challenger"], r["challengedAt"]) == (ACCEPTED, ZERO_ADDRESS, 0)
+    task = driver.task(arbitrated)
+    assert (task["status"], task["pendingRounds"]) == (TASK_ACTIVE, 1)
+    assert [bond_of(market, arbitrated, v) for v in validators] == [VALIDATOR_BOND] * 3
+
+
+def test_dismissed_round_finalizes_normally(
+    driver, market, arbiter, outsider, arbitrated, accepted, challenged
+):
+    market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
+    driver.sleep_until(accepted.timestamp + CHALLENGE_DURATION)
+    before = driver.task(arbitrated)
+    tx = market.finalizeRound(arbitrated, 0, {"from": outsider})
+    assert events(tx, "ChallengeResolved") == []
+    assert events(tx, "RoundFinalized") == [{"taskId": arbitrated, "round": 0, "rewardTotal": ROUND_BUDGET}]
+    after = driver.task(arbitrated)
+    assert after["reserved"] == before["reserved"] - ROUND_BUDGET
+    assert after["unclaimed"] == before["unclaimed"] + ROUND_BUDGET
+    assert driver.round(arbitrated, 0)["status"] == FINALIZED
+
+
+def test_dismissed_challengers_bond_is_lost(
+    driver, market, arbiter, arbitrated, accepted, challenged, challenger
+):
+    market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
+    driver.finalize(arbitrated, 0)
+    assert market.credits(challenger) == 0
+    with reverts_with("NothingToWithdraw"):
+        market.withdrawCredit({"from": challenger})
+
+
+def test_dismissed_round_can_be_challenged_again_within_its_window(
+    driver, market, arbiter, outsider, arbitrated, accepted, challenged
+):
+    market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
+    tx = challenge_round(market, arbitrated, 0, outsider)
+    r = driver.round(arbitrated, 0)
+    assert (r["challenger"], r["challengedAt"]) == (outsider, tx.timestamp)
+    assert driver.task(arbitrated)["challengeBonds"] == BOND
+
+
+# ---------------------------------------------------------------- resolveChallenge: upheld
+
+
+def test_upheld_challenge_slashes_whole_bonds_of_the_accepting_validators(
+    market, validators, arbitrated, upheld
+):
+    assert events(upheld, "ValidatorSlashed") == [
+        {"taskId": arbitrated, "round": 0, "validator": validators[0], "amount": VALIDATOR_BOND},
+        {"taskId": arbitrated, "round": 0, "validator": validators[1], "amount": VALIDATOR_BOND},
+    ]
+    assert [bond_of(market, arbitrated, v) for v in validators[:2]] == [0, 0]
+
+
+def test_upheld_challenge_spares_the_validator_that_proposed_something_else(
+    market, validators, arbitrated, upheld
+):
+    assert bond_of(market, arbitrated, validators[2]) == VALIDATOR_BOND
+
+
+def test_upheld_challenge_emits_challenge_resolved_with_payout(arbitrated, upheld):
+    payout = BOND + 2 * VALIDATOR_BOND
+    assert events(upheld, "ChallengeResolved") == [
+        {"taskId": arbitrated, "round": 0, "upheld": True, "payout": payout}
+    ]
+
+
+def test_upheld_challenge_moves_bonds_to_credit_and_rewards_to_escrow(
+    driver, market, arbiter, arbitrated, challenged, challenger
+):
+    before = ledger(driver, market, arbitrated, challenger=challenger)
+    market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+    payout = BOND + 2 * VALIDATOR_BOND
+    assert moved(before, ledger(driver, market, arbitrated, challenger=challenger)) == {
+        "challengeBonds": -BOND,
+        "bonds": -2 * VALIDATOR_BOND,
+        "reserved": -ROUND_BUDGET,
+        "escrow": ROUND_BUDGET,
+        "pendingRounds": -1,
+        "taskHoldings": -payout,
+        "totalCredits": payout,
+        "credit:challenger": payout,
+    }
+    assert_solvent(market, [arbitrated])
+
+
+def test_upheld_challenge_halts_the_task(driver, market, arbitrated, upheld):
+    assert events(upheld, "TaskHalted") == [{"taskId": arbitrated, "fromRound": 0}]
+    assert driver.task(arbitrated)["status"] == TASK_HALTED
+    assert market.phase(arbitrated) == CLOSED
+
+
+def test_upheld_challenge_voids_the_round(driver, arbitrated, upheld):
+    assert events(upheld, "RoundVoided") == [{"taskId": arbitrated, "round": 0}]
+    r = driver.round(arbitrated, 0)
+    assert (r["status"], r["challenger"], r["challengedAt"]) == (VOIDED, ZERO_ADDRESS, 0)
+    assert driver.task(arbitrated)["pendingRounds"] == 0
+
+
+def test_upheld_challenge_leaves_the_open_round_open(driver, arbitrated, upheld):
+    assert driver.task(arbitrated)["currentRound"] == 1
+    assert driver.round(arbitrated, 1)["status"] == OPEN
+
+
+def test_upheld_challenge_also_slashes_a_late_agreeing_validator(
+    driver, market, arbiter, validators, challenger
+):
+    task_id = driver.create_task(arbiter=arbiter.address)
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    result = driver.accept(task_id, 0)  # validators 0 and 1
+    market.propose(task_id, 0, result.proposal, {"from": validators[2]})  # agrees after acceptance
+    challenge_round(market, task_id, 0, challenger)
+    tx = market.resolveChallenge(task_id, 0, True, {"from": arbiter})
+    assert [e["validator"] for e in events(tx, "ValidatorSlashed")] == list(validators)
+    assert tx.events["ChallengeResolved"]["payout"] == BOND + 3 * VALIDATOR_BOND
+    assert driver.task(task_id)["bonds"] == 0
+
+
+def test_upheld_challenge_pays_only_what_is_left_of_a_slashed_bond(
+    driver, market, arbiter, validators, challenger
+):
+    """A validator already slashed for an earlier round loses the rest of its bond, no more."""
+    task_id = driver.create_task(arbiter=arbiter.address)
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    driver.accept(task_id, 0)  # validator 2 absent: slashed when round 0 finalizes
+    result = driver.accept(task_id, 1)
+    market.propose(task_id, 1, result.proposal, {"from": validators[2]})  # agrees with round 1
+    round_0_accepted = driver.round(task_id, 0)["acceptedAt"]
+    next_block_at(round_0_accepted + 600)
+    challenge_round(market, task_id, 1, challenger)
+    next_block_at(round_0_accepted + CHALLENGE_DURATION)
+    market.finalizeRound(task_id, 0, {"from": challenger})
+    assert bond_of(market, task_id, validators[2]) == VALIDATOR_BOND - VALIDATOR_SLASH
+    tx = market.resolveChallenge(task_id, 1, True, {"from": arbiter})
+    assert [(e["validator"], e["amount"]) for e in events(tx, "ValidatorSlashed")] == [
+        (validators[0], VALIDATOR_BOND),
+        (validators[1], VALIDATOR_BOND),
+        (validators[2], VALIDATOR_BOND - VALIDATOR_SLASH),
+    ]
+    assert tx.events["ChallengeResolved"]["payout"] == BOND + 3 * VALIDATOR_BOND - VALIDATOR_SLASH
+    assert driver.task(task_id)["bonds"] == 0
+    assert_solvent(market, [task_id])
+
+
+def test_upheld_challenge_of_completed_tasks_last_round_voids_it(driver, market, arbiter, challenger):
+    task_id = driver.create_task(arbiter=arbiter.address, numRounds=1)
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    accept_round(driver, task_id, 0)
+    assert driver.task(task_id)["status"] == TASK_COMPLETED
+    challenge_round(market, task_id, 0, challenger)
+    tx = market.resolveChallenge(task_id, 0, True, {"from": arbiter})
+    assert events(tx, "RoundVoided") == [{"taskId": task_id, "round": 0}]
+    task = driver.task(task_id)
+    assert (task["status"], task["escrow"], task["reserved"], task["pendingRounds"]) == (
+        TASK_HALTED,
+        DEFAULT_BUDGET,
+        0,
+        0,
+    )
+
+
+def test_upheld_challenge_of_cancelled_task_returns_the_round_rewards_to_the_owner(
+    driver, market, owner, arbiter, arbitrated, accepted, challenger
+):
+    market.cancelTask(arbitrated, {"from": owner})
+    assert driver.task(arbitrated)["status"] == TASK_CANCELLED
+    challenge_round(market, arbitrated, 0, challenger)
+    market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+    assert driver.task(arbitrated)["status"] == TASK_HALTED
+    before = owner.balance()
+    tx = market.withdrawRefund(arbitrated, {"from": owner})
+    assert owner.balance() - before == ROUND_BUDGET
+    assert events(tx, "EscrowRefunded") == [{"taskId": arbitrated, "owner": owner, "amount": ROUND_BUDGET}]
+    assert_solvent(market, [arbitrated])
+
+
+# ---------------------------------------------------------------- after a halt
+
+
+def test_commit_after_halt_reverts_task_not_active(driver, market, contributors, arbitrated, upheld):
+    with reverts_with("TaskNotActive", arbitrated):
+        market.commit(arbitrated, 1, digest_of("commitment"), {"from": contributors[0]})
+
+
+def test_propose_after_halt_reverts_task_not_active(driver, market, validators, arbitrated, upheld):
+    proposal = make_proposal([(driver.contributors[0], 1)], label="model 1").proposal
+    with reverts_with("TaskNotActive", arbitrated):
+        market.propose(arbitrated, 1, proposal, {"from": validators[2]})
+
+
+def test_finalize_voided_round_reverts_wrong_round_status(
+    driver, market, outsider, arbitrated, accepted, upheld
+):
+    driver.sleep_until(accepted.timestamp + 2 * CHALLENGE_DURATION)
+    with reverts_with("WrongRoundStatus", VOIDED):
+        market.finalizeRound(arbitrated, 0, {"from": outsider})
+
+
+def test_owner_withdraws_whole_budget_after_halt(driver, market, owner, arbitrated, upheld):
+    before = owner.balance()
+    tx = market.withdrawRefund(arbitrated, {"from": owner})
+    assert owner.balance() - before == DEFAULT_BUDGET
+    assert events(tx, "EscrowRefunded") == [{"taskId": arbitrated, "owner": owner, "amount": DEFAULT_BUDGET}]
+    assert driver.task(arbitrated)["escrow"] == 0
+    assert_solvent(market, [arbitrated])
+
+
+def test_challenger_withdraws_exactly_the_payout(market, arbitrated, upheld, challenger):
+    payout = BOND + 2 * VALIDATOR_BOND
+    before = challenger.balance()
+    tx = market.withdrawCredit({"from": challenger})
+    assert challenger.balance() - before == payout
+    assert events(tx, "CreditWithdrawn") == [{"account": challenger, "amount": payout}]
+    assert (market.credits(challenger), market.totalCredits()) == (0, 0)
+    with reverts_with("NothingToWithdraw"):
+        market.withdrawCredit({"from": challenger})
+
+
+def test_contributors_leave_with_their_stakes_after_halt(driver, market, contributors, arbitrated, upheld):
+    for contributor in contributors:
+        before = contributor.balance()
+        market.leave(arbitrated, {"from": contributor})
+        assert contributor.balance() - before == STAKE
+    assert driver.task(arbitrated)["stakes"] == 0
+
+
+def test_validators_withdraw_what_is_left_of_their_bonds_after_halt(
+    driver, market, validators, arbitrated, upheld
+):
+    before = validators[2].balance()
+    market.withdrawBond(arbitrated, {"from": validators[2]})
+    assert validators[2].balance() - before == VALIDATOR_BOND
+    for slashed in validators[:2]:
+        with reverts_with("NothingToWithdraw"):
+            market.withdrawBond(arbitrated, {"from": slashed})
+    assert driver.task(arbitrated)["bonds"] == 0
+
+
+def test_halted_task_pays_everyone_out_to_the_last_wei(
+    driver, market, owner, validators, contributors, arbitrated, upheld, challenger
+):
+    market.withdrawRefund(arbitrated, {"from": owner})
+    market.withdrawCredit({"from": challenger})
+    market.withdrawBond(arbitrated, {"from": validators[2]})
+    for contributor in contributors:
+        market.leave(arbitrated, {"from": contributor})
+    assert market.taskHoldings(arbitrated) == 0
+    assert market.totalCredits() == 0
+    assert market.balance() == 0
+
+
+# ---------------------------------------------------------------- finalizeRound on a challenged round
+
+
+def test_finalize_challenged_round_before_arbitration_end_reverts_challenge_pending(
+    driver, market, outsider, arbitrated, accepted, challenger
+):
+    next_block_at(accepted.timestamp + 600)
+    challenged = challenge_round(market, arbitrated, 0, challenger)
+    arbitration_end = challenged.timestamp + CHALLENGE_DURATION
+    next_block_at(arbitration_end - 1)  # past the round's own challenge window
+    assert arbitration_end - 1 >= accepted.timestamp + CHALLENGE_DURATION
+    with reverts_with("ChallengePending", arbitration_end):
+        market.finalizeRound(arbitrated, 0, {"from": outsider})
+
+
+def test_finalize_at_arbitration_end_dismisses_the_challenge_without_cost(
+    driver, market, outsider, arbitrated, challenged, challenger
+):
+    next_block_at(challenged.timestamp + CHALLENGE_DURATION)
+    before = ledger(driver, market, arbitrated, challenger=challenger)
+    tx = market.finalizeRound(arbitrated, 0, {"from": outsider})
+    assert tx.timestamp == challenged.timestamp + CHALLENGE_DURATION
+    assert events(tx, "ChallengeResolved") == [
+        {"taskId": arbitrated, "round": 0, "upheld": False, "payout": BOND}
+    ]
+    # validator 2 dissented: finalization slashes it into the escrow as for any round
+    assert moved(before, ledger(driver, market, arbitrated, challenger=challenger)) == {
+        "challengeBonds": -BOND,
+        "totalCredits": BOND,
+        "credit:challenger": BOND,
+        "taskHoldings": -BOND,
+        "reserved": -ROUND_BUDGET,
+        "unclaimed": ROUND_BUDGET,
+        "pendingRounds": -1,
+        "bonds": -VALIDATOR_SLASH,
+        "escrow": VALIDATOR_SLASH,
+    }
+    assert_solvent(market, [arbitrated])
+
+
+def test_finalize_after_timeout_finalizes_the_round(driver, market, outsider, arbitrated, challenged):
+    driver.sleep_until(challenged.timestamp + CHALLENGE_DURATION)
+    tx = market.finalizeRound(arbitrated, 0, {"from": outsider})
+    assert events(tx, "RoundFinalized") == [{"taskId": arbitrated, "round": 0, "rewardTotal": ROUND_BUDGET}]
+    r = driver.round(arbitrated, 0)
+    assert (r["status"], r["finalizedAt"], r["challenger"]) == (FINALIZED, tx.timestamp, ZERO_ADDRESS)
+    assert driver.task(arbitrated)["status"] == TASK_ACTIVE
+
+
+def test_challenger_withdraws_the_bond_after_timeout_dismissal(
+    driver, market, outsider, arbitrated, challenged, challenger
+):
+    driver.sleep_until(challenged.timestamp + CHALLENGE_DURATION)
+    market.finalizeRound(arbitrated, 0, {"from": outsider})
+    before = challenger.balance()
+    market.withdrawCredit({"from": challenger})
+    assert challenger.balance() - before == BOND
+    assert market.totalCredits() == 0
+
+
+# ---------------------------------------------------------------- pipelined rounds
+
+
+def test_upheld_challenge_voids_the_pipelined_later_round(driver, market, arbiter, arbitrated, challenger):
+    pipelined(driver, market, arbitrated, challenger)
+    tx = market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+    assert events(tx, "RoundVoided") == [
+        {"taskId": arbitrated, "round": 0},
+        {"taskId": arbitrated, "round": 1},
+    ]
+    assert events(tx, "TaskHalted") == [{"taskId": arbitrated, "fromRound": 0}]
+    assert [driver.round(arbitrated, n)["status"] for n in (0, 1, 2)] == [VOIDED, VOIDED, OPEN]
+
+
+def test_upheld_challenge_returns_both_pipelined_rewards_to_escrow(
+    driver, market, arbiter, arbitrated, challenger
+):
+    pipelined(driver, market, arbitrated, challenger)
+    before = ledger(driver, market, arbitrated, challenger=challenger)
+    assert (before["reserved"], before["pendingRounds"]) == (2 * ROUND_BUDGET, 2)
+    market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+    payout = BOND + 2 * VALIDATOR_BOND
+    assert moved(before, ledger(driver, market, arbitrated, challenger=challenger)) == {
+        "challengeBonds": -BOND,
+        "bonds": -2 * VALIDATOR_BOND,
+        "reserved": -2 * ROUND_BUDGET,
+        "escrow": 2 * ROUND_BUDGET,
+        "pendingRounds": -2,
+        "taskHoldings": -payout,
+        "totalCredits": payout,
+        "credit:challenger": payout,
+    }
+    assert driver.task(arbitrated)["escrow"] == DEFAULT_BUDGET
+    assert_solvent(market, [arbitrated])
+
+
+def test_pipelined_halt_slashes_validators_once_for_the_challenged_round(
+    driver, market, arbiter, validators, arbitrated, challenger
+):
+    pipelined(driver, market, arbitrated, challenger)
+    tx = market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+    assert [(e["round"], e["validator"]) for e in events(tx, "ValidatorSlashed")] == [
+        (0, validators[0]),
+        (0, validators[1]),
+    ]
+    assert bond_of(market, arbitrated, validators[2]) == VALIDATOR_BOND
+
+
+def test_pipelined_halt_frees_every_stake_and_bond(
+    driver, market, owner, arbiter, validators, contributors, arbitrated, challenger
+):
+    pipelined(driver, market, arbitrated, challenger)
+    market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+    for contributor in contributors:
+        before = contributor.balance()
+        market.leave(arbitrated, {"from": contributor})
+        assert contributor.balance() - before == STAKE
+    market.withdrawBond(arbitrated, {"from": validators[2]})
+    market.withdrawCredit({"from": challenger})
+    before = owner.balance()
+    market.withdrawRefund(arbitrated, {"from": owner})
+    assert owner.balance() - before == DEFAULT_BUDGET
+    assert market.balance() == 0
+
+
+def test_upheld_challenge_of_later_round_leaves_earlier_accepted_round_payable(
+    driver, market, owner, arbiter, outsider, validators, arbitrated, challenger
+):
+    accept_round(driver, arbitrated, 0)
+    accept_round(driver, arbitrated, 1)
+    challenge_round(market, arbitrated, 1, challenger)
+    tx = market.resolveChallenge(arbitrated, 1, True, {"from": arbiter})
+    assert events(tx, "RoundVoided") == [{"taskId": arbitrated, "round": 1}]
+    assert events(tx, "TaskHalted") == [{"taskId": arbitrated, "fromRound": 1}]
+    task = driver.task(arbitrated)
+    assert (task["status"], task["reserved"], task["pendingRounds"]) == (TASK_HALTED, ROUND_BUDGET, 1)
+    assert driver.round(arbitrated, 0)["status"] == ACCEPTED
+    with reverts_with("RoundsPending", 1):
+        market.withdrawBond(arbitrated, {"from": validators[2]})
+    driver.finalize(arbitrated, 0)
+    task = driver.task(arbitrated)
+    assert (task["reserved"], task["unclaimed"], task["pendingRounds"]) == (0, ROUND_BUDGET, 0)
+    assert_solvent(market, [arbitrated])
