@@ -1,0 +1,172 @@
+"""Judging one round: a pure function of the round's public inputs.
+
+Validators run it to build their proposal; auditors run it again from chain events and stored files and
+must get the same bytes. Given the same spec, base model, revealed updates (in any order) and file contents,
+it returns the same round record, model file and Merkle roots on every machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from cotrain.errors import IntegrityError
+from cotrain.learning.aggregation import apply_delta, fedavg
+from cotrain.learning.data import ArrayDataset
+from cotrain.learning.evaluation import evaluate
+from cotrain.learning.state import layout
+from cotrain.learning.tensor_files import RejectReason, UpdateRejected, decode_tensors, encode_model
+from cotrain.protocol.rewards import allocate_rewards
+from cotrain.protocol.round_record import Metrics, Reason, RoundRecord, UpdateEntry, record_bytes
+from cotrain.protocol.task_model import binding_matches, task_model, update_metadata
+from cotrain.protocol.task_spec import FileRef, TaskSpec
+from cotrain.storage.unixfs import compute_cid
+
+_REASONS = {
+    RejectReason.OVERSIZE: Reason.TOO_LARGE,
+    RejectReason.MALFORMED: Reason.MALFORMED,
+    RejectReason.WRONG_DTYPE: Reason.MALFORMED,
+    RejectReason.WRONG_KEYS: Reason.SHAPE_MISMATCH,
+    RejectReason.WRONG_SHAPE: Reason.SHAPE_MISMATCH,
+    RejectReason.NON_FINITE: Reason.NON_FINITE,
+    RejectReason.DIGEST_MISMATCH: Reason.DIGEST_MISMATCH,
+    RejectReason.MISSING: Reason.UNAVAILABLE,
+}
+# A file that never arrived may be the network's fault; everything else is the contributor's.
+_NOT_SLASHED = {Reason.UNAVAILABLE}
+
+
+@dataclass(frozen=True)
+class RevealedUpdate:
+    """An update as revealed on-chain."""
+
+    contributor: str
+    cid: str
+    digest: bytes
+    samples: int
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """Everything a validator stores and proposes for a round."""
+
+    record: RoundRecord
+    record_file: bytes
+    model_file: bytes
+    state: dict[str, torch.Tensor]
+
+    @property
+    def record_ref(self) -> FileRef:
+        return _file_ref(self.record_file)
+
+
+def _file_ref(data: bytes) -> FileRef:
+    return FileRef(cid=compute_cid(data), digest=hashlib.sha256(data).digest())
+
+
+def model_file(task_id: int, round_: int, state: dict[str, torch.Tensor]) -> bytes:
+    """The global model after ``round_`` (round -1: the initial model) as a canonical safetensors file."""
+    return encode_model(state, {"task_id": str(task_id), "after_round": str(round_)})
+
+
+def judge_round(
+    spec: TaskSpec,
+    task_id: int,
+    round_: int,
+    round_budget: int,
+    base: FileRef,
+    base_state: dict[str, torch.Tensor],
+    updates: Sequence[RevealedUpdate],
+    fetch: Callable[[RevealedUpdate], bytes],
+    held_out: ArrayDataset,
+) -> RoundOutcome:
+    """Check, aggregate and reward one round.
+
+    Parameters
+    ----------
+    fetch
+        Returns an update's file after checking it against its CID and digest; raises
+        :class:`~cotrain.errors.IntegrityError` (or ``UpdateRejected``) when it cannot.
+    held_out
+        The task's held-out set the new model is evaluated on.
+    """
+    expected = layout(base_state)
+    accepted: list[tuple[RevealedUpdate, dict[str, torch.Tensor]]] = []
+    verdicts: dict[str, Reason] = {}
+    for update in sorted(updates, key=lambda u: u.contributor.lower()):
+        reason, delta = _check(spec, task_id, round_, base, update, fetch, expected)
+        verdicts[update.contributor.lower()] = reason
+        if delta is not None:
+            accepted.append((update, delta))
+
+    if accepted:
+        weights = [u.samples for u, _ in accepted]
+        state = apply_delta(base_state, fedavg([d for _, d in accepted], weights))
+    else:
+        state = base_state
+    metrics = evaluate(task_model(spec), state, held_out)
+    total_samples = sum(u.samples for u, _ in accepted)
+    rewards = {
+        a.account.lower(): a.amount
+        for a in allocate_rewards(round_budget, [(u.contributor.lower(), u.samples) for u, _ in accepted])
+    }
+    model_bytes = model_file(task_id, round_, state)
+
+    entries = []
+    for update in updates:
+        who = update.contributor.lower()
+        reason = verdicts[who]
+        ok = reason == Reason.OK
+        share = update.samples / total_samples if ok else 0.0
+        entries.append(
+            UpdateEntry(
+                contributor=who,
+                cid=update.cid,
+                digest=update.digest,
+                samples=update.samples,
+                verdict="accepted" if ok else "rejected",
+                reason=reason,
+                score=share,
+                weight=share,
+                reward=rewards.get(who, 0),
+                slash=0 if ok or reason in _NOT_SLASHED else spec.rewards.slash_rejected_wei,
+            )
+        )
+    record = RoundRecord(
+        task_id=task_id,
+        round=round_,
+        base_model=base,
+        aggregation=spec.aggregation,
+        updates=entries,
+        new_model=_file_ref(model_bytes),
+        metrics=Metrics(accuracy=metrics.accuracy, loss=metrics.loss),
+    )
+    return RoundOutcome(record, record_bytes(record), model_bytes, state)
+
+
+def _check(
+    spec: TaskSpec,
+    task_id: int,
+    round_: int,
+    base: FileRef,
+    update: RevealedUpdate,
+    fetch: Callable[[RevealedUpdate], bytes],
+    expected: dict,
+) -> tuple[Reason, dict[str, torch.Tensor] | None]:
+    """The verdict on one update and, when accepted, its delta."""
+    try:
+        data = fetch(update)
+        tensors, metadata = decode_tensors(data, expected=expected, max_bytes=spec.limits.max_update_bytes)
+    except UpdateRejected as rejected:
+        return _REASONS[rejected.reason], None
+    except IntegrityError:
+        return Reason.DIGEST_MISMATCH, None
+    binding = update_metadata(task_id, round_, update.contributor, base.digest, update.samples)
+    if not binding_matches(metadata, binding):
+        return Reason.WRONG_BINDING, None
+    if metadata.get("samples") != binding["samples"]:
+        return Reason.SAMPLES_MISMATCH, None
+    return Reason.OK, tensors

@@ -1,0 +1,162 @@
+"""The contributor: joins a task, trains on its private data each round, commits and reveals its update,
+and claims its rewards. Restart-safe: the chain says what was done; the journal keeps the salt and the
+stored update between commit and reveal, so an update is never trained or submitted twice for a round."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+
+from cotrain.chain.client import ContractRevert
+from cotrain.chain.market import Market, Phase, RoundStatus, TaskStatus
+from cotrain.learning.data import ArrayDataset
+from cotrain.learning.tensor_files import encode_update
+from cotrain.learning.training import train_local
+from cotrain.protocol.commitment import new_salt, update_commitment
+from cotrain.protocol.rewards import allocation_proof
+from cotrain.protocol.task_model import task_model, update_metadata
+from cotrain.roles.journal import Journal
+from cotrain.roles.task_view import TaskView
+from cotrain.storage.base import ContentStore
+
+log = logging.getLogger(__name__)
+REVEALED = (1).to_bytes(32, "big")
+EMPTY = bytes(32)
+
+
+class ContributorNode:
+    """Acts for one account on one task; call :meth:`step` repeatedly (it does what is due and returns)."""
+
+    def __init__(
+        self,
+        market: Market,
+        store: ContentStore,
+        task_id: int,
+        data: ArrayDataset,
+        journal: Journal,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.market = market
+        self.store = store
+        self.task_id = task_id
+        self.data = data
+        self.journal = journal
+        self.progress = progress
+        self.address = market.client.address
+        self.view = TaskView(market, store, task_id)
+
+    def step(self) -> bool:
+        """Do what the task's state calls for now; return True once there is nothing left to do."""
+        self.view.refresh()
+        task = self.market.get_task(self.task_id)
+        me = self.market.contributor_info(self.task_id, self.address)
+        self._claim_rewards(task.current_round)
+        if task.status != TaskStatus.ACTIVE:
+            return self._all_claimed(task.current_round)
+        if not me.joined:
+            log.info("joining task %d with a stake of %d wei", self.task_id, task.params.contributor_stake)
+            self.market.join(self.task_id)
+            return False
+        round_ = task.current_round
+        phase = self.market.phase(self.task_id)
+        commitment = self.market.commitment_of(self.task_id, round_, self.address)
+        if phase == Phase.COMMIT and commitment == EMPTY:
+            self._commit(round_)
+        elif phase == Phase.REVEAL and commitment not in (EMPTY, REVEALED):
+            self._reveal(round_)
+        return False
+
+    # ---------------------------------------------------------------- one round
+
+    def _commit(self, round_: int) -> None:
+        entry = self.journal.get(f"round-{round_}") or self._prepare(round_)
+        commitment = update_commitment(
+            self.address, self.task_id, round_, bytes.fromhex(entry["digest"]), bytes.fromhex(entry["salt"])
+        )
+        log.info("round %d: committing update %s", round_, entry["cid"])
+        self._send(lambda: self.market.commit(self.task_id, round_, commitment))
+
+    def _prepare(self, round_: int) -> dict:
+        """Train on the round's base model, store the update and journal it before anything is sent."""
+        spec = self.view.spec
+        base = self.view.base_model(round_)
+        base_state = self.view.load_model(base)
+        result = train_local(
+            task_model(spec),
+            base_state,
+            self.data,
+            epochs=spec.training.local_epochs,
+            batch_size=spec.training.batch_size,
+            lr=spec.training.lr,
+            optimizer=spec.training.optimizer,
+            seed=spec.training.seed + round_,
+            progress=self.progress,
+        )
+        metadata = update_metadata(self.task_id, round_, self.address, base.digest, result.samples)
+        update = encode_update(result.delta, metadata)
+        cid = self.store.add(update)
+        entry = {
+            "cid": cid,
+            "digest": hashlib.sha256(update).hexdigest(),
+            "salt": new_salt().hex(),
+            "samples": result.samples,
+            "loss": result.loss,
+        }
+        self.journal.put(f"round-{round_}", entry)
+        log.info("round %d: trained on %d samples (loss %.4f)", round_, result.samples, result.loss)
+        return entry
+
+    def _reveal(self, round_: int) -> None:
+        entry = self.journal.get(f"round-{round_}")
+        if entry is None:
+            log.error("round %d: committed but the journal lost the update; it cannot be revealed", round_)
+            return
+        log.info("round %d: revealing %s", round_, entry["cid"])
+        self._send(
+            lambda: self.market.reveal(
+                self.task_id,
+                round_,
+                entry["cid"],
+                bytes.fromhex(entry["digest"]),
+                entry["samples"],
+                bytes.fromhex(entry["salt"]),
+            )
+        )
+
+    # ---------------------------------------------------------------- rewards
+
+    def _claim_rewards(self, current_round: int) -> None:
+        for round_ in range(current_round + 1):
+            if self.journal.get(f"claimed-{round_}") is not None:
+                continue
+            r = self.market.get_round(self.task_id, round_) if round_ < self.view.spec.rounds else None
+            if r is None or r.status in (RoundStatus.FAILED, RoundStatus.VOIDED):
+                self.journal.put(f"claimed-{round_}", {"amount": 0})
+                continue
+            if r.status != RoundStatus.FINALIZED:
+                continue
+            record = self.view.record(round_)
+            mine = [a for a in record.reward_allocations if a.account.lower() == self.address.lower()]
+            if mine:
+                proof = allocation_proof(record.reward_allocations, self.address)
+                if not self.market.is_claimed(self.task_id, round_, proof.index):
+                    log.info("round %d: claiming %d wei", round_, proof.amount)
+                    self._send(
+                        lambda p=proof, r_=round_: self.market.claim(
+                            self.task_id, r_, p.index, p.account, p.amount, p.proof
+                        )
+                    )
+            self.journal.put(f"claimed-{round_}", {"amount": mine[0].amount if mine else 0})
+
+    def _all_claimed(self, current_round: int) -> bool:
+        last = min(current_round, self.view.spec.rounds - 1)
+        return all(self.journal.get(f"claimed-{r}") is not None for r in range(last + 1))
+
+    def _send(self, transaction: Callable[[], object]) -> None:
+        """Send; a revert because the phase moved on is logged, not fatal (the next step re-reads)."""
+        try:
+            transaction()
+        except ContractRevert as revert:
+            log.warning("the market refused: %s", revert)

@@ -1,0 +1,32 @@
+"""The task owner: stores the initial model and the spec, then posts the task with its escrowed budget."""
+
+from __future__ import annotations
+
+import hashlib
+
+from cotrain.chain.market import Market, TaskParams
+from cotrain.protocol.round_outcome import model_file
+from cotrain.protocol.task_model import initial_state
+from cotrain.protocol.task_spec import (
+    TaskSpec,
+    spec_bytes,
+    spec_digest,
+    task_params,
+    with_initial_model,
+)
+from cotrain.storage.base import ContentStore
+
+
+def post_task(market: Market, store: ContentStore, spec: TaskSpec) -> tuple[int, TaskSpec]:
+    """Store what participants need, create the task; return its id and the spec as posted.
+
+    A spec without ``initial_model`` gets the registry model built from ``training.seed``.
+    """
+    if spec.initial_model is None:
+        model = model_file(0, -1, initial_state(spec))
+        spec = with_initial_model(spec, store.add(model), hashlib.sha256(model).digest())
+    spec_cid = store.add(spec_bytes(spec))
+    digest = spec_digest(spec)
+    params = TaskParams(*task_params(spec, digest).values())
+    task_id = market.create_task(params, spec_cid, spec.validators.addresses, spec.budget_wei)
+    return task_id, spec

@@ -1,0 +1,131 @@
+"""One task as every role sees it: its spec, rounds, models and records, read from chain events and storage.
+
+Everything here is derived from public data, so any node (or an auditor years later) rebuilds the same
+view. Events are scanned incrementally; files are fetched through :func:`fetch_verified`, so nothing is
+parsed before it matched its on-chain digest.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+from cotrain.chain.market import Market, MarketEvent, Proposal, RoundStatus
+from cotrain.errors import ChainError
+from cotrain.learning.state import layout
+from cotrain.learning.tensor_files import decode_tensors
+from cotrain.protocol.round_outcome import RevealedUpdate
+from cotrain.protocol.round_record import RoundRecord, parse_record
+from cotrain.protocol.task_model import initial_state
+from cotrain.protocol.task_spec import FileRef, TaskSpec, parse_spec_bytes
+from cotrain.storage.base import ContentStore, fetch_verified
+
+#: Upper bound for spec and round-record files (they are small JSON).
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+#: Upper bound for a global model file.
+MAX_MODEL_BYTES = 512 * 1024 * 1024
+
+
+class TaskView:
+    """Read-only view of one task on one market, backed by a content store."""
+
+    def __init__(self, market: Market, store: ContentStore, task_id: int) -> None:
+        self.market = market
+        self.store = store
+        self.task_id = task_id
+        self._events: list[MarketEvent] = []
+        self._scanned_to = market.deploy_block - 1
+        self._models: dict[bytes, dict[str, torch.Tensor]] = {}
+
+    # ---------------------------------------------------------------- events
+
+    def refresh(self) -> None:
+        """Read the task's events mined since the last refresh."""
+        head = self.market.client.block_number()
+        if head <= self._scanned_to:
+            return
+        self._events += self.market.events(
+            task_id=self.task_id, from_block=self._scanned_to + 1, to_block=head
+        )
+        self._scanned_to = head
+
+    def events(self, name: str, round_: int | None = None) -> list[MarketEvent]:
+        """The task's events called ``name`` (of ``round_`` when given), oldest first."""
+        return [
+            e for e in self._events if e.name == name and (round_ is None or e.args.get("round") == round_)
+        ]
+
+    # ---------------------------------------------------------------- spec and models
+
+    @cached_property
+    def spec(self) -> TaskSpec:
+        """The task spec, checked against the digest the market holds."""
+        self.refresh()
+        created = self.events("TaskCreated")
+        if not created:
+            raise ChainError(f"task {self.task_id} does not exist on market {self.market.address}")
+        params = self.market.get_task(self.task_id).params
+        data = fetch_verified(
+            self.store, created[0].args["specCid"], params.spec_digest, max_size=MAX_RECORD_BYTES
+        )
+        return parse_spec_bytes(data)
+
+    @cached_property
+    def model_layout(self) -> dict:
+        return layout(initial_state(self.spec))
+
+    def accepted_proposal(self, round_: int) -> Proposal | None:
+        """The proposal a quorum accepted for ``round_`` (also after finalization), else None."""
+        r = self.market.get_round(self.task_id, round_)
+        if r.status not in (RoundStatus.ACCEPTED, RoundStatus.FINALIZED):
+            return None
+        for event in self.events("RoundProposed", round_):
+            if event.args["proposalHash"] == r.accepted_hash:
+                return event.args["proposal"]
+        self.refresh()
+        for event in self.events("RoundProposed", round_):
+            if event.args["proposalHash"] == r.accepted_hash:
+                return event.args["proposal"]
+        raise ChainError(f"round {round_} of task {self.task_id} is accepted but no proposal event matches")
+
+    def base_model(self, round_: int) -> FileRef:
+        """The model ``round_`` starts from: the last accepted model before it, else the initial model."""
+        for earlier in range(round_ - 1, -1, -1):
+            proposal = self.accepted_proposal(earlier)
+            if proposal is not None:
+                return FileRef(cid=proposal.model_cid, digest=proposal.model_digest)
+        if self.spec.initial_model is None:
+            raise ChainError(f"task {self.task_id}'s spec names no initial model")
+        return self.spec.initial_model
+
+    def load_model(self, ref: FileRef) -> dict[str, torch.Tensor]:
+        """The weights in the model file ``ref``, verified and decoded (cached by digest)."""
+        if ref.digest not in self._models:
+            data = fetch_verified(self.store, ref.cid, ref.digest, max_size=MAX_MODEL_BYTES)
+            tensors, _ = decode_tensors(data, expected=self.model_layout, max_bytes=MAX_MODEL_BYTES)
+            self._models[ref.digest] = tensors
+        return self._models[ref.digest]
+
+    # ---------------------------------------------------------------- rounds
+
+    def revealed(self, round_: int) -> list[RevealedUpdate]:
+        """The updates revealed in ``round_``, as the chain recorded them."""
+        return [
+            RevealedUpdate(
+                contributor=e.args["contributor"],
+                cid=e.args["cid"],
+                digest=e.args["updateDigest"],
+                samples=e.args["numSamples"],
+            )
+            for e in self.events("UpdateRevealed", round_)
+        ]
+
+    def record(self, round_: int) -> RoundRecord | None:
+        """The accepted round record of ``round_``, verified against the accepted proposal, else None."""
+        proposal = self.accepted_proposal(round_)
+        if proposal is None:
+            return None
+        data = fetch_verified(
+            self.store, proposal.record_cid, proposal.record_digest, max_size=MAX_RECORD_BYTES
+        )
+        return parse_record(data)

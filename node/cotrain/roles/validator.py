@@ -1,0 +1,170 @@
+"""The validator: bonds, and once a round's reveals are in, judges the round (fetch, check, aggregate,
+evaluate, reward), stores the record and the new model, and proposes their digests and Merkle roots. It also
+does the housekeeping anyone may do: failing dead rounds, finalizing, applying slashes, withdrawing its bond.
+
+Restart-safe without a journal: a proposal is a pure function of public data, and the chain says whether this
+validator already proposed."""
+
+from __future__ import annotations
+
+import logging
+
+from cotrain.chain.client import ContractRevert
+from cotrain.chain.market import Market, Phase, Proposal, RoundStatus, TaskStatus
+from cotrain.errors import IntegrityError, StorageError
+from cotrain.learning.data import ArrayDataset
+from cotrain.learning.tensor_files import RejectReason, UpdateRejected
+from cotrain.protocol.rewards import allocation_proof
+from cotrain.protocol.round_outcome import RevealedUpdate, RoundOutcome, judge_round
+from cotrain.roles.task_view import TaskView
+from cotrain.storage.base import ContentStore, ContentTooLargeError, fetch_verified
+
+log = logging.getLogger(__name__)
+EMPTY = bytes(32)
+
+
+def verified_fetch(store: ContentStore, max_bytes: int):
+    """A ``fetch`` for :func:`judge_round` that turns storage failures into reject reasons."""
+
+    def fetch(update: RevealedUpdate) -> bytes:
+        try:
+            return fetch_verified(store, update.cid, update.digest, max_size=max_bytes)
+        except ContentTooLargeError as error:
+            raise UpdateRejected(RejectReason.OVERSIZE, str(error)) from None
+        except IntegrityError as error:
+            raise UpdateRejected(RejectReason.DIGEST_MISMATCH, str(error)) from None
+        except StorageError as error:
+            raise UpdateRejected(RejectReason.MISSING, str(error)) from None
+
+    return fetch
+
+
+def judge(view: TaskView, round_: int, held_out: ArrayDataset) -> RoundOutcome:
+    """Judge ``round_`` of the viewed task from public data (validators and auditors share this)."""
+    spec = view.spec
+    base = view.base_model(round_)
+    return judge_round(
+        spec,
+        view.task_id,
+        round_,
+        view.market.get_task(view.task_id).round_budget,
+        base,
+        view.load_model(base),
+        view.revealed(round_),
+        verified_fetch(view.store, spec.limits.max_update_bytes),
+        held_out,
+    )
+
+
+class ValidatorNode:
+    """Acts for one validator account on one task; call :meth:`step` repeatedly."""
+
+    def __init__(self, market: Market, store: ContentStore, task_id: int, held_out: ArrayDataset) -> None:
+        self.market = market
+        self.store = store
+        self.task_id = task_id
+        self.held_out = held_out
+        self.address = market.client.address
+        self.view = TaskView(market, store, task_id)
+        self.outcomes: dict[int, RoundOutcome] = {}
+        self.settled: set[int] = set()  # rounds with nothing left to do
+
+    def step(self) -> bool:
+        """Do what is due now; return True once the task is over and nothing is left to settle."""
+        self.view.refresh()
+        task = self.market.get_task(self.task_id)
+        me = self.market.validator_info(self.task_id, self.address)
+        if task.status == TaskStatus.ACTIVE and not me.bonded:
+            log.info("bonding %d wei on task %d", task.params.validator_bond, self.task_id)
+            self._send(lambda: self.market.bond_validator(self.task_id))
+            return False
+        last = min(task.current_round, task.params.num_rounds - 1)
+        for round_ in range(last + 1):
+            if round_ not in self.settled:
+                self._settle(round_, task.params.challenge_duration)
+        if task.status == TaskStatus.ACTIVE:
+            self._validate(task.current_round)
+            return False
+        if task.pending_rounds == 0:
+            if me.bond:
+                log.info("task %d is over: withdrawing the bond", self.task_id)
+                self._send(lambda: self.market.withdraw_bond(self.task_id))
+            return True
+        return False
+
+    def _validate(self, round_: int) -> None:
+        phase = self.market.phase(self.task_id)
+        if phase == Phase.EXPIRED:
+            log.info("round %d expired without a result: failing it", round_)
+            self._send(lambda: self.market.fail_round(self.task_id))
+        elif phase == Phase.VALIDATE:
+            self._propose(round_)
+
+    def _propose(self, round_: int) -> None:
+        if self.market.proposal_of(self.task_id, round_, self.address) != EMPTY:
+            return
+        r = self.market.get_round(self.task_id, round_)
+        if r.reveals < self.view.spec.contributors.min:
+            return  # too few reveals: the round fails at its deadline
+        outcome = self.outcomes.get(round_) or judge(self.view, round_, self.held_out)
+        self.outcomes[round_] = outcome
+        record = outcome.record
+        for data in (outcome.model_file, outcome.record_file):
+            self.store.add(data)
+        proposal = Proposal(
+            model_digest=record.new_model.digest,
+            record_digest=outcome.record_ref.digest,
+            rewards_root=record.rewards_root,
+            slash_root=record.slash_root,
+            reward_total=record.reward_total,
+            model_cid=record.new_model.cid,
+            record_cid=outcome.record_ref.cid,
+        )
+        accepted = sum(u.verdict == "accepted" for u in record.updates)
+        log.info(
+            "round %d: %d accepted, %d rejected, accuracy %s; proposing",
+            round_,
+            accepted,
+            len(record.updates) - accepted,
+            record.metrics.accuracy,
+        )
+        self._send(lambda: self.market.propose(self.task_id, round_, proposal))
+
+    def _settle(self, round_: int, challenge_duration: int) -> None:
+        """Late agreement, finalization and slashes for an earlier round."""
+        r = self.market.get_round(self.task_id, round_)
+        if r.status == RoundStatus.ACCEPTED:
+            now = self.market.client.w3.eth.get_block("latest")["timestamp"]
+            mine = self.market.proposal_of(self.task_id, round_, self.address)
+            if mine == EMPTY and now < r.validate_end:
+                self._propose(round_)  # agreeing late still spares the bond
+            elif now >= r.accepted_at + challenge_duration:
+                log.info("round %d: challenge window over, finalizing", round_)
+                self._send(lambda: self.market.finalize_round(self.task_id, round_))
+        elif r.status == RoundStatus.FINALIZED:
+            now = self.market.client.w3.eth.get_block("latest")["timestamp"]
+            if r.slash_root != EMPTY and now <= r.finalized_at + challenge_duration:
+                self._apply_slashes(round_)
+            self.settled.add(round_)
+        elif r.status in (RoundStatus.FAILED, RoundStatus.VOIDED):
+            self.settled.add(round_)
+
+    def _apply_slashes(self, round_: int) -> None:
+        record = self.view.record(round_)
+        for allocation in record.slash_allocations:
+            proof = allocation_proof(record.slash_allocations, allocation.account)
+            if self.market.is_slashed(self.task_id, round_, proof.index):
+                continue
+            log.info("round %d: slashing %s by %d wei", round_, proof.account, proof.amount)
+            self._send(
+                lambda p=proof: self.market.slash_contributor(
+                    self.task_id, round_, p.index, p.account, p.amount, p.proof
+                )
+            )
+
+    def _send(self, transaction) -> None:
+        """Send; another node may have done the same first, which is fine."""
+        try:
+            transaction()
+        except ContractRevert as revert:
+            log.warning("the market refused: %s", revert)
