@@ -1,15 +1,37 @@
-"""The `cotrain` command line. The node roles arrive as subcommands; this is the entry point they hang on."""
+"""The `cotrain` command line: one subcommand per participant role, plus a local network and a demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from cotrain import __version__
+from cotrain.errors import ChainError, ConfigError, CotrainError, StorageError
+from cotrain.network import DEFAULT_PATH, NetworkConfig
 
 app = typer.Typer(
     name="cotrain",
     help="Train one model with many parties; rewards and aggregation are checked on-chain.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
+task_app = typer.Typer(help="Post and inspect training tasks (as a task owner).", no_args_is_help=True)
+app.add_typer(task_app, name="task")
+console = Console(stderr=True)
+
+NETWORK = typer.Option(DEFAULT_PATH, "--network", help="Network config written by `cotrain up`.")
+TASK = typer.Option(..., "--task", help="The task id.")
+FOLLOW = typer.Option(True, "--follow/--once", help="Keep acting on chain events until the task is done.")
+POLL = typer.Option(1.0, "--poll", help="Seconds between looks at the chain.")
 
 
 def _print_version(value: bool) -> None:
@@ -23,5 +45,274 @@ def main(
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
     ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every step."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Log warnings and errors only."),
 ) -> None:
     """Train one model with many parties; rewards and aggregation are checked on-chain."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
+    )
+    for noisy in ("urllib3", "web3", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def run() -> None:
+    """Entry point: CotrainErrors become one clear line and exit status 1, not a traceback."""
+    try:
+        app()
+    except CotrainError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise SystemExit(1) from None
+
+
+def _connect(network: Path, *, signed: bool = True):
+    from cotrain.chain.keys import load_signer
+
+    config = NetworkConfig.load(network)
+    return config.connect(load_signer() if signed else None)
+
+
+def _journal_dir(address: str) -> Path:
+    return Path(".cotrain") / f"contributor-{address.lower()}"
+
+
+def _follow(step, follow: bool, poll: float, *, max_failures: int = 10) -> None:
+    """Call ``step`` until it reports done (or once). An unreachable chain or store is retried with
+    exponential backoff; after ``max_failures`` failures in a row the error is raised."""
+    failures = 0
+    while True:
+        try:
+            if step() or not follow:
+                return
+            failures = 0
+            time.sleep(poll)
+        except (ChainError, StorageError) as error:
+            failures += 1
+            if not follow or failures > max_failures:
+                raise
+            delay = min(30.0, poll * 2**failures)
+            logging.getLogger("cotrain").warning("%s; retrying in %.1f s", error, delay)
+            time.sleep(delay)
+
+
+# ---------------------------------------------------------------- network
+
+
+@app.command()
+def up(
+    directory: Path = typer.Option(Path(".cotrain"), "--dir", help="Where chain, storage and config live."),
+    port: int = typer.Option(8545, "--port", help="Port for the local anvil chain."),
+    storage: str = typer.Option("embedded", "--storage", help="embedded, or ipfs (starts a js-ipfs daemon)."),
+    block_time: float = typer.Option(1.0, "--block-time", help="Seconds per block."),
+) -> None:
+    """Start a local network: an anvil chain, a content store and a deployed market (until Ctrl-C)."""
+    from cotrain.localnet import local_network
+
+    with local_network(directory, port=port, storage=storage, block_time=block_time) as net:
+        console.print(f"market {net.config.market} on {net.config.rpc_url}; storage {net.config.storage}")
+        console.print(f"config written to {directory / 'network.json'}; dev accounts in {net.accounts_file}")
+        console.print("press Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            console.print("stopping")
+
+
+# ---------------------------------------------------------------- task owner
+
+
+@task_app.command("post")
+def task_post(
+    spec_path: Path = typer.Argument(..., help="Task spec (YAML or JSON)."), network: Path = NETWORK
+):
+    """Store the spec and initial model, escrow the budget and create the task; print its id."""
+    from cotrain.protocol.task_spec import load_spec
+    from cotrain.roles.owner import post_task
+
+    market, store = _connect(network)
+    task_id, spec = post_task(market, store, load_spec(spec_path))
+    console.print(f"posted task {task_id}: {spec.name}, {spec.rounds} rounds, budget {spec.budget_wei} wei")
+    typer.echo(task_id)
+
+
+@task_app.command("status")
+def task_status(task_id: int = typer.Argument(..., help="The task id."), network: Path = NETWORK) -> None:
+    """Show a task's state and each round's status."""
+    market, _ = _connect(network, signed=False)
+    task = market.get_task(task_id)
+    table = Table(title=f"task {task_id}: {task.status.name.lower()}, round {task.current_round}")
+    for column in ("round", "status", "commits", "reveals", "reward total (wei)", "claimed (wei)"):
+        table.add_column(column)
+    for round_ in range(min(task.current_round + 1, task.params.num_rounds)):
+        r = market.get_round(task_id, round_)
+        table.add_row(
+            str(round_),
+            r.status.name.lower(),
+            str(r.commits),
+            str(r.reveals),
+            str(r.reward_total),
+            str(r.reward_claimed),
+        )
+    Console().print(table)
+
+
+# ---------------------------------------------------------------- participants
+
+
+@app.command()
+def contribute(
+    task: int = TASK,
+    data: Path = typer.Option(..., "--data", help="Your private data: .npz, .csv or an image folder."),
+    label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV file."),
+    journal: Path = typer.Option(
+        None, "--journal", help="State directory (default .cotrain/contributor-ADDR)."
+    ),
+    timings: Path = typer.Option(None, "--timings", help="Append per-round timings (JSON lines) here."),
+    network: Path = NETWORK,
+    follow: bool = FOLLOW,
+    poll: float = POLL,
+) -> None:
+    """Join a task and train on local data each round; commit, reveal and claim rewards."""
+    from cotrain.learning.local_data import load_local_data
+    from cotrain.roles.contributor import ContributorNode
+    from cotrain.roles.journal import Journal
+    from cotrain.roles.timings import Timings
+
+    market, store = _connect(network)
+    address = market.client.address
+    node = ContributorNode(
+        market, store, task, Journal(journal or _journal_dir(address)), timings=Timings(timings)
+    )
+    spec = node.view.spec
+    node.data = load_local_data(
+        data,
+        input_shape=tuple(spec.data.input_shape),
+        num_classes=spec.data.num_classes,
+        label_column=label_column,
+    )
+    console.print(f"contributing {len(node.data)} local examples to task {task} as {address}")
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+    ) as progress:
+        bar = progress.add_task("training", total=None, visible=False)
+
+        def show(step: int, total: int) -> None:
+            progress.update(bar, completed=step, total=total, visible=step < total)
+
+        node.progress = show
+        _follow(node.step, follow, poll)
+
+
+@app.command()
+def validate(
+    task: int = TASK,
+    data: Path = typer.Option(None, "--data", help="Held-out data (default: the spec's built-in split)."),
+    label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV file."),
+    timings: Path = typer.Option(None, "--timings", help="Append per-round timings (JSON lines) here."),
+    network: Path = NETWORK,
+    follow: bool = FOLLOW,
+    poll: float = POLL,
+) -> None:
+    """Bond, then judge, aggregate and propose every round; finalize and apply slashes."""
+    from cotrain.roles.timings import Timings
+    from cotrain.roles.validator import ValidatorNode
+
+    market, store = _connect(network)
+    node = ValidatorNode(market, store, task, held_out=None, timings=Timings(timings))
+    node.held_out = _held_out(node.view.spec, data, label_column)
+    console.print(
+        f"validating task {task} as {market.client.address} on {len(node.held_out)} held-out examples"
+    )
+    _follow(node.step, follow, poll)
+
+
+@app.command()
+def claim(task: int = TASK, network: Path = NETWORK, journal: Path = typer.Option(None, "--journal")) -> None:
+    """Claim every reward of finalized rounds owed to this account."""
+    from cotrain.roles.contributor import ContributorNode
+    from cotrain.roles.journal import Journal
+
+    market, store = _connect(network)
+    address = market.client.address
+    node = ContributorNode(market, store, task, Journal(journal or _journal_dir(address)))
+    node.view.refresh()
+    claimed = node.claim_rewards(market.get_task(task).current_round)
+    console.print(f"claimed {claimed} wei for {address}")
+
+
+@app.command()
+def audit(
+    task: int = TASK,
+    data: Path = typer.Option(None, "--data", help="Held-out data (default: the spec's built-in split)."),
+    label_column: str = typer.Option("label", "--label-column"),
+    json_path: Path = typer.Option(None, "--json", help="Write a JSON summary here."),
+    html_path: Path = typer.Option(None, "--html", help="Write an HTML report with plots here."),
+    challenge: bool = typer.Option(False, "--challenge", help="Challenge the first failed round on-chain."),
+    network: Path = NETWORK,
+) -> None:
+    """Rebuild the task's history from chain events, re-run every round and check every digest."""
+    from cotrain.roles.audit_report import audit_summary, print_audit, write_html
+    from cotrain.roles.auditor import audit_task
+    from cotrain.roles.task_view import TaskView
+
+    market, store = _connect(network, signed=challenge)
+    view = TaskView(market, store, task)
+    rounds = audit_task(view, _held_out(view.spec, data, label_column))
+    print_audit(Console(), task, rounds)
+    summary = audit_summary(task, rounds)
+    if json_path:
+        json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if html_path:
+        write_html(html_path, task, rounds)
+    failed = [r for r in rounds if r.passed is False]
+    if challenge and failed:
+        from cotrain.roles.audit_report import file_challenge
+
+        file_challenge(market, store, task, failed[0])
+    raise typer.Exit(1 if failed else 0)
+
+
+def _held_out(spec, data: Path | None, label_column: str):
+    from cotrain.learning.local_data import load_local_data
+    from cotrain.protocol.task_model import builtin_split
+
+    if data is None:
+        if spec.data.builtin is None:
+            raise ConfigError("this task has no built-in data set: pass --data with your held-out set")
+        return builtin_split(spec)[1]
+    return load_local_data(
+        data,
+        input_shape=tuple(spec.data.input_shape),
+        num_classes=spec.data.num_classes,
+        label_column=label_column,
+    )
+
+
+# ---------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    contributors: int = typer.Option(4, "--contributors", min=1, max=50),
+    validators: int = typer.Option(3, "--validators", min=1, max=32),
+    rounds: int = typer.Option(5, "--rounds", min=1, max=100),
+    dataset: str = typer.Option("digits", "--dataset", help="digits or breast_cancer."),
+    storage: str = typer.Option("embedded", "--storage", help="embedded, or ipfs (a js-ipfs daemon)."),
+    summary: Path = typer.Option(None, "--summary", help="Write a JSON summary here."),
+    directory: Path = typer.Option(Path(".cotrain/demo"), "--dir", help="Work directory (replaced)."),
+) -> None:
+    """Run a whole network on this machine, one process per participant: train, validate, claim, audit."""
+    from cotrain.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(contributors, validators, rounds, dataset, storage, directory)
+    out = Console()
+    result = run_demo(settings, console=out if out.is_terminal else Console(width=120))
+    if summary:
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if result["audit"]["rounds_failed"]:
+        raise typer.Exit(1)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from cotrain.chain.client import ContractRevert
 from cotrain.chain.market import Market, Phase, RoundStatus, TaskStatus
+from cotrain.errors import ConfigError
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.tensor_files import encode_update
 from cotrain.learning.training import train_local
@@ -18,6 +19,7 @@ from cotrain.protocol.rewards import allocation_proof
 from cotrain.protocol.task_model import task_model, update_metadata
 from cotrain.roles.journal import Journal
 from cotrain.roles.task_view import TaskView
+from cotrain.roles.timings import Timings
 from cotrain.storage.base import ContentStore
 
 log = logging.getLogger(__name__)
@@ -33,10 +35,11 @@ class ContributorNode:
         market: Market,
         store: ContentStore,
         task_id: int,
-        data: ArrayDataset,
         journal: Journal,
         *,
+        data: ArrayDataset | None = None,
         progress: Callable[[int, int], None] | None = None,
+        timings: Timings | None = None,
     ) -> None:
         self.market = market
         self.store = store
@@ -44,6 +47,7 @@ class ContributorNode:
         self.data = data
         self.journal = journal
         self.progress = progress
+        self.timings = timings or Timings()
         self.address = market.client.address
         self.view = TaskView(market, store, task_id)
 
@@ -52,9 +56,9 @@ class ContributorNode:
         self.view.refresh()
         task = self.market.get_task(self.task_id)
         me = self.market.contributor_info(self.task_id, self.address)
-        self._claim_rewards(task.current_round)
+        self.claim_rewards(task.current_round)
         if task.status != TaskStatus.ACTIVE:
-            return self._all_claimed(task.current_round)
+            return self._all_claimed(task.current_round) and self._leave(me.joined)
         if not me.joined:
             log.info("joining task %d with a stake of %d wei", self.task_id, task.params.contributor_stake)
             self.market.join(self.task_id)
@@ -76,27 +80,32 @@ class ContributorNode:
             self.address, self.task_id, round_, bytes.fromhex(entry["digest"]), bytes.fromhex(entry["salt"])
         )
         log.info("round %d: committing update %s", round_, entry["cid"])
-        self._send(lambda: self.market.commit(self.task_id, round_, commitment))
+        self._send(round_, lambda: self.market.commit(self.task_id, round_, commitment))
 
     def _prepare(self, round_: int) -> dict:
         """Train on the round's base model, store the update and journal it before anything is sent."""
+        if self.data is None:
+            raise ConfigError("this contributor has no training data")
         spec = self.view.spec
         base = self.view.base_model(round_)
-        base_state = self.view.load_model(base)
-        result = train_local(
-            task_model(spec),
-            base_state,
-            self.data,
-            epochs=spec.training.local_epochs,
-            batch_size=spec.training.batch_size,
-            lr=spec.training.lr,
-            optimizer=spec.training.optimizer,
-            seed=spec.training.seed + round_,
-            progress=self.progress,
-        )
+        with self.timings.measure(round_, "storage"):
+            base_state = self.view.load_model(base)
+        with self.timings.measure(round_, "training"):
+            result = train_local(
+                task_model(spec),
+                base_state,
+                self.data,
+                epochs=spec.training.local_epochs,
+                batch_size=spec.training.batch_size,
+                lr=spec.training.lr,
+                optimizer=spec.training.optimizer,
+                seed=spec.training.seed + round_,
+                progress=self.progress,
+            )
         metadata = update_metadata(self.task_id, round_, self.address, base.digest, result.samples)
         update = encode_update(result.delta, metadata)
-        cid = self.store.add(update)
+        with self.timings.measure(round_, "storage"):
+            cid = self.store.add(update)
         entry = {
             "cid": cid,
             "digest": hashlib.sha256(update).hexdigest(),
@@ -115,6 +124,7 @@ class ContributorNode:
             return
         log.info("round %d: revealing %s", round_, entry["cid"])
         self._send(
+            round_,
             lambda: self.market.reveal(
                 self.task_id,
                 round_,
@@ -122,12 +132,14 @@ class ContributorNode:
                 bytes.fromhex(entry["digest"]),
                 entry["samples"],
                 bytes.fromhex(entry["salt"]),
-            )
+            ),
         )
 
     # ---------------------------------------------------------------- rewards
 
-    def _claim_rewards(self, current_round: int) -> None:
+    def claim_rewards(self, current_round: int) -> int:
+        """Claim what finalized rounds up to ``current_round`` owe this account; return the wei claimed."""
+        claimed = 0
         for round_ in range(current_round + 1):
             if self.journal.get(f"claimed-{round_}") is not None:
                 continue
@@ -143,20 +155,37 @@ class ContributorNode:
                 proof = allocation_proof(record.reward_allocations, self.address)
                 if not self.market.is_claimed(self.task_id, round_, proof.index):
                     log.info("round %d: claiming %d wei", round_, proof.amount)
+                    claimed += proof.amount
                     self._send(
+                        round_,
                         lambda p=proof, r_=round_: self.market.claim(
                             self.task_id, r_, p.index, p.account, p.amount, p.proof
-                        )
+                        ),
                     )
             self.journal.put(f"claimed-{round_}", {"amount": mine[0].amount if mine else 0})
+        return claimed
+
+    def _leave(self, joined: bool) -> bool:
+        """Take the stake back once the task is over; True when done (False: still locked, retry later)."""
+        if not joined:
+            return True
+        try:
+            self.market.leave(self.task_id)
+        except ContractRevert as revert:
+            if revert.name != "StakeLocked":
+                raise
+            return False
+        log.info("task %d is over: left with the stake", self.task_id)
+        return True
 
     def _all_claimed(self, current_round: int) -> bool:
         last = min(current_round, self.view.spec.rounds - 1)
         return all(self.journal.get(f"claimed-{r}") is not None for r in range(last + 1))
 
-    def _send(self, transaction: Callable[[], object]) -> None:
+    def _send(self, round_: int, transaction: Callable[[], object]) -> None:
         """Send; a revert because the phase moved on is logged, not fatal (the next step re-reads)."""
         try:
-            transaction()
+            with self.timings.measure(round_, "chain"):
+                transaction()
         except ContractRevert as revert:
             log.warning("the market refused: %s", revert)

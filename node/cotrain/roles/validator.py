@@ -8,6 +8,7 @@ validator already proposed."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from cotrain.chain.client import ContractRevert
 from cotrain.chain.market import Market, Phase, Proposal, RoundStatus, TaskStatus
@@ -17,6 +18,7 @@ from cotrain.learning.tensor_files import RejectReason, UpdateRejected
 from cotrain.protocol.rewards import allocation_proof
 from cotrain.protocol.round_outcome import RevealedUpdate, RoundOutcome, judge_round
 from cotrain.roles.task_view import TaskView
+from cotrain.roles.timings import Timings
 from cotrain.storage.base import ContentStore, ContentTooLargeError, fetch_verified
 
 log = logging.getLogger(__name__)
@@ -59,13 +61,22 @@ def judge(view: TaskView, round_: int, held_out: ArrayDataset) -> RoundOutcome:
 class ValidatorNode:
     """Acts for one validator account on one task; call :meth:`step` repeatedly."""
 
-    def __init__(self, market: Market, store: ContentStore, task_id: int, held_out: ArrayDataset) -> None:
+    def __init__(
+        self,
+        market: Market,
+        store: ContentStore,
+        task_id: int,
+        held_out: ArrayDataset,
+        *,
+        timings: Timings | None = None,
+    ) -> None:
         self.market = market
         self.store = store
         self.task_id = task_id
         self.held_out = held_out
         self.address = market.client.address
         self.view = TaskView(market, store, task_id)
+        self.timings = timings or Timings()
         self.outcomes: dict[int, RoundOutcome] = {}
         self.settled: set[int] = set()  # rounds with nothing left to do
 
@@ -76,7 +87,7 @@ class ValidatorNode:
         me = self.market.validator_info(self.task_id, self.address)
         if task.status == TaskStatus.ACTIVE and not me.bonded:
             log.info("bonding %d wei on task %d", task.params.validator_bond, self.task_id)
-            self._send(lambda: self.market.bond_validator(self.task_id))
+            self._send(task.current_round, lambda: self.market.bond_validator(self.task_id))
             return False
         last = min(task.current_round, task.params.num_rounds - 1)
         for round_ in range(last + 1):
@@ -88,7 +99,7 @@ class ValidatorNode:
         if task.pending_rounds == 0:
             if me.bond:
                 log.info("task %d is over: withdrawing the bond", self.task_id)
-                self._send(lambda: self.market.withdraw_bond(self.task_id))
+                self._send(task.current_round, lambda: self.market.withdraw_bond(self.task_id))
             return True
         return False
 
@@ -96,7 +107,7 @@ class ValidatorNode:
         phase = self.market.phase(self.task_id)
         if phase == Phase.EXPIRED:
             log.info("round %d expired without a result: failing it", round_)
-            self._send(lambda: self.market.fail_round(self.task_id))
+            self._send(round_, lambda: self.market.fail_round(self.task_id))
         elif phase == Phase.VALIDATE:
             self._propose(round_)
 
@@ -106,11 +117,18 @@ class ValidatorNode:
         r = self.market.get_round(self.task_id, round_)
         if r.reveals < self.view.spec.contributors.min:
             return  # too few reveals: the round fails at its deadline
-        outcome = self.outcomes.get(round_) or judge(self.view, round_, self.held_out)
-        self.outcomes[round_] = outcome
+        if len(self.view.revealed(round_)) != r.reveals:
+            self.view.refresh()  # a block arrived after this step's scan
+            if len(self.view.revealed(round_)) != r.reveals:
+                return
+        if round_ not in self.outcomes:
+            with self.timings.measure(round_, "validation"):
+                self.outcomes[round_] = judge(self.view, round_, self.held_out)
+        outcome = self.outcomes[round_]
         record = outcome.record
-        for data in (outcome.model_file, outcome.record_file):
-            self.store.add(data)
+        with self.timings.measure(round_, "storage"):
+            for data in (outcome.model_file, outcome.record_file):
+                self.store.add(data)
         proposal = Proposal(
             model_digest=record.new_model.digest,
             record_digest=outcome.record_ref.digest,
@@ -128,7 +146,7 @@ class ValidatorNode:
             len(record.updates) - accepted,
             record.metrics.accuracy,
         )
-        self._send(lambda: self.market.propose(self.task_id, round_, proposal))
+        self._send(round_, lambda: self.market.propose(self.task_id, round_, proposal))
 
     def _settle(self, round_: int, challenge_duration: int) -> None:
         """Late agreement, finalization and slashes for an earlier round."""
@@ -140,7 +158,7 @@ class ValidatorNode:
                 self._propose(round_)  # agreeing late still spares the bond
             elif now >= r.accepted_at + challenge_duration:
                 log.info("round %d: challenge window over, finalizing", round_)
-                self._send(lambda: self.market.finalize_round(self.task_id, round_))
+                self._send(round_, lambda: self.market.finalize_round(self.task_id, round_))
         elif r.status == RoundStatus.FINALIZED:
             now = self.market.client.w3.eth.get_block("latest")["timestamp"]
             if r.slash_root != EMPTY and now <= r.finalized_at + challenge_duration:
@@ -157,14 +175,16 @@ class ValidatorNode:
                 continue
             log.info("round %d: slashing %s by %d wei", round_, proof.account, proof.amount)
             self._send(
+                round_,
                 lambda p=proof: self.market.slash_contributor(
                     self.task_id, round_, p.index, p.account, p.amount, p.proof
-                )
+                ),
             )
 
-    def _send(self, transaction) -> None:
+    def _send(self, round_: int, transaction: Callable[[], object]) -> None:
         """Send; another node may have done the same first, which is fine."""
         try:
-            transaction()
+            with self.timings.measure(round_, "chain"):
+                transaction()
         except ContractRevert as revert:
             log.warning("the market refused: %s", revert)

@@ -1,0 +1,298 @@
+"""`cotrain demo`: a whole network on one machine, one operating-system process per participant.
+
+The task owner posts a built-in task; each contributor process gets a private shard of the training data
+(written to its own folder, never seen by the others); validator processes judge and propose; everyone
+settles; then an audit re-runs every round from chain events and storage alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cotrain.chain.market import Market, RoundStatus, TaskStatus
+from cotrain.errors import ConfigError, CotrainError
+from cotrain.learning.partition import partition_iid
+from cotrain.localnet import local_network
+from cotrain.protocol.task_model import builtin_split
+from cotrain.protocol.task_spec import TaskSpec, load_spec, validate_spec
+from cotrain.roles.audit_report import audit_summary
+from cotrain.roles.auditor import audit_task
+from cotrain.roles.owner import post_task
+from cotrain.roles.task_view import TaskView
+from cotrain.roles.timings import merge
+
+DATASETS = ("digits", "breast_cancer")
+MARKER = ".cotrain-demo"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What `cotrain demo` runs."""
+
+    contributors: int = 4
+    validators: int = 3
+    rounds: int = 5
+    dataset: str = "digits"
+    storage: str = "embedded"
+    directory: Path = Path(".cotrain/demo")
+    timeout_s: float = 900.0
+
+
+def demo_spec(settings: DemoSettings, owner: str, validators: list[str]) -> TaskSpec:
+    """The built-in task for ``settings.dataset``, resized to the demo's participants and rounds."""
+    if settings.dataset not in DATASETS:
+        raise ConfigError(f"--dataset must be one of {DATASETS}, not {settings.dataset!r}")
+    data = load_spec(Path(str(files("cotrain.protocol") / "specs" / f"{settings.dataset}.yaml"))).model_dump(
+        mode="json"
+    )
+    data["rounds"] = settings.rounds
+    data["contributors"].update(min=min(2, settings.contributors), max=settings.contributors)
+    data["validators"].update(addresses=validators, quorum=len(validators) // 2 + 1)
+    data["arbiter"] = owner
+    data["phases"]["challenge"] = 3  # seconds: rounds finalize quickly in a demo
+    return validate_spec(data, source=f"demo {settings.dataset} spec")
+
+
+def _fresh_directory(directory: Path) -> Path:
+    directory = directory.resolve()
+    if directory.exists():
+        if any(directory.iterdir()) and not (directory / MARKER).exists():
+            raise ConfigError(f"{directory} exists and is not a demo folder; pass another --dir")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    (directory / MARKER).touch()
+    return directory
+
+
+def _spawn(command: list[str], key: str, folder: Path) -> subprocess.Popen:
+    folder.mkdir(parents=True, exist_ok=True)
+    # One thread per process: the participants share this machine's cores, as they would not in real life.
+    env = {
+        **os.environ,
+        "COTRAIN_PRIVATE_KEY": key,
+        "PYTHONWARNINGS": "ignore",
+        "COLUMNS": "160",
+        "OMP_NUM_THREADS": "1",
+    }
+    log = (folder / "log.txt").open("w", encoding="utf-8")
+    return subprocess.Popen(
+        [sys.executable, "-m", "cotrain", *command], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def run_demo(settings: DemoSettings, *, console: Console) -> dict:
+    """Run the demo network to the end and return its summary (see the `--summary` option)."""
+    n, v = settings.contributors, settings.validators
+    directory = _fresh_directory(settings.directory)
+    started = time.monotonic()
+    with local_network(directory, storage=settings.storage, accounts=1 + v + n) as net:
+        owner = net.signer(0)
+        validators = [net.signer(1 + i) for i in range(v)]
+        keys = net.anvil.private_keys  # anvil's public test keys, handed to each participant's process
+
+        market, store = net.config.connect(owner)
+        spec = demo_spec(settings, owner.address, [s.address for s in validators])
+        task_id, spec = post_task(market, store, spec)
+        console.print(
+            f"posted task {task_id} ({spec.name}): {n} contributors, {v} validators (quorum "
+            f"{spec.validators.quorum}), {spec.rounds} rounds, storage {settings.storage}"
+        )
+        train, held_out = builtin_split(spec)
+        network = str(directory / "network.json")
+        common = ["--network", network, "--task", str(task_id), "--poll", "0.5"]
+        processes: dict[str, subprocess.Popen] = {}
+        folders: dict[str, Path] = {}
+        for i, part in enumerate(partition_iid(len(train), n, 0)):
+            folder = directory / f"contributor-{i}"
+            folder.mkdir()
+            shard = train.subset(part)
+            np.savez(folder / "data.npz", features=shard.features, labels=shard.labels)
+            folders[f"contributor-{i}"] = folder
+            processes[f"contributor-{i}"] = _spawn(
+                [
+                    "contribute",
+                    *common,
+                    "--data",
+                    str(folder / "data.npz"),
+                    "--journal",
+                    str(folder / "journal"),
+                    "--timings",
+                    str(folder / "timings.jsonl"),
+                ],
+                keys[1 + v + i],
+                folder,
+            )
+        for i in range(v):
+            folder = directory / f"validator-{i}"
+            folders[f"validator-{i}"] = folder
+            processes[f"validator-{i}"] = _spawn(
+                ["validate", *common, "--timings", str(folder / "timings.jsonl")], keys[1 + i], folder
+            )
+        try:
+            _watch(market, task_id, spec.rounds, processes, folders, settings.timeout_s, console)
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.terminate()
+        escrow = market.get_task(task_id).escrow
+        if escrow:
+            market.withdraw_refund(task_id)
+        audit = audit_task(TaskView(market, store, task_id), held_out)
+        summary = _summary(market, task_id, settings, audit, folders, time.monotonic() - started)
+        summary["market_balance_wei"] = str(market.client.w3.eth.get_balance(market.address))
+    _print_summary(console, summary)
+    return summary
+
+
+def _watch(
+    market: Market,
+    task_id: int,
+    rounds: int,
+    processes: dict[str, subprocess.Popen],
+    folders: dict[str, Path],
+    timeout_s: float,
+    console: Console,
+) -> None:
+    """Show progress until every participant process has finished; fail loudly if one dies."""
+    deadline = time.monotonic() + timeout_s
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
+        bar = progress.add_task("rounds finalized", total=rounds)
+        while any(p.poll() is None for p in processes.values()):
+            for name, process in processes.items():
+                if process.poll() not in (None, 0):
+                    tail = (folders[name] / "log.txt").read_text(encoding="utf-8")[-3000:]
+                    raise CotrainError(
+                        f"{name} exited with status {process.returncode}; its log ends:\n{tail}"
+                    )
+            if time.monotonic() > deadline:
+                raise CotrainError(
+                    f"the demo did not finish within {timeout_s:.0f} s; logs are in the demo folder"
+                )
+            task = market.get_task(task_id)
+            done = sum(
+                market.get_round(task_id, r).status == RoundStatus.FINALIZED
+                for r in range(min(task.current_round + 1, rounds))
+            )
+            state = (
+                task.status.name.lower()
+                if task.status != TaskStatus.ACTIVE
+                else f"round {task.current_round}"
+            )
+            progress.update(bar, completed=done, description=f"rounds finalized ({state})")
+            time.sleep(0.5)
+
+
+def _summary(
+    market: Market,
+    task_id: int,
+    settings: DemoSettings,
+    audit: list,
+    folders: dict[str, Path],
+    total_s: float,
+) -> dict:
+    events = market.events(task_id=task_id)
+    block_time = {}
+    for event in events:
+        if event.name in ("RoundAccepted", "RoundFailed") and event.block not in block_time:
+            block_time[event.block] = market.client.w3.eth.get_block(event.block)["timestamp"]
+    starts = {}
+    for event in events:
+        if event.name == "RoundScheduled":
+            starts[event.args["round"]] = event.args["startsAt"]  # the last schedule holds the real start
+    ended = {
+        e.args["round"]: block_time[e.block] for e in events if e.name in ("RoundAccepted", "RoundFailed")
+    }
+    timings = _timing_split(folders)
+    rewards: dict[str, int] = {}
+    for event in events:
+        if event.name == "RewardClaimed":
+            rewards[event.args["account"]] = rewards.get(event.args["account"], 0) + event.args["amount"]
+    audited = audit_summary(task_id, audit)
+    return {
+        "task_id": task_id,
+        "dataset": settings.dataset,
+        "storage": settings.storage,
+        "contributors": settings.contributors,
+        "validators": settings.validators,
+        "total_s": round(total_s, 2),
+        "rounds": [
+            {
+                "round": r.round,
+                "status": r.status,
+                "accuracy": r.accuracy,
+                "accepted": r.accepted,
+                "rejected": r.rejected,
+                "model_cid": r.model_cid,
+                "duration_s": ended.get(r.round, 0) - starts.get(r.round, 0) if r.round in ended else None,
+                "seconds": timings.get(r.round, {}),
+            }
+            for r in audit
+        ],
+        "audit": {"rounds_passed": audited["rounds_passed"], "rounds_failed": audited["rounds_failed"]},
+        "rewards": {account: str(amount) for account, amount in sorted(rewards.items())},
+    }
+
+
+def _timing_split(folders: dict[str, Path]) -> dict[int, dict[str, float]]:
+    """Per round, the slowest contributor's training and storage, the slowest validator's validation, and
+    the slowest participant's chain time (participants work in parallel, so the slowest one sets the pace)."""
+    split: dict[int, dict[str, float]] = {}
+    for folder in folders.values():
+        for round_, kinds in merge([folder / "timings.jsonl"]).items():
+            row = split.setdefault(round_, {"training": 0.0, "storage": 0.0, "chain": 0.0, "validation": 0.0})
+            for kind, seconds in kinds.items():
+                row[kind] = round(max(row[kind], seconds), 3)
+    return split
+
+
+def _print_summary(console: Console, summary: dict) -> None:
+    table = Table(title=f"task {summary['task_id']}: {summary['dataset']}, storage {summary['storage']}")
+    for column in (
+        "round",
+        "status",
+        "accuracy",
+        "accepted",
+        "rejected",
+        "round s",
+        "train s",
+        "storage s",
+        "chain s",
+        "validate s",
+    ):
+        table.add_column(column, justify="right")
+    for r in summary["rounds"]:
+        s = r["seconds"]
+        table.add_row(
+            str(r["round"]),
+            r["status"],
+            "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}",
+            str(r["accepted"]),
+            str(r["rejected"]),
+            str(r["duration_s"]),
+            *(f"{s.get(k, 0.0):.2f}" for k in ("training", "storage", "chain", "validation")),
+        )
+    console.print(table)
+    rewards = Table(title="rewards claimed")
+    rewards.add_column("contributor")
+    rewards.add_column("wei", justify="right")
+    for account, amount in summary["rewards"].items():
+        rewards.add_row(account, amount)
+    console.print(rewards)
+    audit = summary["audit"]
+    console.print(
+        f"audit: {audit['rounds_passed']} rounds passed, {audit['rounds_failed']} failed; "
+        f"the market holds {summary['market_balance_wei']} wei; total {summary['total_s']} s"
+    )

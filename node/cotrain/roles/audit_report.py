@@ -1,0 +1,135 @@
+"""Presenting an audit: a terminal table, a JSON summary, an HTML report with plots, and the on-chain
+challenge of a round that failed it."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from cotrain.chain.market import Market
+from cotrain.roles.auditor import RoundAudit
+from cotrain.storage.base import ContentStore
+from rich.console import Console
+from rich.table import Table
+
+
+def _verdict(audit: RoundAudit) -> str:
+    return {True: "PASS", False: "FAIL", None: "-"}[audit.passed]
+
+
+def print_audit(console: Console, task_id: int, rounds: list[RoundAudit]) -> None:
+    """Print one row per round: status, verdict counts, accuracy, PASS/FAIL and what differed."""
+    table = Table(title=f"audit of task {task_id}")
+    for column in ("round", "status", "accepted", "rejected", "accuracy", "audit", "problems"):
+        table.add_column(column)
+    for r in rounds:
+        style = {True: "green", False: "bold red", None: "dim"}[r.passed]
+        table.add_row(
+            str(r.round),
+            r.status,
+            str(r.accepted),
+            str(r.rejected),
+            "-" if r.accuracy is None else f"{r.accuracy:.4f}",
+            f"[{style}]{_verdict(r)}[/]",
+            "; ".join(r.problems),
+        )
+    console.print(table)
+
+
+def audit_summary(task_id: int, rounds: list[RoundAudit]) -> dict:
+    """The audit as plain JSON data."""
+    rewards: dict[str, int] = {}
+    for r in rounds:
+        for account, amount in r.rewards.items():
+            rewards[account] = rewards.get(account, 0) + amount
+    return {
+        "task_id": task_id,
+        "rounds_passed": sum(r.passed is True for r in rounds),
+        "rounds_failed": sum(r.passed is False for r in rounds),
+        "rounds": [
+            {
+                "round": r.round,
+                "status": r.status,
+                "audit": _verdict(r),
+                "problems": r.problems,
+                "accuracy": r.accuracy,
+                "accepted": r.accepted,
+                "rejected": r.rejected,
+                "model_cid": r.model_cid,
+                "rewards": {a: str(v) for a, v in r.rewards.items()},
+            }
+            for r in rounds
+        ],
+        "rewards": {a: str(v) for a, v in sorted(rewards.items())},
+    }
+
+
+def write_html(path: Path, task_id: int, rounds: list[RoundAudit]) -> None:
+    """A self-contained HTML report: the round table, accuracy per round and rewards per contributor."""
+    summary = audit_summary(task_id, rounds)
+    rows = "".join(
+        f"<tr><td>{r.round}</td><td>{r.status}</td><td>{r.accepted}</td><td>{r.rejected}</td>"
+        f"<td>{'' if r.accuracy is None else f'{r.accuracy:.4f}'}</td><td>{_verdict(r)}</td>"
+        f"<td>{html.escape('; '.join(r.problems))}</td></tr>"
+        for r in rounds
+    )
+    accuracy = [(r.round, r.accuracy) for r in rounds if r.accuracy is not None]
+    rewards = [(a[:10], int(v)) for a, v in summary["rewards"].items()]
+    path.write_text(
+        f"""<!doctype html><html><head><meta charset="utf-8"><title>cotrain audit of task {task_id}</title>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:.2em .8em;border-bottom:1px solid #ddd}}
+</style>
+</head><body><h1>Audit of task {task_id}</h1>
+<p>{summary["rounds_passed"]} rounds passed, {summary["rounds_failed"]} failed.</p>
+<table><tr><th>round</th><th>status</th><th>accepted</th><th>rejected</th><th>accuracy</th><th>audit</th>
+<th>problems</th></tr>{rows}</table>
+<h2>Accuracy per round</h2>{_line_svg(accuracy)}
+<h2>Rewards per contributor (wei)</h2>{_bar_svg(rewards)}
+<script type="application/json" id="summary">{html.escape(json.dumps(summary))}</script>
+</body></html>
+""",
+        encoding="utf-8",
+    )
+
+
+def _line_svg(points: list[tuple[int, float]], width: int = 480, height: int = 200) -> str:
+    if not points:
+        return "<p>no accepted rounds</p>"
+    span = max(len(points) - 1, 1)
+    xy = [
+        (40 + (width - 60) * i / span, height - 20 - (height - 40) * acc) for i, (_, acc) in enumerate(points)
+    ]
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+    labels = "".join(
+        f'<text x="{x:.1f}" y="{height - 4}" font-size="11">{rnd}</text>'
+        f'<text x="{x:.1f}" y="{y - 6:.1f}" font-size="11">{acc:.3f}</text>'
+        for (x, y), (rnd, acc) in zip(xy, points, strict=True)
+    )
+    return (
+        f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
+        f'<polyline points="{path}" fill="none" stroke="#2a6" stroke-width="2"/>{labels}</svg>'
+    )
+
+
+def _bar_svg(bars: list[tuple[str, int]], width: int = 480, row: int = 22) -> str:
+    if not bars:
+        return "<p>no rewards</p>"
+    top = max(v for _, v in bars) or 1
+    items = "".join(
+        f'<text x="0" y="{i * row + 15}" font-size="11">{html.escape(label)}</text>'
+        f'<rect x="90" y="{i * row + 4}" width="{(width - 100) * v / top:.1f}" height="{row - 8}"'
+        ' fill="#36c"/>'
+        for i, (label, v) in enumerate(bars)
+    )
+    return f'<svg width="{width}" height="{len(bars) * row}" xmlns="http://www.w3.org/2000/svg">{items}</svg>'
+
+
+def file_challenge(market: Market, store: ContentStore, task_id: int, audit: RoundAudit) -> str:
+    """Store the audit's findings as evidence and challenge the round with the task's bond; return the CID."""
+    evidence = json.dumps(
+        {"task_id": task_id, "round": audit.round, "problems": audit.problems}, sort_keys=True
+    ).encode()
+    cid = store.add(evidence)
+    market.challenge(task_id, audit.round, cid)
+    return cid
