@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export PYTHONWARNINGS := ignore::FutureWarning
 PYTEST_FLAGS ?= -q
 
-.PHONY: setup demo test lint contracts clean
+.PHONY: setup demo demo-contracts test lint contracts clean
 
 setup:
 	@bash toolchain/setup.sh
@@ -15,13 +15,19 @@ contracts: setup
 
 lint: contracts
 	ruff check node tests scripts toolchain
+	ruff format --check node tests scripts toolchain
+	python toolchain/export_artifact.py --check
 	python toolchain/slither_gate.py
 
 demo: setup
+	cotrain demo --summary reports/demo.json
+
+# The market alone: one scripted task through the contracts with brownie, no training.
+demo-contracts: setup
 	brownie run scripts/demo_task.py
 
 test: lint
 	python -m pytest tests $(PYTEST_FLAGS)
 
 clean:
-	rm -rf build reports .hypothesis .pytest_cache
+	rm -rf build reports .hypothesis .pytest_cache .cotrain/demo
