@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -64,7 +65,8 @@ def run() -> None:
     try:
         app()
     except CotrainError as error:
-        console.print(f"[bold red]error:[/] {error}")
+        # Not markup (a path or message may hold brackets) and not wrapped (one line stays one line).
+        console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         raise SystemExit(1) from None
 
 

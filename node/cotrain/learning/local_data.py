@@ -35,7 +35,7 @@ def load_local_data(
         raise ConfigError(f"no data at {path}")
     else:
         raise ConfigError(f"{path}: use a .npz archive, a .csv file or a folder of images per class")
-    if dataset.input_shape != tuple(input_shape) and dataset.features[0].size == _size(input_shape):
+    if dataset.input_shape != tuple(input_shape) and _size(dataset.input_shape) == _size(input_shape):
         dataset = ArrayDataset(
             dataset.features.reshape(len(dataset), *input_shape), dataset.labels, dataset.classes
         )

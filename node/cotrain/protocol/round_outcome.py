@@ -103,7 +103,8 @@ def judge_round(
             accepted.append((update, delta))
 
     if accepted:
-        weights = [u.samples for u, _ in accepted]
+        # float64, exact up to 2**53; fedavg refuses larger ints, which a uint64 reveal can be.
+        weights = [float(u.samples) for u, _ in accepted]
         state = apply_delta(base_state, fedavg([d for _, d in accepted], weights))
     else:
         state = base_state

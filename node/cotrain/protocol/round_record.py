@@ -43,11 +43,11 @@ from cotrain.errors import IntegrityError
 from cotrain.protocol.merkle import Allocation
 from cotrain.protocol.rewards import rewards_root
 from cotrain.protocol.task_spec import (
+    MAX_CID_BYTES,
     UINT64_MAX,
     UINT256_MAX,
     AggregationRule,
     AggregationSpec,
-    Cid,
     Digest,
     FileRef,
     JsonParams,
@@ -178,6 +178,17 @@ Samples = Annotated[
 ]
 
 
+def _revealed_cid(value: str) -> str:
+    if not 0 < len(value.encode("utf-8")) <= MAX_CID_BYTES:
+        raise ValueError(f"a revealed CID is 1 to {MAX_CID_BYTES} bytes, got {value!r}")
+    return value
+
+
+# What the market accepted at reveal time (any 1-128 byte string): the record must hold every revealed
+# update, including one whose "CID" is not a CID at all (it is then rejected, not dropped).
+RevealedCid = Annotated[str, AfterValidator(_revealed_cid)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -200,7 +211,7 @@ class UpdateEntry(_Strict):
     """
 
     contributor: LowerAddress
-    cid: Cid
+    cid: RevealedCid
     digest: Digest
     samples: Samples
     verdict: Verdict

@@ -48,3 +48,9 @@ class Journal:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        # The rename itself is durable only once the directory is flushed.
+        directory = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)

@@ -1,0 +1,172 @@
+"""Tests for cotrain.protocol.task_model: what every participant derives from a spec alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from cotrain.errors import ConfigError
+from cotrain.learning.data import load_breast_cancer
+from cotrain.learning.state import model_state
+from cotrain.protocol.task_model import (
+    UPDATE_BINDING,
+    binding_matches,
+    builtin_split,
+    initial_state,
+    task_model,
+    update_metadata,
+)
+from cotrain.protocol.task_spec import TaskSpec, load_spec, validate_spec
+
+SPECS = Path(__file__).resolve().parents[3] / "node" / "cotrain" / "protocol" / "specs"
+CONTRIBUTOR = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+BASE_DIGEST = bytes(range(32))
+
+
+@pytest.fixture(scope="module")
+def breast_cancer_spec() -> TaskSpec:
+    return load_spec(SPECS / "breast_cancer.yaml")
+
+
+@pytest.fixture(scope="module")
+def digits_spec() -> TaskSpec:
+    return load_spec(SPECS / "digits.yaml")
+
+
+def _changed(spec: TaskSpec, section: str, **fields: Any) -> TaskSpec:
+    data = spec.model_dump()
+    data[section] = {**data[section], **fields}
+    return validate_spec(data)
+
+
+def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(tensor.shape) for key, tensor in state.items()}
+
+
+def test_the_breast_cancer_model_is_a_linear_layer_on_30_features(breast_cancer_spec: TaskSpec) -> None:
+    state = initial_state(breast_cancer_spec)
+
+    assert _shapes(state) == {"1.bias": (2,), "1.weight": (2, 30)}
+    assert all(tensor.dtype == torch.float32 for tensor in state.values())
+    assert task_model(breast_cancer_spec)(torch.zeros(5, 30)).shape == (5, 2)
+
+
+def test_the_digits_task_is_the_specified_cnn(digits_spec: TaskSpec) -> None:
+    state = initial_state(digits_spec)
+
+    # channels [16, 32] from the spec, 3x3 kernels, then 10 classes from 32 * 2 * 2 features.
+    assert _shapes(state) == {
+        "0.bias": (16,),
+        "0.weight": (16, 1, 3, 3),
+        "3.bias": (32,),
+        "3.weight": (32, 16, 3, 3),
+        "7.bias": (10,),
+        "7.weight": (10, 128),
+    }
+    assert task_model(digits_spec)(torch.zeros(4, 1, 8, 8)).shape == (4, 10)
+
+
+def test_initial_state_is_the_same_on_every_call_and_follows_the_seed(digits_spec: TaskSpec) -> None:
+    first, second = initial_state(digits_spec), initial_state(digits_spec)
+    reseeded = initial_state(_changed(digits_spec, "training", seed=digits_spec.training.seed + 1))
+
+    assert list(first) == sorted(first)
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert all(
+        torch.equal(first[key], tensor) for key, tensor in model_state(task_model(digits_spec)).items()
+    )
+    assert not torch.equal(first["0.weight"], reseeded["0.weight"])
+
+
+def test_builtin_split_of_breast_cancer_is_stratified_and_repeats(breast_cancer_spec: TaskSpec) -> None:
+    train, held_out = builtin_split(breast_cancer_spec)
+    again_train, again_held_out = builtin_split(breast_cancer_spec)
+
+    # 212 malignant and 357 benign; a quarter of each, rounded, is held out.
+    assert (len(train), len(held_out)) == (427, 142)
+    assert np.bincount(held_out.labels).tolist() == [53, 89]
+    assert np.bincount(train.labels).tolist() == [159, 268]
+    assert held_out.classes == ("malignant", "benign")
+    assert np.array_equal(held_out.features, again_held_out.features)
+    assert np.array_equal(train.labels, again_train.labels)
+    # Together the two parts are the whole data set, each example once.
+    whole = load_breast_cancer()
+    rows = np.concatenate([train.features, held_out.features])
+    assert np.array_equal(np.unique(rows, axis=0), np.unique(whole.features, axis=0))
+    assert len(np.unique(rows, axis=0)) == len(whole)
+
+
+def test_builtin_split_of_digits_follows_the_spec_shape(digits_spec: TaskSpec) -> None:
+    flat = _changed(digits_spec, "data", input_shape=[64])
+    seeded = _changed(
+        digits_spec,
+        "data",
+        validation={"split_seed": 1, "test_fraction": digits_spec.data.validation.test_fraction},
+    )
+
+    train, held_out = builtin_split(digits_spec)
+    flat_train, flat_held_out = builtin_split(flat)
+    _, reseeded = builtin_split(seeded)
+
+    assert (len(train), len(held_out)) == (1438, 359)
+    assert (train.input_shape, flat_train.input_shape) == ((1, 8, 8), (64,))
+    assert np.array_equal(flat_held_out.features, held_out.features.reshape(-1, 64))
+    assert np.bincount(reseeded.labels).tolist() == np.bincount(held_out.labels).tolist()
+    assert not np.array_equal(reseeded.features, held_out.features)
+
+
+def test_builtin_split_needs_a_builtin_data_set(breast_cancer_spec: TaskSpec) -> None:
+    spec = _changed(breast_cancer_spec, "data", builtin=None)
+
+    with pytest.raises(ConfigError, match="names no built-in data set"):
+        builtin_split(spec)
+
+
+def test_update_metadata_binds_task_round_contributor_base_and_samples() -> None:
+    metadata = update_metadata(3, 0, CONTRIBUTOR, BASE_DIGEST, 427)
+
+    assert metadata == {
+        "task_id": "3",
+        "round": "0",
+        "contributor": CONTRIBUTOR.lower(),
+        "base_digest": "0x" + BASE_DIGEST.hex(),
+        "samples": "427",
+    }
+    assert tuple(metadata) == UPDATE_BINDING
+
+
+def test_binding_matches_exactly_the_same_binding_and_ignores_samples_and_other_keys() -> None:
+    expected = update_metadata(3, 1, CONTRIBUTOR, BASE_DIGEST, 427)
+
+    assert binding_matches(expected, expected)
+    assert binding_matches({**expected, "samples": "1"}, expected)
+    assert binding_matches({**expected, "cotrain.format": "cotrain.update/1"}, expected)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"task_id": "4"},
+        {"task_id": "03"},
+        {"round": "0"},
+        {"contributor": CONTRIBUTOR},
+        {"contributor": "0x" + "00" * 20},
+        {"base_digest": BASE_DIGEST.hex()},
+        {"base_digest": "0x" + bytes(32).hex()},
+    ],
+)
+def test_binding_matches_refuses_any_other_binding(change: dict[str, str]) -> None:
+    expected = update_metadata(3, 1, CONTRIBUTOR, BASE_DIGEST, 427)
+
+    assert not binding_matches({**expected, **change}, expected)
+
+
+@pytest.mark.parametrize("key", ["task_id", "round", "contributor", "base_digest"])
+def test_binding_matches_refuses_a_missing_key(key: str) -> None:
+    expected = update_metadata(3, 1, CONTRIBUTOR, BASE_DIGEST, 427)
+    metadata = {k: v for k, v in expected.items() if k != key}
+
+    assert not binding_matches(metadata, expected)
