@@ -135,8 +135,9 @@ def task_post(
     from cotrain.protocol.task_spec import load_spec
     from cotrain.roles.owner import post_task
 
+    spec = load_spec(spec_path)  # a bad spec is reported before any connection is tried
     market, store = _connect(network)
-    task_id, spec = post_task(market, store, load_spec(spec_path))
+    task_id, spec = post_task(market, store, spec)
     console.print(f"posted task {task_id}: {spec.name}, {spec.rounds} rounds, budget {spec.budget_wei} wei")
     typer.echo(task_id)
 

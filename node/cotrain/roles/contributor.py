@@ -155,13 +155,15 @@ class ContributorNode:
                 proof = allocation_proof(record.reward_allocations, self.address)
                 if not self.market.is_claimed(self.task_id, round_, proof.index):
                     log.info("round %d: claiming %d wei", round_, proof.amount)
-                    claimed += proof.amount
                     self._send(
                         round_,
                         lambda p=proof, r_=round_: self.market.claim(
                             self.task_id, r_, p.index, p.account, p.amount, p.proof
                         ),
                     )
+                    if not self.market.is_claimed(self.task_id, round_, proof.index):
+                        continue  # refused: try again at the next step
+                    claimed += proof.amount
             self.journal.put(f"claimed-{round_}", {"amount": mine[0].amount if mine else 0})
         return claimed
 

@@ -23,6 +23,7 @@ from cotrain.storage.base import ContentStore, ContentTooLargeError, fetch_verif
 
 log = logging.getLogger(__name__)
 EMPTY = bytes(32)
+FINALIZE_STAGGER_S = 5
 
 
 def verified_fetch(store: ContentStore, max_bytes: int):
@@ -79,6 +80,7 @@ class ValidatorNode:
         self.timings = timings or Timings()
         self.outcomes: dict[int, RoundOutcome] = {}
         self.settled: set[int] = set()  # rounds with nothing left to do
+        self._stagger: int | None = None
 
     def step(self) -> bool:
         """Do what is due now; return True once the task is over and nothing is left to settle."""
@@ -156,7 +158,7 @@ class ValidatorNode:
             mine = self.market.proposal_of(self.task_id, round_, self.address)
             if mine == EMPTY and now < r.validate_end:
                 self._propose(round_)  # agreeing late still spares the bond
-            elif now >= r.accepted_at + challenge_duration:
+            elif now >= r.accepted_at + challenge_duration + self._finalize_delay():
                 log.info("round %d: challenge window over, finalizing", round_)
                 self._send(round_, lambda: self.market.finalize_round(self.task_id, round_))
         elif r.status == RoundStatus.FINALIZED:
@@ -166,6 +168,14 @@ class ValidatorNode:
             self.settled.add(round_)
         elif r.status in (RoundStatus.FAILED, RoundStatus.VOIDED):
             self.settled.add(round_)
+
+    def _finalize_delay(self) -> int:
+        """Seconds this validator waits after a challenge window before finalizing: the first listed
+        validator goes at once, the others only if it has not (anyone may finalize; one is enough)."""
+        if self._stagger is None:
+            listed = [a.lower() for a in self.market.validators_of(self.task_id)]
+            self._stagger = FINALIZE_STAGGER_S * listed.index(self.address.lower())
+        return self._stagger
 
     def _apply_slashes(self, round_: int) -> None:
         record = self.view.record(round_)
