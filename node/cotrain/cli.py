@@ -180,7 +180,6 @@ def contribute(
     poll: float = POLL,
 ) -> None:
     """Join a task and train on local data each round; commit, reveal and claim rewards."""
-    from cotrain.learning.local_data import load_local_data
     from cotrain.roles.contributor import ContributorNode
     from cotrain.roles.journal import Journal
     from cotrain.roles.timings import Timings
@@ -190,13 +189,7 @@ def contribute(
     node = ContributorNode(
         market, store, task, Journal(journal or _journal_dir(address)), timings=Timings(timings)
     )
-    spec = node.view.spec
-    node.data = load_local_data(
-        data,
-        input_shape=tuple(spec.data.input_shape),
-        num_classes=spec.data.num_classes,
-        label_column=label_column,
-    )
+    node.data = _local_data(node.view.spec, data, label_column)
     console.print(f"contributing {len(node.data)} local examples to task {task} as {address}")
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
@@ -279,20 +272,27 @@ def audit(
     raise typer.Exit(1 if failed else 0)
 
 
-def _held_out(spec, data: Path | None, label_column: str):
+def _local_data(spec, path: Path, label_column: str):
+    """The data at ``path``, checked against the task's schema."""
     from cotrain.learning.local_data import load_local_data
-    from cotrain.protocol.task_model import builtin_split
 
-    if data is None:
-        if spec.data.builtin is None:
-            raise ConfigError("this task has no built-in data set: pass --data with your held-out set")
-        return builtin_split(spec)[1]
     return load_local_data(
-        data,
+        path,
         input_shape=tuple(spec.data.input_shape),
         num_classes=spec.data.num_classes,
         label_column=label_column,
     )
+
+
+def _held_out(spec, data: Path | None, label_column: str):
+    """The validator's held-out set: ``data``, or the spec's built-in split."""
+    from cotrain.protocol.task_model import builtin_split
+
+    if data is not None:
+        return _local_data(spec, data, label_column)
+    if spec.data.builtin is None:
+        raise ConfigError("this task has no built-in data set: pass --data with your held-out set")
+    return builtin_split(spec)[1]
 
 
 # ---------------------------------------------------------------- demo

@@ -26,6 +26,7 @@ from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 
 from cotrain.chain.keys import Signer
 from cotrain.errors import ChainError
+from cotrain.processes import stop_process
 
 # Anvil's (and Hardhat's) public dev mnemonic, passed explicitly so the keys derived here always match.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
@@ -152,13 +153,7 @@ class Anvil:
         """Stop anvil (SIGTERM, then SIGKILL after 5 s); the chain's state is discarded."""
         process, self._process = self._process, None
         self._port = None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, grace_s=5)
         if self._log is not None:
             self._log.close()
             self._log = None

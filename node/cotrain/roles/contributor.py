@@ -20,6 +20,7 @@ from cotrain.protocol.task_model import task_model, update_metadata
 from cotrain.roles.journal import Journal
 from cotrain.roles.task_view import TaskView
 from cotrain.roles.timings import Timings
+from cotrain.roles.transactions import send_tolerantly
 from cotrain.storage.base import ContentStore
 
 log = logging.getLogger(__name__)
@@ -185,9 +186,4 @@ class ContributorNode:
         return all(self.journal.get(f"claimed-{r}") is not None for r in range(last + 1))
 
     def _send(self, round_: int, transaction: Callable[[], object]) -> None:
-        """Send; a revert because the phase moved on is logged, not fatal (the next step re-reads)."""
-        try:
-            with self.timings.measure(round_, "chain"):
-                transaction()
-        except ContractRevert as revert:
-            log.warning("the market refused: %s", revert)
+        send_tolerantly(transaction, self.timings, round_)

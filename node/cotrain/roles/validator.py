@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from cotrain.chain.client import ContractRevert
 from cotrain.chain.market import Market, Phase, Proposal, RoundStatus, TaskStatus
 from cotrain.errors import IntegrityError, StorageError
 from cotrain.learning.data import ArrayDataset
@@ -19,6 +18,7 @@ from cotrain.protocol.rewards import allocation_proof
 from cotrain.protocol.round_outcome import RevealedUpdate, RoundOutcome, judge_round
 from cotrain.roles.task_view import TaskView
 from cotrain.roles.timings import Timings
+from cotrain.roles.transactions import send_tolerantly
 from cotrain.storage.base import ContentStore, ContentTooLargeError, fetch_verified
 
 log = logging.getLogger(__name__)
@@ -192,9 +192,4 @@ class ValidatorNode:
             )
 
     def _send(self, round_: int, transaction: Callable[[], object]) -> None:
-        """Send; another node may have done the same first, which is fine."""
-        try:
-            with self.timings.measure(round_, "chain"):
-                transaction()
-        except ContractRevert as revert:
-            log.warning("the market refused: %s", revert)
+        send_tolerantly(transaction, self.timings, round_)

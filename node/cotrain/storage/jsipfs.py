@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import IO
 
 from cotrain.errors import StorageError
+from cotrain.processes import stop_process
 
 
 class JsIpfsDaemon:
@@ -114,13 +115,7 @@ class JsIpfsDaemon:
     def stop(self) -> None:
         """Stop the daemon: SIGTERM, then SIGKILL if it has not exited after 10 s. Safe to call twice."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, grace_s=10)
         if self._log is not None:
             self._log.close()
             self._log = None
