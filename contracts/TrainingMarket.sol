@@ -588,6 +588,14 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         if (roundPlusOne == 0) return;
         uint32 round = roundPlusOne - 1;
         Round storage r = _rounds[taskId][round];
+        if (r.status == RoundStatus.Voided) {
+            // A halt voids the challenged round and later ones only: the last accepted round before them
+            // (past failed ones) can still slash, and it settles after every earlier one.
+            while (round > 0 && (r.status == RoundStatus.Voided || r.status == RoundStatus.Failed)) {
+                round -= 1;
+                r = _rounds[taskId][round];
+            }
+        }
         bool free;
         if (r.status == RoundStatus.Failed || r.status == RoundStatus.Voided) free = true;
         else if (r.status == RoundStatus.Finalized) free = block.timestamp > r.finalizedAt + task.params.challengeDuration;

@@ -14,6 +14,7 @@ from conftest import (
     OPEN,
     REVEAL,
     VALIDATE,
+    VOIDED,
     Update,
     digest_of,
     make_proposal,
@@ -261,6 +262,29 @@ def test_leave_is_locked_by_earlier_accepted_round_after_later_round_fails(
     assert driver.round(task_id, 0)["status"] == ACCEPTED
     with reverts_with("StakeLocked", 0):
         market.leave(task_id, {"from": contributors[0]})
+
+
+def test_leave_is_locked_by_accepted_round_before_a_voided_one(
+    driver, market, contributors, arbiter, outsider
+):
+    """A halt voids the challenged round and later ones; the accepted round before them can still slash."""
+    task_id = driver.create_task(arbiter=arbiter.address, numRounds=4)
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    driver.accept(task_id, 0)
+    driver.accept(task_id, 1)
+    driver.commit(task_id, 2, driver.updates(2, contributors[:1]))  # the stake now points at round 1
+    bond = driver.params(task_id)["challengeBond"]
+    market.challenge(task_id, 1, "bafkreievidence", {"from": outsider, "value": bond})
+    market.resolveChallenge(task_id, 1, True, {"from": arbiter})
+    assert (driver.round(task_id, 0)["status"], driver.round(task_id, 1)["status"]) == (ACCEPTED, VOIDED)
+    with reverts_with("StakeLocked", 0):
+        market.leave(task_id, {"from": contributors[0]})
+    driver.finalize(task_id, 0)
+    mine_at(driver.round(task_id, 0)["finalizedAt"] + CHALLENGE_DURATION + 1)
+    before = contributors[0].balance()
+    market.leave(task_id, {"from": contributors[0]})
+    assert contributors[0].balance() - before == STAKE
 
 
 def test_rejoin_after_leave_locks_stake_again(driver, market, contributors, task_id):
