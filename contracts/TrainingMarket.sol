@@ -277,8 +277,8 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         Task storage task = _existingTask(taskId);
         Contributor storage contributor = _contributors[taskId][msg.sender];
         if (!contributor.joined) revert NotJoined();
-        _checkStakeFree(taskId, task, contributor.lastRound);
-        _checkStakeFree(taskId, task, contributor.lockedRound);
+        _checkStakeFree(taskId, task, msg.sender, contributor.lastRound);
+        _checkStakeFree(taskId, task, msg.sender, contributor.lockedRound);
         uint256 refund = contributor.stake;
         contributor.joined = false;
         contributor.stake = 0;
@@ -584,17 +584,25 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
     }
 
     /// Reverts unless the round stored as `roundPlusOne` (0: none) can no longer change a stake.
-    function _checkStakeFree(uint256 taskId, Task storage task, uint32 roundPlusOne) private view {
+    function _checkStakeFree(uint256 taskId, Task storage task, address account, uint32 roundPlusOne)
+        private
+        view
+    {
         if (roundPlusOne == 0) return;
         uint32 round = roundPlusOne - 1;
         Round storage r = _rounds[taskId][round];
         if (r.status == RoundStatus.Voided) {
-            // A halt voids the challenged round and later ones only: the last accepted round before them
-            // (past failed ones) can still slash, and it settles after every earlier one.
-            while (round > 0 && (r.status == RoundStatus.Voided || r.status == RoundStatus.Failed)) {
+            // A halt voids the challenged round and later ones only: the last round before them that the
+            // account committed to and that was not failed can still slash, and it settles after every earlier one.
+            mapping(uint32 => mapping(address => bytes32)) storage commitments = _commitments[taskId];
+            do {
+                if (round == 0) return;
                 round -= 1;
                 r = _rounds[taskId][round];
-            }
+            } while (
+                r.status == RoundStatus.Voided || r.status == RoundStatus.Failed
+                    || commitments[round][account] == bytes32(0)
+            );
         }
         bool free;
         if (r.status == RoundStatus.Failed || r.status == RoundStatus.Voided) free = true;

@@ -230,7 +230,7 @@ ST_DT = st.sampled_from([1, 5, 20, 60, 1000])
 ST_OFFSET = st.sampled_from([-1, 0, 1])
 ST_MASK = st.integers(0, 5)  # 1-3: all validators but that one bond; else all do
 ST_JOINERS = st.integers(0, 4)
-ST_CHOICES = st.lists(st.integers(0, 1023), min_size=1, max_size=4)
+ST_CHOICES = st.lists(st.integers(0, 1023), min_size=1, max_size=3)
 
 
 class MarketMachine(RuleBasedStateMachine):
@@ -285,7 +285,14 @@ class MarketMachine(RuleBasedStateMachine):
     def _send(self, action: str, fn, args: tuple, sender: str, error: str | None, value: int = 0):
         """Send at self.now; assert it reverts with `error` (a custom error name) or succeeds."""
         next_block_at(self.now)
-        params = {"from": self.signers[sender], "value": value}
+        # A gas limit unique to this transaction: examples replay the same calls from the same snapshot, and
+        # anvil can lose track of a transaction whose hash it has seen before a revert ("Tx dropped").
+        self.stats["transactions"] += 1
+        params = {
+            "from": self.signers[sender],
+            "value": value,
+            "gas": 10_000_000 + self.stats["transactions"],
+        }
         with contextlib.redirect_stdout(io.StringIO()):
             if error is not None:
                 try:
@@ -1080,15 +1087,9 @@ class MarketMachine(RuleBasedStateMachine):
         if t.round(r).status == FINALIZED and result.slash_allocations:
             self._slash_leaf(t, r, sel % len(result.slash_allocations))
 
-    # Listed twice: a dispute is possible only for the few steps of a challenge window.
     @precondition(lambda self: self._open_to_challenge())
     @rule(sel=ST_SEL, who=ST_SEL, uphold=ST_BOOL)
     def rule_dispute(self, sel, who, uphold):
-        self._dispute(sel, who, uphold)
-
-    @precondition(lambda self: self._open_to_challenge())
-    @rule(sel=ST_SEL, who=ST_SEL, uphold=ST_BOOL)
-    def rule_dispute_again(self, sel, who, uphold):
         self._dispute(sel, who, uphold)
 
     @rule(who=ST_SEL)
@@ -1129,8 +1130,8 @@ class MarketMachine(RuleBasedStateMachine):
 
     @rule(task=ST_TASK, choices=ST_CHOICES, params=ST_PARAMS)
     def rule_progress(self, task, choices, params):
-        """The autopilot: one to four steps of a task's happy path or wind-down. It is listed six
-        times (rule_progress_2 to _6 are the same) so that it weighs about a quarter of the draws."""
+        """The autopilot: one to three steps of a task's happy path or wind-down. It is listed five
+        times (rule_progress_2 to _5 are the same) so that it weighs about a sixth of the draws."""
         self._autopilot(task, choices, params)
 
     @rule(task=ST_TASK, choices=ST_CHOICES, params=ST_PARAMS)
@@ -1147,10 +1148,6 @@ class MarketMachine(RuleBasedStateMachine):
 
     @rule(task=ST_TASK, choices=ST_CHOICES, params=ST_PARAMS)
     def rule_progress_5(self, task, choices, params):
-        self._autopilot(task, choices, params)
-
-    @rule(task=ST_TASK, choices=ST_CHOICES, params=ST_PARAMS)
-    def rule_progress_6(self, task, choices, params):
         self._autopilot(task, choices, params)
 
     def _autopilot(self, task, choices, params):

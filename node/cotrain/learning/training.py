@@ -10,6 +10,7 @@ differently; only aggregation promises bit-identical results everywhere.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,17 +44,22 @@ class TrainResult:
     loss: float
 
 
+_GLOBAL_TORCH_STATE = threading.RLock()
+
+
 @contextmanager
 def deterministic_torch(seed: int) -> Iterator[None]:
     """Run the body with deterministic algorithms on and the global RNG seeded, restoring both afterwards."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True)
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(previous)
+    # The flag and the RNG are process-wide: one training at a time, or threads would restore each other's.
+    with _GLOBAL_TORCH_STATE:
+        previous = torch.are_deterministic_algorithms_enabled()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            torch.use_deterministic_algorithms(True)
+            try:
+                yield
+            finally:
+                torch.use_deterministic_algorithms(previous)
 
 
 def _check_hyperparameters(epochs: int, batch_size: int, lr: float, optimizer: str, seed: int) -> None:
