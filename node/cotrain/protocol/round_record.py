@@ -79,9 +79,10 @@ class Reason(str, Enum):
     SAMPLES_MISMATCH = "samples_mismatch"  # metadata sample count differs from the revealed one
     SHAPE_MISMATCH = "shape_mismatch"  # tensor shapes differ from the task's model
     NON_FINITE = "non_finite"  # NaN or infinite values
-    DUPLICATE = "duplicate"  # the same update as another contributor's
-    OUTLIER = "outlier"  # screened out by the aggregation rule
-    LOW_SCORE = "low_score"  # scored below the acceptance threshold on held-out data
+    DUPLICATE = "duplicate"  # the same (or nearly) as an update committed earlier in the round
+    OUTLIER = "outlier"  # its norm is far above the round's median norm
+    FREE_RIDER = "free_rider"  # no or negligible change: its norm is far below the round's median norm
+    LOW_SCORE = "low_score"  # points away from the round's consensus, or harms the held-out loss
 
 
 def format_fixed(value: float) -> str:
@@ -194,13 +195,14 @@ class _Strict(BaseModel):
 
 
 class RecordAggregation(_Strict):
-    """The rule and parameters the round was aggregated with (from the task spec).
+    """The rule, parameters and screening thresholds the round was judged with (from the task spec).
 
     Float parameters are held as their repr strings so that the record carries no floats.
     """
 
     rule: AggregationRule
     params: Annotated[JsonParams, AfterValidator(_json_exact)] = Field(default_factory=dict)
+    screening: Annotated[JsonParams, AfterValidator(_json_exact)] = Field(default_factory=dict)
 
 
 class UpdateEntry(_Strict):

@@ -41,14 +41,12 @@ from cotrain.errors import ConfigError, IntegrityError
 ModelName = Literal["logistic", "mlp", "cnn"]
 BuiltinDataset = Literal["digits", "breast_cancer"]
 Optimizer = Literal["sgd", "adam"]
-# Extend this Literal as rules land in the learning layer; the names below are reserved for them.
-AggregationRule = Literal["fedavg"]
+AggregationRule = Literal["fedavg", "median", "trimmed_mean", "krum", "multi_krum", "centered_clip"]
 
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 BUILTIN_DATASETS: tuple[str, ...] = get_args(BuiltinDataset)
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 AGGREGATION_RULES: tuple[str, ...] = get_args(AggregationRule)
-PLANNED_AGGREGATION_RULES: tuple[str, ...] = ("median", "trimmed_mean", "krum", "multi_krum", "centered_clip")
 
 # (features, classes) of the built-in data sets, so a spec cannot promise a shape the data does not have.
 BUILTIN_SHAPES: dict[str, tuple[int, int]] = {"digits": (64, 10), "breast_cancer": (30, 2)}
@@ -227,21 +225,94 @@ class TrainingSpec(_Strict):
     seed: Uint32
 
 
+Fraction = Annotated[float, BeforeValidator(_float_from_text), Field(ge=0, lt=1, allow_inf_nan=False)]
+Ratio = Annotated[float, BeforeValidator(_float_from_text), Field(gt=0, allow_inf_nan=False)]
+
+
+class NoParams(_Strict):
+    """Parameters of a rule that has none (``fedavg``, ``median``)."""
+
+
+class TrimmedMeanParams(_Strict):
+    """``trimmed_mean``: the share of updates dropped at each end, per coordinate."""
+
+    trim_fraction: Annotated[float, BeforeValidator(_float_from_text), Field(ge=0, lt=0.5)] = 0.2
+
+
+class KrumParams(_Strict):
+    """``krum`` and ``multi_krum``: the share of updates assumed Byzantine."""
+
+    byzantine_fraction: Annotated[float, BeforeValidator(_float_from_text), Field(ge=0, lt=0.5)] = 0.3
+
+
+class CenteredClipParams(_Strict):
+    """``centered_clip``: the clipping radius as a multiple of the round's median update norm."""
+
+    radius_ratio: Ratio = 1.0
+    iterations: Annotated[int, Field(ge=1, le=100)] = 3
+
+
+RULE_PARAMS: dict[str, type[_Strict]] = {
+    "fedavg": NoParams,
+    "median": NoParams,
+    "trimmed_mean": TrimmedMeanParams,
+    "krum": KrumParams,
+    "multi_krum": KrumParams,
+    "centered_clip": CenteredClipParams,
+}
+
+
+class ScreeningSpec(_Strict):
+    """How validators screen updates before aggregating (see docs/robustness.md).
+
+    Norm bounds are multiples of the median norm of the round's updates; ``min_score`` bounds the cosine
+    similarity to their coordinate-wise median; ``max_loss_increase`` (nats, off when null) bounds how much
+    one update alone may raise the held-out loss.
+    """
+
+    enabled: bool = True
+    duplicate_distance: Fraction = 0.1
+    min_norm_ratio: Fraction = 0.25
+    max_norm_ratio: Annotated[float, BeforeValidator(_float_from_text), Field(gt=1, allow_inf_nan=False)] = (
+        3.0
+    )
+    clip_norm_ratio: Annotated[float, BeforeValidator(_float_from_text), Field(ge=1, allow_inf_nan=False)] = (
+        2.0
+    )
+    min_score: Annotated[float, BeforeValidator(_float_from_text), Field(ge=-1, lt=1)] = 0.0
+    max_loss_increase: Ratio | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScreeningSpec:
+        if self.clip_norm_ratio > self.max_norm_ratio:
+            raise ValueError(
+                f"clip_norm_ratio ({self.clip_norm_ratio}) must be at most max_norm_ratio "
+                f"({self.max_norm_ratio})"
+            )
+        return self
+
+
 class AggregationSpec(_Strict):
-    """The aggregation rule and its parameters."""
+    """The aggregation rule, its parameters (defaults written out) and the screening before it."""
 
     rule: AggregationRule
     params: JsonParams = Field(default_factory=dict)
+    screening: ScreeningSpec = Field(default_factory=ScreeningSpec)
 
-    @field_validator("rule", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _planned_rule(cls, value: Any) -> Any:
-        if value in PLANNED_AGGREGATION_RULES:
-            raise ValueError(
-                f"rule {value!r} is planned but not implemented yet; "
-                f"use one of: {', '.join(AGGREGATION_RULES)}"
-            )
-        return value
+    def _rule_params(cls, data: Any) -> Any:
+        # Fill in the rule's defaults so the canonical spec (and its digest) pins every number.
+        if isinstance(data, Mapping) and data.get("rule") in RULE_PARAMS:
+            params = data.get("params") or {}
+            if isinstance(params, Mapping):
+                model = RULE_PARAMS[data["rule"]]
+                try:
+                    data = {**data, "params": model.model_validate(params).model_dump()}
+                except ValidationError as exc:
+                    details = format_errors(exc, model).replace("\n", ";").replace("  - ", " ")
+                    raise ValueError(f"invalid params for rule {data['rule']!r}:{details}") from None
+        return data
 
 
 class PhasesSpec(_Strict):

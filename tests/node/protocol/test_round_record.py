@@ -306,7 +306,7 @@ def test_inconsistent_update_is_refused(change: dict[str, Any], message: str) ->
         ({"metrics": {"accuracy": 1.5, "loss": 0.1}}, "between 0 and 1"),
         ({"metrics": {"accuracy": 0.5, "loss": -0.1}}, "must not be negative"),
         ({"metrics": {"accuracy": "0.5", "loss": 0.1}}, "exactly 6 places"),
-        ({"aggregation": {"rule": "median", "params": {}}}, "'fedavg'"),
+        ({"aggregation": {"rule": "mean", "params": {}}}, "'fedavg'"),
         ({"version": 2}, "Input should be 1"),
     ],
 )

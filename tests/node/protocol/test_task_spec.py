@@ -102,9 +102,21 @@ BAD_FIELDS = {
     ),
     "boolean batch size": (_set("training.batch_size", True), ["training.batch_size:", "valid integer"]),
     "string seed": (_set("training.seed", "7"), ["training.seed:", "valid integer"]),
-    "planned rule": (
-        _set("aggregation.rule", "krum"),
-        ["aggregation.rule:", "not implemented yet", "fedavg"],
+    "rule parameter out of range": (
+        _set("aggregation", {"rule": "trimmed_mean", "params": {"trim_fraction": 0.5}}),
+        ["aggregation:", "invalid params for rule 'trimmed_mean'", "trim_fraction", "less than 0.5"],
+    ),
+    "unknown rule parameter": (
+        _set("aggregation", {"rule": "krum", "params": {"f": 2}}),
+        ["aggregation:", "'krum'", "f: unknown field; allowed fields: byzantine_fraction"],
+    ),
+    "clip above the outlier bound": (
+        _set("aggregation.screening", {"clip_norm_ratio": 4, "max_norm_ratio": 3}),
+        ["aggregation.screening:", "clip_norm_ratio (4.0) must be at most max_norm_ratio (3.0)"],
+    ),
+    "free-rider bound of one": (
+        _set("aggregation.screening", {"min_norm_ratio": 1}),
+        ["aggregation.screening.min_norm_ratio:", "less than 1"],
     ),
     "unknown rule": (_set("aggregation.rule", "mean"), ["aggregation.rule:", "'fedavg'", "'mean'"]),
     "zero rounds": (_set("rounds", 0), ["rounds:", "greater than or equal to 1"]),
@@ -261,6 +273,46 @@ def test_breast_cancer_example_is_a_small_model() -> None:
     assert spec.model.name in ("logistic", "mlp")
     assert (spec.data.input_shape, spec.data.num_classes) == ([30], 2)
     assert spec.arbiter is None
+
+
+@pytest.mark.parametrize(
+    ("rule", "params"),
+    [
+        ("fedavg", {}),
+        ("median", {}),
+        ("trimmed_mean", {"trim_fraction": 0.2}),
+        ("krum", {"byzantine_fraction": 0.3}),
+        ("multi_krum", {"byzantine_fraction": 0.3}),
+        ("centered_clip", {"radius_ratio": 1.0, "iterations": 3}),
+    ],
+)
+def test_rule_defaults_are_written_into_the_canonical_spec(rule: str, params: dict[str, Any]) -> None:
+    data = _digits()
+    data["aggregation"] = {"rule": rule}
+
+    spec = validate_spec(data)
+    written = json.loads(spec_bytes(spec))["aggregation"]
+
+    assert written["params"] == params
+    assert written["screening"] == {
+        "enabled": True,
+        "duplicate_distance": 0.1,
+        "min_norm_ratio": 0.25,
+        "max_norm_ratio": 3.0,
+        "clip_norm_ratio": 2.0,
+        "min_score": 0.0,
+        "max_loss_increase": None,
+    }
+    # Spelling the defaults out gives the same task.
+    data["aggregation"] = written
+    assert spec_digest(validate_spec(data)) == spec_digest(spec)
+
+
+def test_rule_parameters_given_as_integers_are_read_as_numbers() -> None:
+    data = _digits()
+    data["aggregation"] = {"rule": "centered_clip", "params": {"radius_ratio": 2, "iterations": 5}}
+
+    assert validate_spec(data).aggregation.params == {"radius_ratio": 2.0, "iterations": 5}
 
 
 def test_canonical_bytes_ignore_key_order() -> None:
