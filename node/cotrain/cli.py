@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 task_app = typer.Typer(help="Post and inspect training tasks (as a task owner).", no_args_is_help=True)
 app.add_typer(task_app, name="task")
+experiment_app = typer.Typer(help="Simulated networks in one process (no chain).", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
 console = Console(stderr=True)
 
 NETWORK = typer.Option(DEFAULT_PATH, "--network", help="Network config written by `cotrain up`.")
@@ -319,3 +321,65 @@ def demo(
         summary.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if result["audit"]["rounds_failed"]:
         raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- experiments
+
+
+@experiment_app.command("robustness")
+def experiment_robustness(
+    quick: bool = typer.Option(False, "--quick", help="A small grid (minutes) instead of the full one."),
+    out: Path = typer.Option(Path("reports/robustness"), "--out", help="Directory for the results."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Cells run at once, in processes."),
+    fresh: bool = typer.Option(False, "--fresh", help="Forget earlier results in --out instead of resuming."),
+) -> None:
+    """Attack simulated networks judged by the validator's own code; write JSON, a table and a heat-map.
+
+    Results are appended to OUT/runs.jsonl as cells finish, and a rerun skips the cells already there.
+    """
+    import torch
+
+    from cotrain.experiments.robustness import (
+        FULL_GRID,
+        QUICK_GRID,
+        cell_key,
+        load_results,
+        run_grid,
+        write_outputs,
+    )
+
+    # One thread: faster for these tiny models, and the per-cell results do not depend on the core count.
+    torch.set_num_threads(1)
+    grid = QUICK_GRID if quick else FULL_GRID
+    runs = out / "runs.jsonl"
+    if fresh and runs.exists():
+        runs.unlink()
+    total = len(grid.cells())
+    earlier = load_results(runs)
+    done = sum(cell_key(cell, grid) in earlier for cell in grid.cells())
+    started = time.monotonic()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        bar = progress.add_task("robustness grid", total=total, completed=done)
+        results = run_grid(
+            grid,
+            runs,
+            workers=workers,
+            on_result=lambda cell, result: progress.update(
+                bar,
+                advance=1,
+                description=f"{cell.dataset} {cell.partition} {cell.pipeline}: {cell.attack} "
+                f"{cell.fraction:.0%} -> {result['accuracy']:.3f}",
+            ),
+        )
+        progress.update(bar, completed=total)
+    paths = write_outputs(results, grid, out)
+    console.print(f"{total} cells in {time.monotonic() - started:.0f} s")
+    for path in paths.values():
+        console.print(f"wrote {path}")
+    typer.echo(paths["table"].read_text(encoding="utf-8"))

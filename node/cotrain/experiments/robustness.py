@@ -1,0 +1,615 @@
+"""The attack harness behind ``cotrain experiment robustness``: simulated networks with attackers, judged by
+the validator's own code.
+
+A *cell* of the grid is one simulated task: a data set, a partition of its training split among the
+contributors (IID, or Dirichlet label skew), a validator pipeline config (the spec's ``aggregation``
+section), an attack, the share of contributors running it, and a seed. Each round of a cell:
+
+1. every honest contributor trains on its shard with :func:`~cotrain.learning.training.train_local`, from the
+   round's global model, exactly as :class:`~cotrain.roles.contributor.ContributorNode` does;
+2. every attacker crafts its update with :mod:`cotrain.learning.attacks` (training first on its own, possibly
+   poisoned, shard when the attack needs it; the omniscient attacks see the round's honest updates);
+3. each update is encoded as the real update file, bound to its task, round, contributor and base model,
+   stored in memory under its CID and revealed; honest contributors commit first, attackers last;
+4. :func:`~cotrain.protocol.round_outcome.judge_round`, the function validators and auditors run, judges the
+   round; its record gives verdicts, reasons and rewards, and its new model is the next round's base.
+
+A cell's result (final and per-round held-out accuracy, the share of the reward budget paid to attackers
+and to honest contributors, the verdict reasons each side got) depends only on the cell and the grid's
+settings: every random draw is seeded from the cell's seed. Results are appended to a JSON-lines file as
+cells finish, so an interrupted grid resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from eth_utils import keccak, to_checksum_address
+
+from cotrain.errors import ConfigError, IntegrityError
+from cotrain.learning.attacks import ATTACKS, get_attack
+from cotrain.learning.data import ArrayDataset
+from cotrain.learning.partition import partition_dirichlet, partition_iid
+from cotrain.learning.tensor_files import RejectReason, UpdateRejected, encode_update
+from cotrain.learning.training import train_local
+from cotrain.protocol.round_outcome import RevealedUpdate, judge_round, model_file
+from cotrain.protocol.task_model import builtin_split, initial_state, task_model, update_metadata
+from cotrain.protocol.task_spec import FileRef, TaskSpec, load_spec, validate_spec
+from cotrain.storage.unixfs import compute_cid
+
+SPECS = Path(__file__).resolve().parents[1] / "protocol" / "specs"
+TASK_ID = 1
+ROUND_BUDGET = 10**18
+NO_ATTACK = "none"
+#: Not an attack: the malicious share of contributors simply stays away. Its accuracy drop is what losing
+#: their data costs, the floor no defence can beat (large under label skew, where shards hold few classes).
+ABSENT = "absent"
+PARTITIONS = ("iid", "dirichlet")
+# Every Dirichlet shard holds at least a few examples, so that every contributor can train.
+MIN_SHARD = 5
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A named validator pipeline: the task spec's ``aggregation`` section (rule, params, screening)."""
+
+    name: str
+    aggregation: Mapping[str, Any]
+
+
+#: The pipelines the grid compares; a new one is one line.
+PIPELINES: tuple[PipelineConfig, ...] = (
+    PipelineConfig("fedavg (no screening)", {"rule": "fedavg", "screening": {"enabled": False}}),
+    PipelineConfig("fedavg + screening", {"rule": "fedavg"}),
+    PipelineConfig(
+        "fedavg + screening + held-out loss", {"rule": "fedavg", "screening": {"max_loss_increase": 0.05}}
+    ),
+    PipelineConfig("median (no screening)", {"rule": "median", "screening": {"enabled": False}}),
+    PipelineConfig("median + screening", {"rule": "median"}),
+    PipelineConfig("trimmed_mean + screening", {"rule": "trimmed_mean"}),
+    PipelineConfig("multi_krum + screening", {"rule": "multi_krum"}),
+    PipelineConfig("centered_clip + screening", {"rule": "centered_clip"}),
+)
+
+
+@dataclass(frozen=True)
+class TaskSetup:
+    """How a data set's simulated task departs from its built-in spec file (model, input shape, training)."""
+
+    spec_file: str
+    model: Mapping[str, Any]
+    input_shape: tuple[int, ...]
+    training: Mapping[str, Any]
+
+
+#: Small models and one local epoch keep a cell under a second; see docs/robustness.md.
+SETUPS: dict[str, TaskSetup] = {
+    "digits": TaskSetup(
+        "digits.yaml",
+        {"name": "mlp", "params": {"hidden": [32]}},
+        (64,),
+        {"local_epochs": 1, "batch_size": 16, "lr": 0.01, "optimizer": "adam"},
+    ),
+    "breast_cancer": TaskSetup(
+        "breast_cancer.yaml",
+        {"name": "logistic", "params": {}},
+        (30,),
+        {"local_epochs": 1, "batch_size": 16, "lr": 0.1, "optimizer": "sgd"},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One simulated task of the grid. ``attack`` is :data:`NO_ATTACK` when ``fraction`` is 0."""
+
+    dataset: str
+    partition: str
+    pipeline: str
+    attack: str
+    fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The axes of an experiment and the settings every cell shares."""
+
+    datasets: tuple[str, ...] = ("digits", "breast_cancer")
+    pipelines: tuple[PipelineConfig, ...] = PIPELINES
+    attacks: tuple[str, ...] = (ABSENT, *ATTACKS)
+    fractions: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
+    partitions: tuple[str, ...] = PARTITIONS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    contributors: int = 10
+    rounds: int = 5
+    dirichlet_alpha: float = 0.3
+    setups: Mapping[str, TaskSetup] = field(default_factory=lambda: dict(SETUPS))
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.datasets if d not in self.setups]
+        unknown += [p for p in self.partitions if p not in PARTITIONS]
+        unknown += [a for a in self.attacks if a not in ATTACKS and a != ABSENT]
+        if unknown:
+            raise ConfigError(
+                f"unknown grid entries {unknown}; data sets {sorted(self.setups)}, partitions "
+                f"{list(PARTITIONS)}, attacks {sorted(ATTACKS)}"
+            )
+        names = [p.name for p in self.pipelines]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"pipeline names must be unique, got {names}")
+        if any(not 0 <= f < 0.5 for f in self.fractions):
+            raise ConfigError(f"malicious fractions must lie in [0, 0.5), got {self.fractions}")
+
+    def pipeline(self, name: str) -> PipelineConfig:
+        """The pipeline config called ``name``."""
+        for config in self.pipelines:
+            if config.name == name:
+                return config
+        raise ConfigError(f"no pipeline {name!r} in the grid; it has {[p.name for p in self.pipelines]}")
+
+    def cells(self) -> list[Cell]:
+        """Every cell, in a fixed order; fraction 0 appears once per pipeline (attack ``none``)."""
+        cells = []
+        for dataset in self.datasets:
+            for partition in self.partitions:
+                for seed in self.seeds:
+                    for config in self.pipelines:
+                        for fraction in self.fractions:
+                            attacks = (
+                                (NO_ATTACK,) if attackers(fraction, self.contributors) == 0 else self.attacks
+                            )
+                            for attack in attacks:
+                                cells.append(Cell(dataset, partition, config.name, attack, fraction, seed))
+        return cells
+
+    def describe(self) -> dict[str, Any]:
+        """The grid's settings as JSON data."""
+        data = asdict(self)
+        data["pipelines"] = [{"name": p.name, "aggregation": dict(p.aggregation)} for p in self.pipelines]
+        data["setups"] = {name: asdict(setup) for name, setup in self.setups.items()}
+        return data
+
+
+#: The default grid (about 4,500 cells); see docs/robustness.md for its cost.
+FULL_GRID = Grid()
+
+#: A small grid for a quick look: one seed, IID and non-IID, 30% attackers, three pipelines, three rounds.
+QUICK_GRID = Grid(
+    pipelines=tuple(
+        p
+        for p in PIPELINES
+        if p.name in ("fedavg (no screening)", "fedavg + screening", "median + screening")
+    ),
+    fractions=(0.0, 0.3),
+    seeds=(0,),
+    rounds=3,
+)
+
+
+def attackers(fraction: float, contributors: int) -> int:
+    """How many of ``contributors`` attack at ``fraction`` (rounded to the nearest whole contributor)."""
+    return round(fraction * contributors)
+
+
+def cell_key(cell: Cell, grid: Grid) -> str:
+    """A readable key plus a digest of everything that determines the cell's result, for resuming."""
+    inputs = {
+        "cell": asdict(cell),
+        "aggregation": dict(grid.pipeline(cell.pipeline).aggregation),
+        "setup": asdict(grid.setups[cell.dataset]),
+        "contributors": grid.contributors,
+        "rounds": grid.rounds,
+        "alpha": grid.dirichlet_alpha if cell.partition == "dirichlet" else None,
+    }
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
+    readable = "/".join(str(v) for v in asdict(cell).values())
+    return f"{readable}#{digest}"
+
+
+# ---------------------------------------------------------------- one cell
+
+
+def cell_spec(cell: Cell, grid: Grid) -> TaskSpec:
+    """The task spec of ``cell``: the data set's built-in spec with the grid's model, training, rounds,
+    contributors, budget and the cell's pipeline as its ``aggregation`` section."""
+    setup = grid.setups[cell.dataset]
+    data = load_spec(SPECS / setup.spec_file).model_dump(mode="json")
+    data["name"] = f"robustness-{cell.dataset}"
+    data["model"] = dict(setup.model)
+    data["data"]["input_shape"] = list(setup.input_shape)
+    data["training"] = {**data["training"], **setup.training, "seed": cell.seed}
+    data["aggregation"] = dict(grid.pipeline(cell.pipeline).aggregation)
+    data["rounds"] = grid.rounds
+    data["contributors"] = {**data["contributors"], "min": 1, "max": grid.contributors}
+    data["budget_wei"] = ROUND_BUDGET * grid.rounds
+    return validate_spec(data, source=f"robustness spec for {cell.dataset}")
+
+
+@lru_cache(maxsize=8)
+def _split(spec_file: str, input_shape: tuple[int, ...]) -> tuple[ArrayDataset, ArrayDataset]:
+    data = load_spec(SPECS / spec_file).model_dump(mode="json")
+    data["model"] = {"name": "logistic", "params": {}}
+    data["data"]["input_shape"] = list(input_shape)
+    return builtin_split(validate_spec(data))
+
+
+def shards(cell: Cell, grid: Grid, train: ArrayDataset) -> list[ArrayDataset]:
+    """Each contributor's local data: the training split cut IID or with Dirichlet label skew."""
+    if cell.partition == "iid":
+        parts = partition_iid(len(train), grid.contributors, cell.seed)
+    else:
+        parts = partition_dirichlet(
+            train.labels, grid.contributors, grid.dirichlet_alpha, cell.seed, min_size=MIN_SHARD
+        )
+    return [train.subset(indices) for indices in parts]
+
+
+def attacker_indices(cell: Cell, grid: Grid) -> list[int]:
+    """Which contributors attack: a seeded draw, nested across fractions (10% of them are among 20%)."""
+    order = np.random.Generator(np.random.PCG64([cell.seed, 1])).permutation(grid.contributors)
+    return sorted(int(i) for i in order[: attackers(cell.fraction, grid.contributors)])
+
+
+def contributor_address(index: int) -> str:
+    """The simulated contributor ``index``'s address."""
+    return to_checksum_address(keccak(f"cotrain-robustness-{index}".encode())[-20:])
+
+
+def _file_ref(data: bytes) -> FileRef:
+    return FileRef(cid=compute_cid(data), digest=hashlib.sha256(data).digest())
+
+
+def _train(spec: TaskSpec, state: Mapping[str, torch.Tensor], data: ArrayDataset, round_: int) -> dict:
+    # The seed a real contributor uses (ContributorNode._prepare): the task's seed plus the round.
+    return train_local(
+        task_model(spec),
+        state,
+        data,
+        epochs=spec.training.local_epochs,
+        batch_size=spec.training.batch_size,
+        lr=spec.training.lr,
+        optimizer=spec.training.optimizer,
+        seed=spec.training.seed + round_,
+    ).delta
+
+
+def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
+    """Simulate ``cell`` round by round and return its result as JSON data.
+
+    Returns
+    -------
+    dict
+        The cell's fields and key, the number of attackers, ``accuracy`` (held-out, after the last round),
+        ``accuracy_per_round``, ``attacker_reward_share`` and ``honest_reward_share`` (of the whole reward
+        budget), ``attacker_slash_wei``, and ``attacker_reasons`` / ``honest_reasons``: how many of each
+        side's updates got each reason code, over all rounds.
+    """
+    spec = cell_spec(cell, grid)
+    setup = grid.setups[cell.dataset]
+    train, held_out = _split(setup.spec_file, tuple(setup.input_shape))
+    local = shards(cell, grid, train)
+    bad = set(attacker_indices(cell, grid))
+    attack = None if not bad or cell.attack == ABSENT else get_attack(cell.attack)
+    honest = [i for i in range(grid.contributors) if i not in bad]
+    commit_order = {index: order for order, index in enumerate(honest + sorted(bad))}
+    addresses = [contributor_address(i) for i in range(grid.contributors)]
+    poisoned = {i: attack.poison(local[i]) if attack and attack.poison else local[i] for i in bad}
+
+    state = initial_state(spec)
+    base = _file_ref(model_file(TASK_ID, -1, state))
+    accuracy: list[float] = []
+    rewards = Counter[str]()
+    slashes = 0
+    reasons: dict[str, Counter[str]] = {"attacker": Counter(), "honest": Counter()}
+    for round_ in range(grid.rounds):
+        deltas = {i: _train(spec, state, local[i], round_) for i in honest}
+        known = [deltas[i] for i in honest]
+        if attack is not None:
+            for i in sorted(bad):
+                if attack.trains:
+                    own = _train(spec, state, poisoned[i], round_)
+                else:
+                    own = {key: torch.zeros_like(value) for key, value in state.items()}
+                rng = np.random.Generator(np.random.PCG64([cell.seed, round_, i, 2]))
+                deltas[i] = attack.craft(own, known, rng, grid.contributors, len(bad))
+        files: dict[str, bytes] = {}
+        updates = []
+        for i in sorted(deltas, key=commit_order.__getitem__):
+            samples = len(local[i])
+            data = encode_update(
+                deltas[i], update_metadata(TASK_ID, round_, addresses[i], base.digest, samples)
+            )
+            ref = _file_ref(data)
+            files[ref.cid] = data
+            updates.append(RevealedUpdate(addresses[i], ref.cid, ref.digest, samples, commit_order[i]))
+        outcome = judge_round(
+            spec, TASK_ID, round_, ROUND_BUDGET, base, state, updates, _fetcher(files), held_out
+        )
+        side = {addresses[i].lower(): "attacker" if i in bad else "honest" for i in range(grid.contributors)}
+        for entry in outcome.record.updates:
+            rewards[side[entry.contributor]] += entry.reward
+            reasons[side[entry.contributor]][entry.reason.value] += 1
+            if side[entry.contributor] == "attacker":
+                slashes += entry.slash
+        accuracy.append(float(outcome.record.metrics.accuracy))
+        state = outcome.state
+        base = _file_ref(outcome.model_file)
+    budget = ROUND_BUDGET * grid.rounds
+    return {
+        "key": cell_key(cell, grid),
+        **asdict(cell),
+        "attackers": len(bad),
+        "accuracy": accuracy[-1],
+        "accuracy_per_round": accuracy,
+        "attacker_reward_share": rewards["attacker"] / budget,
+        "honest_reward_share": rewards["honest"] / budget,
+        "attacker_slash_wei": str(slashes),
+        "attacker_reasons": dict(sorted(reasons["attacker"].items())),
+        "honest_reasons": dict(sorted(reasons["honest"].items())),
+    }
+
+
+def _fetcher(files: Mapping[str, bytes]) -> Callable[[RevealedUpdate], bytes]:
+    def fetch(update: RevealedUpdate) -> bytes:
+        data = files.get(update.cid)
+        if data is None:
+            raise UpdateRejected(RejectReason.MISSING, f"no file {update.cid}")
+        if hashlib.sha256(data).digest() != update.digest:
+            raise IntegrityError(f"file {update.cid} does not hash to its revealed digest")
+        return data
+
+    return fetch
+
+
+# ---------------------------------------------------------------- the grid
+
+
+def load_results(path: Path) -> dict[str, dict[str, Any]]:
+    """The results already in a JSON-lines file, by key; a line cut short by a crash is ignored."""
+    results: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return results
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            result = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(result, dict) and "key" in result:
+            results[result["key"]] = result
+    return results
+
+
+def _single_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def run_grid(
+    grid: Grid,
+    runs_path: Path,
+    *,
+    workers: int = 1,
+    on_result: Callable[[Cell, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every cell of ``grid`` not yet in ``runs_path`` and append each result there as it finishes.
+
+    Parameters
+    ----------
+    grid : Grid
+        The experiment.
+    runs_path : Path
+        A JSON-lines file of results; created if missing, never truncated.
+    workers : int
+        Cells run at once; above 1, in worker processes using one torch thread each.
+    on_result : Callable[[Cell, dict], None], optional
+        Called after each new result is written, e.g. to advance a progress bar.
+
+    Returns
+    -------
+    list[dict]
+        The results of every cell of the grid, in :meth:`Grid.cells` order.
+    """
+    cells = grid.cells()
+    done = load_results(runs_path)
+    todo = [cell for cell in cells if cell_key(cell, grid) not in done]
+    runs_path.parent.mkdir(parents=True, exist_ok=True)
+    with runs_path.open("a", encoding="utf-8") as out:
+        # A crash can leave a partial last line; start the next result on a line of its own.
+        if out.tell() and not runs_path.read_bytes().endswith(b"\n"):
+            out.write("\n")
+
+        def record(cell: Cell, result: dict[str, Any]) -> None:
+            out.write(json.dumps(result, sort_keys=True) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+            done[result["key"]] = result
+            if on_result is not None:
+                on_result(cell, result)
+
+        for cell, result in _results(todo, grid, workers):
+            record(cell, result)
+    return [done[cell_key(cell, grid)] for cell in cells]
+
+
+def _results(cells: Sequence[Cell], grid: Grid, workers: int) -> Iterator[tuple[Cell, dict[str, Any]]]:
+    if workers <= 1 or len(cells) <= 1:
+        for cell in cells:
+            yield cell, run_cell(cell, grid)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_thread) as pool:
+        futures = {pool.submit(run_cell, cell, grid): cell for cell in cells}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def summarize(results: Sequence[Mapping[str, Any]], grid: Grid) -> dict[str, Any]:
+    """Average each (data set, partition, pipeline, attack, fraction) over its seeds.
+
+    ``drop_pp`` is the pipeline's own no-attack accuracy minus its accuracy under the attack, in percentage
+    points, averaged over the seeds (the same seed's runs paired); ``drop_vs_absent_pp`` is the same against
+    the run where the attackers stayed away, i.e. what the attack costs beyond their missing data. Reward
+    shares are of the whole budget.
+    """
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for result in results:
+        key = (
+            result["dataset"],
+            result["partition"],
+            result["pipeline"],
+            result["attack"],
+            result["fraction"],
+        )
+        groups.setdefault(key, []).append(result)
+    cells = []
+    for (dataset, partition, pipeline, attack, fraction), runs in groups.items():
+        runs = sorted(runs, key=lambda r: r["seed"])
+        accuracies = [r["accuracy"] for r in runs]
+        cells.append(
+            {
+                "dataset": dataset,
+                "partition": partition,
+                "pipeline": pipeline,
+                "attack": attack,
+                "fraction": fraction,
+                "seeds": [r["seed"] for r in runs],
+                "accuracy_mean": _mean(accuracies),
+                "accuracy_std": float(np.std(accuracies)) if accuracies else math.nan,
+                "drop_pp": _drop_vs(groups, runs, (dataset, partition, pipeline, NO_ATTACK, 0.0)),
+                "drop_vs_absent_pp": _drop_vs(groups, runs, (dataset, partition, pipeline, ABSENT, fraction)),
+                "attacker_reward_share": _mean([r["attacker_reward_share"] for r in runs]),
+                "honest_reward_share": _mean([r["honest_reward_share"] for r in runs]),
+                "attacker_reasons": dict(
+                    sorted(sum((Counter(r["attacker_reasons"]) for r in runs), Counter()).items())
+                ),
+                "honest_reasons": dict(
+                    sorted(sum((Counter(r["honest_reasons"]) for r in runs), Counter()).items())
+                ),
+            }
+        )
+    return {"settings": grid.describe(), "cells": cells}
+
+
+def _drop_vs(
+    groups: Mapping[tuple, list[Mapping[str, Any]]], runs: Sequence[Mapping[str, Any]], key: tuple
+) -> float | None:
+    """Mean paired accuracy drop of ``runs`` against the group ``key``'s runs of the same seeds, in points."""
+    reference = {r["seed"]: r["accuracy"] for r in groups.get(key, [])}
+    drops = [reference[r["seed"]] - r["accuracy"] for r in runs if r["seed"] in reference]
+    return 100 * _mean(drops) if drops else None
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values) if values else math.nan
+
+
+def lookup(summary: Mapping[str, Any]) -> dict[tuple, Mapping[str, Any]]:
+    """The summary's cells by (data set, partition, pipeline, attack, fraction)."""
+    return {
+        (c["dataset"], c["partition"], c["pipeline"], c["attack"], c["fraction"]): c for c in summary["cells"]
+    }
+
+
+def _pair(values: Sequence[float | None], fmt: str) -> str:
+    return " / ".join(
+        "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt) for v in values
+    )
+
+
+def markdown_tables(summary: Mapping[str, Any]) -> str:
+    """Per data set: accuracy drop at the largest malicious fraction (rows pipelines, columns attacks,
+    ``IID / non-IID``), then the share of the reward budget attackers got."""
+    settings = summary["settings"]
+    cells = lookup(summary)
+    fraction = max(settings["fractions"])
+    attacks = settings["attacks"]
+    pipelines = [p["name"] for p in settings["pipelines"]]
+    partitions = settings["partitions"]
+    lines = []
+    header = "| pipeline | " + " | ".join(attacks) + " |"
+    rule = "|---" * (len(attacks) + 1) + "|"
+    for dataset in settings["datasets"]:
+        lines += [
+            f"### {dataset}: accuracy drop (percentage points) with {fraction:.0%} attackers, "
+            f"{' / '.join(_partition_label(p) for p in partitions)}",
+            "",
+            "| pipeline | accuracy, no attack | " + " | ".join(attacks) + " |",
+            "|---" * (len(attacks) + 2) + "|",
+        ]
+        for pipeline in pipelines:
+            clean = [
+                cells.get((dataset, p, pipeline, NO_ATTACK, 0.0), {}).get("accuracy_mean") for p in partitions
+            ]
+            drops = [
+                _pair(
+                    [cells.get((dataset, p, pipeline, a, fraction), {}).get("drop_pp") for p in partitions],
+                    ".1f",
+                )
+                for a in attacks
+            ]
+            lines.append(
+                f"| {pipeline} | {_pair([c * 100 if c is not None else None for c in clean], '.1f')} | "
+                + " | ".join(drops)
+                + " |"
+            )
+        lines += [
+            "",
+            f"### {dataset}: share of the reward budget paid to attackers (%) with {fraction:.0%} attackers, "
+            f"{' / '.join(_partition_label(p) for p in partitions)}",
+            "",
+            header,
+            rule,
+        ]
+        for pipeline in pipelines:
+            shares = [
+                _pair(
+                    [
+                        _percent(
+                            cells.get((dataset, p, pipeline, a, fraction), {}).get("attacker_reward_share")
+                        )
+                        for p in partitions
+                    ],
+                    ".1f",
+                )
+                for a in attacks
+            ]
+            lines.append(f"| {pipeline} | " + " | ".join(shares) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else 100 * value
+
+
+def _partition_label(partition: str) -> str:
+    return "IID" if partition == "iid" else "non-IID"
+
+
+def write_outputs(results: Sequence[Mapping[str, Any]], grid: Grid, out: Path) -> dict[str, Path]:
+    """Write ``results.json`` (settings, per-cell summaries), ``table.md`` and ``heatmap.png`` in ``out``."""
+    from cotrain.experiments.heatmap import draw_heatmap
+
+    summary = summarize(results, grid)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "results.json", "table": out / "table.md", "heatmap": out / "heatmap.png"}
+    paths["json"].write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    paths["table"].write_text(markdown_tables(summary), encoding="utf-8")
+    draw_heatmap(summary).save(paths["heatmap"])
+    return paths
