@@ -47,7 +47,7 @@ from cotrain.learning.tensor_files import RejectReason, UpdateRejected, encode_u
 from cotrain.learning.training import train_local
 from cotrain.protocol.round_outcome import RevealedUpdate, judge_round, model_file
 from cotrain.protocol.task_model import builtin_split, initial_state, task_model, update_metadata
-from cotrain.protocol.task_spec import FileRef, TaskSpec, load_spec, validate_spec
+from cotrain.protocol.task_spec import FileRef, TaskSpec, load_spec, spec_digest, validate_spec
 from cotrain.storage.unixfs import compute_cid
 
 SPECS = Path(__file__).resolve().parents[1] / "protocol" / "specs"
@@ -206,14 +206,17 @@ def attackers(fraction: float, contributors: int) -> int:
 
 
 def cell_key(cell: Cell, grid: Grid) -> str:
-    """A readable key plus a digest of everything that determines the cell's result, for resuming."""
+    """A readable key plus a digest of everything that determines the cell's result, for resuming.
+
+    The digest covers the cell, the grid's settings and the cell's whole validated spec, so a change of a
+    default threshold in the spec schema makes every affected cell run again. Code changes do not: after
+    changing the pipeline's code, start over with a fresh results file.
+    """
     inputs = {
         "cell": asdict(cell),
-        "aggregation": dict(grid.pipeline(cell.pipeline).aggregation),
-        "setup": asdict(grid.setups[cell.dataset]),
         "contributors": grid.contributors,
-        "rounds": grid.rounds,
         "alpha": grid.dirichlet_alpha if cell.partition == "dirichlet" else None,
+        "spec": "0x" + spec_digest(cell_spec(cell, grid)).hex(),
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
     readable = "/".join(str(v) for v in asdict(cell).values())
@@ -227,7 +230,7 @@ def cell_spec(cell: Cell, grid: Grid) -> TaskSpec:
     """The task spec of ``cell``: the data set's built-in spec with the grid's model, training, rounds,
     contributors, budget and the cell's pipeline as its ``aggregation`` section."""
     setup = grid.setups[cell.dataset]
-    data = load_spec(SPECS / setup.spec_file).model_dump(mode="json")
+    data = json.loads(_spec_json(setup.spec_file))
     data["name"] = f"robustness-{cell.dataset}"
     data["model"] = dict(setup.model)
     data["data"]["input_shape"] = list(setup.input_shape)
@@ -237,6 +240,11 @@ def cell_spec(cell: Cell, grid: Grid) -> TaskSpec:
     data["contributors"] = {**data["contributors"], "min": 1, "max": grid.contributors}
     data["budget_wei"] = ROUND_BUDGET * grid.rounds
     return validate_spec(data, source=f"robustness spec for {cell.dataset}")
+
+
+@lru_cache(maxsize=8)
+def _spec_json(spec_file: str) -> str:
+    return json.dumps(load_spec(SPECS / spec_file).model_dump(mode="json"))
 
 
 @lru_cache(maxsize=8)
