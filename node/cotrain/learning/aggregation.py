@@ -14,31 +14,14 @@ McMahan et al., "Communication-Efficient Learning of Deep Networks from Decentra
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from cotrain.errors import IntegrityError
+from cotrain.learning.robust import float64_weights
 from cotrain.learning.state import check_same_layout
-
-
-def _float64_weights(weights: Sequence[int | float], count: int) -> list[float]:
-    if len(weights) != count:
-        raise IntegrityError(f"{count} deltas but {len(weights)} weights")
-    result: list[float] = []
-    for i, weight in enumerate(weights):
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
-            raise IntegrityError(f"weight {i} is {weight!r}, not a number")
-        if isinstance(weight, numbers.Integral) and abs(int(weight)) > 2**53:
-            raise IntegrityError(f"weight {i} = {weight} is too large to be exact in float64")
-        value = float(weight)
-        if not math.isfinite(value) or value < 0:
-            raise IntegrityError(f"weight {i} is {weight!r}; weights must be finite and not negative")
-        result.append(value)
-    return result
 
 
 def _check_float32(delta: Mapping[str, torch.Tensor], what: str) -> None:
@@ -77,7 +60,7 @@ def fedavg(
     """
     if not deltas:
         raise IntegrityError("there are no deltas to average")
-    scales = _float64_weights(weights, len(deltas))
+    scales = float64_weights(weights, len(deltas), what="deltas")
     total = scales[0]
     for scale in scales[1:]:
         total += scale
