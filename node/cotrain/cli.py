@@ -177,11 +177,15 @@ def contribute(
         None, "--journal", help="State directory (default .cotrain/contributor-ADDR)."
     ),
     timings: Path = typer.Option(None, "--timings", help="Append per-round timings (JSON lines) here."),
+    attack: str = typer.Option(
+        None, "--attack", help="Act as a simulated attacker (demos, experiments): sign_flip, scaled, ..."
+    ),
     network: Path = NETWORK,
     follow: bool = FOLLOW,
     poll: float = POLL,
 ) -> None:
     """Join a task and train on local data each round; commit, reveal and claim rewards."""
+    from cotrain.learning.attacks import get_attack
     from cotrain.roles.contributor import ContributorNode
     from cotrain.roles.journal import Journal
     from cotrain.roles.timings import Timings
@@ -189,7 +193,12 @@ def contribute(
     market, store = _connect(network)
     address = market.client.address
     node = ContributorNode(
-        market, store, task, Journal(journal or _journal_dir(address)), timings=Timings(timings)
+        market,
+        store,
+        task,
+        Journal(journal or _journal_dir(address)),
+        timings=Timings(timings),
+        attack=None if attack is None else get_attack(attack),
     )
     node.data = _local_data(node.view.spec, data, label_column)
     console.print(f"contributing {len(node.data)} local examples to task {task} as {address}")
@@ -309,11 +318,24 @@ def demo(
     storage: str = typer.Option("embedded", "--storage", help="embedded, or ipfs (a js-ipfs daemon)."),
     summary: Path = typer.Option(None, "--summary", help="Write a JSON summary here."),
     directory: Path = typer.Option(Path(".cotrain/demo"), "--dir", help="Work directory (replaced)."),
+    attackers: str = typer.Option(
+        "",
+        "--attackers",
+        help="Make the last contributors attackers, e.g. scaled:1,free_rider:1 (see docs/robustness.md).",
+    ),
 ) -> None:
     """Run a whole network on this machine, one process per participant: train, validate, claim, audit."""
-    from cotrain.demo import DemoSettings, run_demo
+    from cotrain.demo import DemoSettings, parse_attackers, run_demo
 
-    settings = DemoSettings(contributors, validators, rounds, dataset, storage, directory)
+    settings = DemoSettings(
+        contributors,
+        validators,
+        rounds,
+        dataset,
+        storage,
+        directory,
+        attackers=parse_attackers(attackers, contributors),
+    )
     out = Console()
     result = run_demo(settings, console=out if out.is_terminal else Console(width=120))
     if summary:

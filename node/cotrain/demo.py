@@ -23,6 +23,7 @@ from rich.table import Table
 
 from cotrain.chain.market import Market, RoundStatus, TaskStatus
 from cotrain.errors import ConfigError, CotrainError
+from cotrain.learning.attacks import ATTACKS, get_attack
 from cotrain.learning.partition import partition_iid
 from cotrain.localnet import local_network
 from cotrain.protocol.task_model import builtin_split
@@ -48,6 +49,35 @@ class DemoSettings:
     storage: str = "embedded"
     directory: Path = Path(".cotrain/demo")
     timeout_s: float = 900.0
+    attackers: tuple[str, ...] = ()  # attack names, one per attacking contributor (the last ones)
+
+
+def parse_attackers(text: str, contributors: int) -> tuple[str, ...]:
+    """Read ``--attackers`` (e.g. ``"sign_flip:1,free_rider:2"``) into one attack name per attacker.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown attack, one that cannot run live, a bad count, or more attackers than contributors.
+    """
+    names: list[str] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, count = part.partition(":")
+        attack = get_attack(name.strip())
+        if attack.omniscient:
+            raise ConfigError(
+                f"attack {attack.name!r} needs the other contributors' updates and cannot run live; "
+                f"live attacks are {', '.join(n for n, a in ATTACKS.items() if not a.omniscient)}"
+            )
+        if count and not count.strip().isdigit():
+            raise ConfigError(f"--attackers: {part!r} is not NAME or NAME:COUNT")
+        names += [attack.name] * (int(count) if count else 1)
+    if len(names) >= contributors:
+        raise ConfigError(
+            f"--attackers asks for {len(names)} attackers among {contributors} contributors; "
+            "leave at least one honest contributor (raise --contributors)"
+        )
+    return tuple(names)
 
 
 def demo_spec(settings: DemoSettings, owner: str, validators: list[str]) -> TaskSpec:
@@ -114,12 +144,16 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
         common = ["--network", network, "--task", str(task_id), "--poll", "0.5"]
         processes: dict[str, subprocess.Popen] = {}
         folders: dict[str, Path] = {}
+        attacks = dict(enumerate(settings.attackers, start=n - len(settings.attackers)))
+        roles: dict[str, str] = {}
         for i, part in enumerate(partition_iid(len(train), n, 0)):
             folder = directory / f"contributor-{i}"
             folder.mkdir()
             shard = train.subset(part)
             np.savez(folder / "data.npz", features=shard.features, labels=shard.labels)
             folders[f"contributor-{i}"] = folder
+            roles[net.signer(1 + v + i).address.lower()] = attacks.get(i, "honest")
+            attack = ["--attack", attacks[i]] if i in attacks else []
             processes[f"contributor-{i}"] = _spawn(
                 [
                     "contribute",
@@ -130,6 +164,7 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
                     str(folder / "journal"),
                     "--timings",
                     str(folder / "timings.jsonl"),
+                    *attack,
                 ],
                 keys[1 + v + i],
                 folder,
@@ -151,6 +186,7 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
             market.withdraw_refund(task_id)
         audit = audit_task(TaskView(market, store, task_id), held_out)
         summary = _summary(market, task_id, settings, audit, folders, time.monotonic() - started)
+        summary["contributor_results"] = _contributor_results(roles, audit, summary["rewards"])
         summary["market_balance_wei"] = str(market.client.w3.eth.get_balance(market.address))
     _print_summary(console, summary)
     return summary
@@ -246,6 +282,25 @@ def _summary(
     }
 
 
+def _contributor_results(roles: dict[str, str], audit: list, rewards: dict[str, str]) -> list[dict]:
+    """Per contributor: honest or its attack, the reason of each round's verdict, and the wei it claimed."""
+    paid = {account.lower(): int(amount) for account, amount in rewards.items()}
+    reasons: dict[str, list[str]] = {address: [] for address in roles}
+    for r in audit:
+        judged = {u.contributor: u.reason.value for u in r.updates}
+        for address in roles:
+            reasons[address].append(judged.get(address, "-"))
+    return [
+        {
+            "address": address,
+            "role": role,
+            "reasons": reasons[address],
+            "reward_wei": str(paid.get(address, 0)),
+        }
+        for address, role in roles.items()
+    ]
+
+
 def _timing_split(folders: dict[str, Path]) -> dict[int, dict[str, float]]:
     """Per round, the slowest contributor's training and storage, the slowest validator's validation, and
     the slowest participant's chain time (participants work in parallel, so the slowest one sets the pace)."""
@@ -288,9 +343,16 @@ def _print_summary(console: Console, summary: dict) -> None:
     rewards = Table(title="rewards claimed")
     rewards.add_column("contributor")
     rewards.add_column("wei", justify="right")
-    for account, amount in summary["rewards"].items():
-        rewards.add_row(account, amount)
+    rewards.add_column("role")
+    rewards.add_column("verdict per round")
+    total = sum(int(c["reward_wei"]) for c in summary["contributor_results"]) or 1
+    for c in summary["contributor_results"]:
+        style = "green" if c["role"] == "honest" else "red"
+        rewards.add_row(c["address"], c["reward_wei"], f"[{style}]{c['role']}[/]", " ".join(c["reasons"]))
     console.print(rewards)
+    attacked = sum(int(c["reward_wei"]) for c in summary["contributor_results"] if c["role"] != "honest")
+    if any(c["role"] != "honest" for c in summary["contributor_results"]):
+        console.print(f"attackers received {attacked / total:.1%} of the rewards paid")
     audit = summary["audit"]
     console.print(
         f"audit: {audit['rounds_passed']} rounds passed, {audit['rounds_failed']} failed; "

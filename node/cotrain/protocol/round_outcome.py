@@ -14,13 +14,14 @@ from dataclasses import dataclass
 import torch
 
 from cotrain.errors import IntegrityError
-from cotrain.learning.aggregation import apply_delta, fedavg
+from cotrain.learning.aggregation import apply_delta
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.evaluation import evaluate
 from cotrain.learning.state import layout
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected, decode_tensors, encode_model
 from cotrain.protocol.rewards import allocate_rewards
 from cotrain.protocol.round_record import Metrics, Reason, RoundRecord, UpdateEntry, record_bytes
+from cotrain.protocol.screening import RoundPipeline
 from cotrain.protocol.task_model import binding_matches, task_model, update_metadata
 from cotrain.protocol.task_spec import FileRef, TaskSpec
 from cotrain.storage.unixfs import compute_cid
@@ -35,18 +36,24 @@ _REASONS = {
     RejectReason.DIGEST_MISMATCH: Reason.DIGEST_MISMATCH,
     RejectReason.MISSING: Reason.UNAVAILABLE,
 }
-# A file that never arrived may be the network's fault; everything else is the contributor's.
-_NOT_SLASHED = {Reason.UNAVAILABLE}
+# A file that never arrived may be the network's fault, and an honest update on skewed data can point away
+# from the round's consensus; everything else is the contributor's doing.
+_NOT_SLASHED = {Reason.UNAVAILABLE, Reason.LOW_SCORE}
 
 
 @dataclass(frozen=True)
 class RevealedUpdate:
-    """An update as revealed on-chain."""
+    """An update as revealed on-chain.
+
+    ``commit_order`` is its commit's position among the round's commits (equal positions: by address); of
+    two near-identical updates the one committed first keeps its verdict.
+    """
 
     contributor: str
     cid: str
     digest: bytes
     samples: int
+    commit_order: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,34 +101,38 @@ def judge_round(
         The task's held-out set the new model is evaluated on.
     """
     expected = layout(base_state)
-    accepted: list[tuple[RevealedUpdate, dict[str, torch.Tensor]]] = []
+    model = task_model(spec)
+    loss_increase = None
+    if spec.aggregation.screening.max_loss_increase is not None:
+        base_loss = evaluate(model, base_state, held_out).loss
+
+        def loss_increase(delta: dict[str, torch.Tensor]) -> float:
+            return evaluate(model, apply_delta(base_state, delta), held_out).loss - base_loss
+
+    pipeline = RoundPipeline(spec.aggregation, base_state, loss_increase)
     verdicts: dict[str, Reason] = {}
     for update in sorted(updates, key=lambda u: u.contributor.lower()):
         reason, delta = _check(spec, task_id, round_, base, update, fetch, expected)
         verdicts[update.contributor.lower()] = reason
         if delta is not None:
-            accepted.append((update, delta))
-
-    if accepted:
-        # float64, exact up to 2**53; fedavg refuses larger ints, which a uint64 reveal can be.
-        weights = [float(u.samples) for u, _ in accepted]
-        state = apply_delta(base_state, fedavg([d for _, d in accepted], weights))
-    else:
-        state = base_state
-    metrics = evaluate(task_model(spec), state, held_out)
-    total_samples = sum(u.samples for u, _ in accepted)
+            pipeline.add(update.contributor, delta, update.samples, update.commit_order)
+    result = pipeline.finish()
+    state = base_state if result.delta is None else apply_delta(base_state, result.delta)
+    metrics = evaluate(model, state, held_out)
     rewards = {
         a.account.lower(): a.amount
-        for a in allocate_rewards(round_budget, [(u.contributor.lower(), u.samples) for u, _ in accepted])
+        for a in allocate_rewards(
+            round_budget, [(who, j.reward_weight) for who, j in result.judgements.items() if j.reward_weight]
+        )
     }
     model_bytes = model_file(task_id, round_, state)
 
     entries = []
     for update in updates:
         who = update.contributor.lower()
-        reason = verdicts[who]
+        judged = result.judgements.get(who)
+        reason = verdicts[who] if judged is None else judged.reason
         ok = reason == Reason.OK
-        share = update.samples / total_samples if ok else 0.0
         entries.append(
             UpdateEntry(
                 contributor=who,
@@ -130,8 +141,8 @@ def judge_round(
                 samples=update.samples,
                 verdict="accepted" if ok else "rejected",
                 reason=reason,
-                score=share,
-                weight=share,
+                score=0.0 if judged is None else judged.score,
+                weight=judged.weight if ok else 0.0,
                 reward=rewards.get(who, 0),
                 slash=0 if ok or reason in _NOT_SLASHED else spec.rewards.slash_rejected_wei,
             )

@@ -35,6 +35,38 @@ def print_audit(console: Console, task_id: int, rounds: list[RoundAudit]) -> Non
             "; ".join(r.problems),
         )
     console.print(table)
+    updates = Table(title="verdicts and rewards per update")
+    for column in ("round", "contributor", "verdict", "reason", "score", "reward (wei)", "slash (wei)"):
+        updates.add_column(column)
+    for r in rounds:
+        for u in r.updates:
+            style = "green" if u.verdict == "accepted" else "red"
+            updates.add_row(
+                str(r.round),
+                u.contributor,
+                f"[{style}]{u.verdict}[/]",
+                u.reason.value,
+                u.score,
+                str(u.reward),
+                str(u.slash),
+            )
+    if updates.row_count:
+        console.print(updates)
+
+
+def _update_rows(audit: RoundAudit) -> list[dict]:
+    return [
+        {
+            "contributor": u.contributor,
+            "verdict": u.verdict,
+            "reason": u.reason.value,
+            "score": u.score,
+            "weight": u.weight,
+            "reward": str(u.reward),
+            "slash": str(u.slash),
+        }
+        for u in audit.updates
+    ]
 
 
 def audit_summary(task_id: int, rounds: list[RoundAudit]) -> dict:
@@ -58,6 +90,7 @@ def audit_summary(task_id: int, rounds: list[RoundAudit]) -> dict:
                 "rejected": r.rejected,
                 "model_cid": r.model_cid,
                 "rewards": {a: str(v) for a, v in r.rewards.items()},
+                "updates": _update_rows(r),
             }
             for r in rounds
         ],
@@ -74,6 +107,12 @@ def write_html(path: Path, task_id: int, rounds: list[RoundAudit]) -> None:
         f"<td>{html.escape('; '.join(r.problems))}</td></tr>"
         for r in rounds
     )
+    update_rows = "".join(
+        f"<tr><td>{r['round']}</td><td>{u['contributor']}</td><td>{u['verdict']}</td><td>{u['reason']}</td>"
+        f"<td>{u['score']}</td><td>{u['reward']}</td><td>{u['slash']}</td></tr>"
+        for r in summary["rounds"]
+        for u in r["updates"]
+    )
     accuracy = [(r.round, r.accuracy) for r in rounds if r.accuracy is not None]
     rewards = [(a[:10], int(v)) for a, v in summary["rewards"].items()]
     path.write_text(
@@ -84,6 +123,9 @@ def write_html(path: Path, task_id: int, rounds: list[RoundAudit]) -> None:
 <p>{summary["rounds_passed"]} rounds passed, {summary["rounds_failed"]} failed.</p>
 <table><tr><th>round</th><th>status</th><th>accepted</th><th>rejected</th><th>accuracy</th><th>audit</th>
 <th>problems</th></tr>{rows}</table>
+<h2>Verdicts and rewards per update</h2>
+<table><tr><th>round</th><th>contributor</th><th>verdict</th><th>reason</th><th>score</th>
+<th>reward (wei)</th><th>slash (wei)</th></tr>{update_rows}</table>
 <h2>Accuracy per round</h2>{_line_svg(accuracy)}
 <h2>Rewards per contributor (wei)</h2>{_bar_svg(rewards)}
 <script type="application/json" id="summary">{html.escape(json.dumps(summary))}</script>

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from cotrain.chain.market import RoundStatus
 from cotrain.errors import CotrainError
 from cotrain.learning.data import ArrayDataset
+from cotrain.protocol.round_record import UpdateEntry
 from cotrain.roles.task_view import TaskView
 from cotrain.roles.validator import judge
 
@@ -28,6 +29,7 @@ class RoundAudit:
     rejected: int = 0
     model_cid: str | None = None
     rewards: dict[str, int] = field(default_factory=dict)
+    updates: list[UpdateEntry] = field(default_factory=list)  # verdict, reason, score and amounts of each
 
 
 def audit_task(view: TaskView, held_out: ArrayDataset) -> list[RoundAudit]:
@@ -70,6 +72,7 @@ def audit_round(view: TaskView, round_: int, held_out: ArrayDataset) -> RoundAud
     audit.rejected = len(record.updates) - audit.accepted
     audit.model_cid = proposal.model_cid
     audit.rewards = {a.account: a.amount for a in record.reward_allocations}
+    audit.updates = list(record.updates)
     return audit
 
 

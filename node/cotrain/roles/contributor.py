@@ -8,9 +8,11 @@ import hashlib
 import logging
 from collections.abc import Callable
 
+import numpy as np
 from cotrain.chain.client import ContractRevert
 from cotrain.chain.market import Market, Phase, RoundStatus, TaskStatus
 from cotrain.errors import ConfigError
+from cotrain.learning.attacks import Attack
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.tensor_files import encode_update
 from cotrain.learning.training import train_local
@@ -29,7 +31,12 @@ EMPTY = bytes(32)
 
 
 class ContributorNode:
-    """Acts for one account on one task; call :meth:`step` repeatedly (it does what is due and returns)."""
+    """Acts for one account on one task; call :meth:`step` repeatedly (it does what is due and returns).
+
+    ``attack`` makes the node a simulated attacker (for demos and experiments): it poisons its data and/or
+    submits the attack's crafted delta instead of the one it trained. Only attacks that need nothing but the
+    node's own work can run live.
+    """
 
     def __init__(
         self,
@@ -41,7 +48,14 @@ class ContributorNode:
         data: ArrayDataset | None = None,
         progress: Callable[[int, int], None] | None = None,
         timings: Timings | None = None,
+        attack: Attack | None = None,
     ) -> None:
+        if attack is not None and attack.omniscient:
+            raise ConfigError(
+                f"attack {attack.name!r} needs the other contributors' updates of the round, which a live "
+                "node cannot see before it commits; run it with `cotrain experiment robustness`"
+            )
+        self.attack = attack
         self.market = market
         self.store = store
         self.task_id = task_id
@@ -91,11 +105,14 @@ class ContributorNode:
         base = self.view.base_model(round_)
         with self.timings.measure(round_, "storage"):
             base_state = self.view.load_model(base)
+        data = self.data
+        if self.attack is not None and self.attack.poison is not None:
+            data = self.attack.poison(data)
         with self.timings.measure(round_, "training"):
             result = train_local(
                 task_model(spec),
                 base_state,
-                self.data,
+                data,
                 epochs=spec.training.local_epochs,
                 batch_size=spec.training.batch_size,
                 lr=spec.training.lr,
@@ -103,8 +120,15 @@ class ContributorNode:
                 seed=spec.training.seed + round_,
                 progress=self.progress,
             )
+        delta = result.delta
+        if self.attack is not None:
+            rng = np.random.default_rng([spec.training.seed, round_, int(self.address, 16)])
+            delta = self.attack.craft(delta, [], rng, 0, 0)
+            log.warning(
+                "round %d: submitting a %s attack instead of the trained update", round_, self.attack.name
+            )
         metadata = update_metadata(self.task_id, round_, self.address, base.digest, result.samples)
-        update = encode_update(result.delta, metadata)
+        update = encode_update(delta, metadata)
         with self.timings.measure(round_, "storage"):
             cid = self.store.add(update)
         entry = {

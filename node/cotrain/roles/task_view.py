@@ -109,13 +109,15 @@ class TaskView:
     # ---------------------------------------------------------------- rounds
 
     def revealed(self, round_: int) -> list[RevealedUpdate]:
-        """The updates revealed in ``round_``, as the chain recorded them."""
+        """The updates revealed in ``round_``, as the chain recorded them, with their commits' order."""
+        committed = [e.args["contributor"].lower() for e in self.events("UpdateCommitted", round_)]
         return [
             RevealedUpdate(
                 contributor=e.args["contributor"],
                 cid=e.args["cid"],
                 digest=e.args["updateDigest"],
                 samples=e.args["numSamples"],
+                commit_order=committed.index(e.args["contributor"].lower()),
             )
             for e in self.events("UpdateRevealed", round_)
         ]

@@ -159,16 +159,34 @@ def test_honest_history_passes_the_audit(run_cli: RunCli, tmp_path: Path) -> Non
             assert r["rewards"] == {a.account: str(a.amount) for a in record.reward_allocations}, r
             assert sorted(r["rewards"]) == contributors, r
             assert sum(int(wei) for wei in r["rewards"].values()) == round_budget, r
+            # Per update: verdict, reason, score and amounts, exactly as the record has them.
+            assert r["updates"] == [
+                {
+                    "contributor": u.contributor,
+                    "verdict": "accepted",
+                    "reason": "ok",
+                    "score": u.score,
+                    "weight": u.weight,
+                    "reward": str(u.reward),
+                    "slash": "0",
+                }
+                for u in record.updates
+            ], r
         rewards = {account: int(wei) for account, wei in summary["rewards"].items()}
         assert sorted(rewards) == contributors
         assert sum(rewards.values()) == ROUNDS * round_budget == task.spec.budget_wei
         assert rewards == dict(claimed), "the audit's rewards differ from what was claimed on chain"
 
         report = (tmp_path / "out.html").read_text(encoding="utf-8")
-        assert report.count("<table>") == 1 and report.count("</table>") == 1
+        assert report.count("<table>") == 2 and report.count("</table>") == 2
         for r in summary["rounds"]:
             row = f"<tr><td>{r['round']}</td><td>finalized</td><td>{CONTRIBUTORS}</td><td>0</td>"
             assert f"{row}<td>{r['accuracy']:.4f}</td><td>PASS</td><td></td></tr>" in report
+            for u in r["updates"]:
+                assert (
+                    f"<tr><td>{r['round']}</td><td>{u['contributor']}</td><td>accepted</td><td>ok</td>"
+                    f"<td>{u['score']}</td><td>{u['reward']}</td><td>0</td></tr>"
+                ) in report
         assert report.count("<svg ") == 2 and report.count("</svg>") == 2
         assert report.count("<polyline ") == 1, "the accuracy plot"
         assert all(f">{r['accuracy']:.3f}</text>" in report for r in summary["rounds"])

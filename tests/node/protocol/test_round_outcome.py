@@ -33,6 +33,7 @@ from cotrain.learning.training import train_local
 from cotrain.protocol.rewards import EMPTY_ROOT, allocate_rewards, rewards_root, slash_allocations
 from cotrain.protocol.round_outcome import RevealedUpdate, RoundOutcome, judge_round, model_file
 from cotrain.protocol.round_record import Reason, RoundRecord, UpdateEntry, format_fixed, parse_record
+from cotrain.protocol.screening import reward_weight
 from cotrain.protocol.task_model import builtin_split, initial_state, task_model, update_metadata
 from cotrain.protocol.task_spec import FileRef, TaskSpec, load_spec, with_initial_model
 from cotrain.roles.validator import verified_fetch
@@ -145,7 +146,7 @@ def _entry(record: RoundRecord, contributor: str) -> UpdateEntry:
 
 
 def _assert_aggregates(r: Round, outcome: RoundOutcome, accepted: list[Trained]) -> None:
-    """The outcome is FedAvg of exactly ``accepted``, rewarded by samples, as the learning code says."""
+    """The outcome is FedAvg of exactly ``accepted``, rewarded by samples x score, as the code says."""
     ordered = sorted(accepted, key=lambda t: t.contributor.lower())
     average = fedavg([t.delta for t in ordered], [t.samples for t in ordered])
     expected = apply_delta(r.base_state, average)
@@ -153,15 +154,27 @@ def _assert_aggregates(r: Round, outcome: RoundOutcome, accepted: list[Trained])
     assert _bits(outcome.state) == _bits(expected)
     assert outcome.model_file == model_file(TASK_ID, ROUND, expected)
 
-    total = sum(t.samples for t in accepted)
-    allocations = allocate_rewards(r.budget, [(t.contributor, t.samples) for t in accepted])
+    # Scores: cosine similarity to the coordinate-wise median of the accepted deltas (numpy's, to 1e-6).
+    vectors = {
+        t.contributor: np.concatenate([t.delta[k].numpy().ravel() for k in sorted(t.delta)]) for t in ordered
+    }
+    median = np.median(np.stack(list(vectors.values())).astype(np.float64), axis=0)
     record = outcome.record
+    total = sum(t.samples for t in accepted)
+    weights = {}
     for t in accepted:
         entry = _entry(record, t.contributor)
         assert (entry.verdict, entry.reason, entry.slash) == ("accepted", Reason.OK, 0)
-        assert entry.weight == entry.score == format_fixed(t.samples / total)
-        # Each reward is the floor of its exact share or one wei more (the largest remainders).
-        assert r.budget * t.samples // total <= entry.reward <= r.budget * t.samples // total + 1
+        assert entry.weight == format_fixed(t.samples / total)
+        v = vectors[t.contributor].astype(np.float64)
+        cosine = float(v @ median / (np.linalg.norm(v) * np.linalg.norm(median)))
+        assert abs(float(entry.score) - cosine) < 2e-6
+        weights[t.contributor] = reward_weight(t.samples, float(entry.score))
+    # Rewards split the budget by samples x score, each the floor of its exact share or one wei more.
+    allocations = allocate_rewards(r.budget, list(weights.items()))
+    for t in accepted:
+        share = r.budget * weights[t.contributor] // sum(weights.values())
+        assert share <= _entry(record, t.contributor).reward <= share + 1
     assert sum(_entry(record, t.contributor).reward for t in accepted) == r.budget
     assert record.reward_total == r.budget
     assert record.reward_allocations == allocations
@@ -583,12 +596,14 @@ def test_sample_counts_beyond_float64_precision_still_give_a_verdict(
     ordered = sorted([honest, huge], key=lambda u: u.contributor.lower())
     average = fedavg([u.delta for u in ordered], [float(u.samples) for u in ordered])
     assert _bits(outcome.state) == _bits(apply_delta(round_.base_state, average))
-    shares = [(honest.contributor, honest.samples), (huge.contributor, huge.samples)]
-    assert record.reward_allocations == allocate_rewards(round_.budget, shares)
+    weights = {
+        u.contributor: reward_weight(u.samples, float(_entry(record, u.contributor).score)) for u in ordered
+    }
+    assert record.reward_allocations == allocate_rewards(round_.budget, list(weights.items()))
     assert record.reward_total == round_.budget
-    # 60 / (2**53 + 62) of the budget is 6661.34 wei; the other share's remainder, 0.66, is larger.
-    assert _entry(record, honest.contributor).reward == 6661
-    assert _entry(record, huge.contributor).reward == round_.budget - 6661
+    # The honest 60 samples against 2**53 + 2 claimed: a few thousand wei of the 10**18.
+    exact = round_.budget * weights[honest.contributor] // sum(weights.values())
+    assert 0 < exact <= _entry(record, honest.contributor).reward <= exact + 1 < 10**4
 
 
 def test_a_cid_the_record_cannot_hold_still_gives_a_verdict(round_: Round, store: EmbeddedStore) -> None:
