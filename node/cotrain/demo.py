@@ -50,6 +50,9 @@ class DemoSettings:
     directory: Path = Path(".cotrain/demo")
     timeout_s: float = 900.0
     attackers: tuple[str, ...] = ()  # attack names, one per attacking contributor (the last ones)
+    block_time: float | None = 1.0  # seconds per anvil block; None mines one block per transaction
+    poll_s: float = 0.5  # seconds each participant process waits between looks at the chain
+    local_epochs: int | None = None  # overrides the built-in spec's (benchmarks: a heavier workload)
 
 
 def parse_attackers(text: str, contributors: int) -> tuple[str, ...]:
@@ -92,6 +95,8 @@ def demo_spec(settings: DemoSettings, owner: str, validators: list[str]) -> Task
     data["validators"].update(addresses=validators, quorum=len(validators) // 2 + 1)
     data["arbiter"] = owner
     data["phases"]["challenge"] = 3  # seconds: rounds finalize quickly in a demo
+    if settings.local_epochs is not None:
+        data["training"]["local_epochs"] = settings.local_epochs
     return validate_spec(data, source=f"demo {settings.dataset} spec")
 
 
@@ -127,7 +132,9 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
     n, v = settings.contributors, settings.validators
     directory = _fresh_directory(settings.directory)
     started = time.monotonic()
-    with local_network(directory, storage=settings.storage, accounts=1 + v + n) as net:
+    with local_network(
+        directory, storage=settings.storage, accounts=1 + v + n, block_time=settings.block_time
+    ) as net:
         owner = net.signer(0)
         validators = [net.signer(1 + i) for i in range(v)]
         keys = net.anvil.private_keys  # anvil's public test keys, handed to each participant's process
@@ -141,7 +148,7 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
         )
         train, held_out = builtin_split(spec)
         network = str(directory / "network.json")
-        common = ["--network", network, "--task", str(task_id), "--poll", "0.5"]
+        common = ["--network", network, "--task", str(task_id), "--poll", str(settings.poll_s)]
         processes: dict[str, subprocess.Popen] = {}
         folders: dict[str, Path] = {}
         attacks = dict(enumerate(settings.attackers, start=n - len(settings.attackers)))
