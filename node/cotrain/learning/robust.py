@@ -352,13 +352,33 @@ def l2_norm(v: np.ndarray) -> float:
     return math.sqrt(_finite(_tree_total(vector * vector, scratch=True), "the squared norm"))
 
 
+def _tree_rows(matrix: np.ndarray) -> np.ndarray:
+    """:func:`_tree_total` of every row at once (the same tree, so the same bits); overwrites ``matrix``."""
+    x = matrix
+    m = x.shape[1]
+    while m > 1:
+        half = m // 2
+        last = x[:, m - 1] + 0.0
+        np.add(x[:, 0 : 2 * half : 2], x[:, 1 : 2 * half : 2], out=x[:, :half])
+        if m % 2:
+            x[:, half] = last
+            half += 1
+        m = half
+    return x[:, 0].copy()
+
+
+#: Values per block of differences in :func:`squared_distances` (32 MiB of float64).
+_BLOCK_VALUES = 1 << 22
+
+
 @_quiet
 def squared_distances(vectors: Sequence[np.ndarray]) -> np.ndarray:
     """Return the symmetric ``n x n`` matrix of ``dist2(x_i, x_j) = tree_sum((x_i - x_j) ** 2)``.
 
     Each pair is computed once (``i < j``) and mirrored, which is exact because ``x_i - x_j`` is exactly
-    ``-(x_j - x_i)``; the diagonal is 0. Cost: ``n (n - 1) / 2`` passes over ``d`` values and O(d) extra
-    memory.
+    ``-(x_j - x_i)``; the diagonal is 0. The differences to vector ``i`` are formed in blocks of rows and
+    summed with the row-wise tree, which is the same tree as :func:`tree_sum`'s. Cost: ``n (n - 1) / 2``
+    passes over ``d`` values and at most 64 MiB (or one difference) of extra memory.
 
     Raises
     ------
@@ -366,15 +386,27 @@ def squared_distances(vectors: Sequence[np.ndarray]) -> np.ndarray:
         If the vectors are invalid (see :func:`check_vectors`) or a distance overflows.
     """
     checked = check_vectors(vectors)
-    n = len(checked)
+    n, d = len(checked), checked[0].size
     result = np.zeros((n, n))
-    scratch = np.empty_like(checked[0])
-    for i in range(n):
-        for j in range(i + 1, n):
-            np.subtract(checked[i], checked[j], out=scratch)
-            np.multiply(scratch, scratch, out=scratch)
-            value = _tree_total(scratch, scratch=True)
-            result[i, j] = result[j, i] = _finite(value, f"the distance between vectors {i} and {j}")
+    rows = max(1, _BLOCK_VALUES // d)
+    # Small sets are stacked once, so a block of differences is one numpy call instead of one per pair.
+    stacked = np.stack(checked) if n * d <= _BLOCK_VALUES else None
+    for i in range(n - 1):
+        for start in range(i + 1, n, rows):
+            stop = min(start + rows, n)
+            block = np.empty((stop - start, d))
+            if stacked is not None:
+                np.subtract(stacked[i], stacked[start:stop], out=block)
+            else:
+                for k, j in enumerate(range(start, stop)):
+                    np.subtract(checked[i], checked[j], out=block[k])
+            np.multiply(block, block, out=block)
+            totals = _tree_rows(block)
+            if not np.isfinite(totals).all():
+                j = start + int(np.flatnonzero(~np.isfinite(totals))[0])
+                _finite(math.inf, f"the distance between vectors {i} and {j}")
+            result[i, start:stop] = totals
+            result[start:stop, i] = totals
     return result
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from cotrain.errors import IntegrityError
+from cotrain.learning import robust
 from cotrain.learning.aggregation import fedavg
 from cotrain.learning.models import build_model
 from cotrain.learning.robust import (
@@ -225,6 +226,18 @@ def test_squared_distances_match_tree_sums_and_are_symmetric():
             if i != j:
                 assert distances[i, j] == tree_sum((vectors[i] - vectors[j]) ** 2)
                 assert distances[i, j] == distances[j, i]
+
+
+@pytest.mark.parametrize("block_values", [1 << 22, 3000, 1001, 7])
+def test_squared_distances_give_the_same_bits_in_any_block_size(monkeypatch, block_values):
+    # Stacked and per-pair differences, one or many rows per block: the row-wise tree is tree_sum's tree.
+    vectors = _random(9, 1001, seed=9)
+    monkeypatch.setattr(robust, "_BLOCK_VALUES", block_values)
+
+    distances = squared_distances(vectors)
+
+    expected = [[tree_sum((a - b) ** 2) if a is not b else 0.0 for b in vectors] for a in vectors]
+    assert distances.tobytes() == np.array(expected).tobytes()
 
 
 # ------------------------------------------------------------------------------------- means
