@@ -119,22 +119,18 @@ class RoundPipeline:
                 c.contributor: Judgement(Reason.OK, 1.0, c.samples / total, c.samples) for c in candidates
             }
             return PipelineResult(judgements, unflatten(self._streaming.result(), self.like))
-        if not self.aggregation.screening.enabled:
+        if self.aggregation.screening.enabled:
+            reasons, scores, accepted, clip_to = self._screen(candidates)
+        else:
             reasons = {c.contributor: Reason.OK for c in candidates}
             scores = {c.contributor: 1.0 for c in candidates}
-            accepted = candidates
-            clip_to = math.inf
-        else:
-            reasons, scores, accepted, clip_to = self._screen(candidates)
-        if not accepted:
-            judgements = {
-                c.contributor: Judgement(reasons[c.contributor], scores.get(c.contributor, 0.0), 0.0, 0)
-                for c in candidates
-            }
-            return PipelineResult(judgements, None)
-        vectors = [clip_to_norm(c.vector, clip_to) if math.isfinite(clip_to) else c.vector for c in accepted]
-        aggregate, weights = self._aggregate(vectors, [c.samples for c in accepted])
-        shares = dict(zip((c.contributor for c in accepted), weights, strict=True))
+            accepted, clip_to = candidates, math.inf
+        delta, shares = None, {}
+        if accepted:
+            vectors = [c.vector if math.isinf(clip_to) else clip_to_norm(c.vector, clip_to) for c in accepted]
+            aggregate, weights = self._aggregate(vectors, [c.samples for c in accepted])
+            delta = unflatten(aggregate, self.like)
+            shares = dict(zip((c.contributor for c in accepted), weights, strict=True))
         judgements = {}
         for c in candidates:
             who = c.contributor
@@ -143,7 +139,7 @@ class RoundPipeline:
             judgements[who] = Judgement(
                 reasons[who], score, shares.get(who, 0.0), reward_weight(c.samples, score) if ok else 0
             )
-        return PipelineResult(judgements, unflatten(aggregate, self.like))
+        return PipelineResult(judgements, delta)
 
     # ---------------------------------------------------------------- screening
 
@@ -153,8 +149,10 @@ class RoundPipeline:
         screening = self.aggregation.screening
         reasons = {c.contributor: Reason.OK for c in candidates}
         # Equal commit positions (only in tests and simulations) fall back to address order.
+        ranks = [0] * len(candidates)
         by_commit = sorted(range(len(candidates)), key=lambda i: (candidates[i].commit_order, i))
-        ranks = [by_commit.index(i) for i in range(len(candidates))]
+        for rank, index in enumerate(by_commit):
+            ranks[index] = rank
         copies = near_duplicates([c.vector for c in candidates], ranks, screening.duplicate_distance)
         for index in copies:
             reasons[candidates[index].contributor] = Reason.DUPLICATE
