@@ -1,11 +1,11 @@
-"""What a task spec means to the learning code: its model, its initial weights and its held-out data.
+"""What a task spec means to the learning code: its model, initial weights, local training and held-out data.
 
 Every participant derives these from the spec alone, so contributors, validators and auditors agree on them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -14,6 +14,7 @@ from cotrain.errors import ConfigError
 from cotrain.learning.data import ArrayDataset, check_schema, load_builtin, split_train_test
 from cotrain.learning.models import build_model
 from cotrain.learning.state import model_state
+from cotrain.learning.training import TrainResult, train_local
 from cotrain.protocol.task_spec import TaskSpec
 
 #: Metadata keys binding an update file to its task, round, contributor and base model.
@@ -34,6 +35,29 @@ def task_model(spec: TaskSpec) -> nn.Module:
 def initial_state(spec: TaskSpec) -> dict[str, torch.Tensor]:
     """The round-0 weights a task owner stores (as a model file) when posting the task."""
     return model_state(task_model(spec))
+
+
+def train_round(
+    spec: TaskSpec,
+    base_state: Mapping[str, torch.Tensor],
+    data: ArrayDataset,
+    round_: int,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train on ``data`` as every contributor of the task does in ``round_``: the spec's model and
+    hyper-parameters, seeded with ``training.seed + round_``."""
+    return train_local(
+        task_model(spec),
+        base_state,
+        data,
+        epochs=spec.training.local_epochs,
+        batch_size=spec.training.batch_size,
+        lr=spec.training.lr,
+        optimizer=spec.training.optimizer,
+        seed=spec.training.seed + round_,
+        progress=progress,
+    )
 
 
 def builtin_split(spec: TaskSpec) -> tuple[ArrayDataset, ArrayDataset]:

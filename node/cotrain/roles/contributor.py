@@ -15,10 +15,9 @@ from cotrain.errors import ConfigError
 from cotrain.learning.attacks import Attack
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.tensor_files import encode_update
-from cotrain.learning.training import train_local
 from cotrain.protocol.commitment import new_salt, update_commitment
 from cotrain.protocol.rewards import allocation_proof
-from cotrain.protocol.task_model import task_model, update_metadata
+from cotrain.protocol.task_model import train_round, update_metadata
 from cotrain.roles.journal import Journal
 from cotrain.roles.task_view import TaskView
 from cotrain.roles.timings import Timings
@@ -109,17 +108,7 @@ class ContributorNode:
         if self.attack is not None and self.attack.poison is not None:
             data = self.attack.poison(data)
         with self.timings.measure(round_, "training"):
-            result = train_local(
-                task_model(spec),
-                base_state,
-                data,
-                epochs=spec.training.local_epochs,
-                batch_size=spec.training.batch_size,
-                lr=spec.training.lr,
-                optimizer=spec.training.optimizer,
-                seed=spec.training.seed + round_,
-                progress=self.progress,
-            )
+            result = train_round(spec, base_state, data, round_, progress=self.progress)
         delta = result.delta
         if self.attack is not None:
             rng = np.random.default_rng([spec.training.seed, round_, int(self.address, 16)])
