@@ -16,6 +16,7 @@ LABEL_W = 210  # the pipeline names left of each panel
 HEADER_H = 150  # the rotated attack names above each panel
 TITLE_H = 28
 MARGIN = 16
+OVERHANG = 80  # the last rotated attack name reaches past its column
 #: Drops at or above this many points get the darkest colour.
 SATURATE_PP = 30.0
 FONT_SIZE = 13
@@ -53,7 +54,7 @@ def draw_heatmap(summary: Mapping[str, Any]) -> Image.Image:
     panels = [(d, p) for d in settings["datasets"] for p in settings["partitions"]]
     columns = min(2, len(panels))
     rows = math.ceil(len(panels) / columns)
-    panel_w = LABEL_W + CELL_W * len(attacks) + MARGIN
+    panel_w = LABEL_W + CELL_W * len(attacks) + OVERHANG
     panel_h = TITLE_H + HEADER_H + CELL_H * len(pipelines) + MARGIN
     top = 40
     title = (
@@ -87,9 +88,10 @@ def draw_heatmap(summary: Mapping[str, Any]) -> Image.Image:
                 width = draw.textlength(text, font=small)
                 draw.text((x + (CELL_W - width) / 2, y + 7), text, font=small, fill="black")
     legend_y = image.height - 24
+    draw.text((MARGIN, legend_y + 2), "points:", font=small, fill="black")
     for k in range(11):
         value = -SATURATE_PP / 2 + k * (1.5 * SATURATE_PP / 10)
-        x = MARGIN + k * 50
+        x = MARGIN + 60 + k * 50
         draw.rectangle((x, legend_y, x + 48, legend_y + 16), fill=colour(value))
         draw.text((x + 8, legend_y + 2), f"{value:.0f}", font=small, fill="black")
     return image

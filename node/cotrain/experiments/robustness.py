@@ -5,8 +5,8 @@ A *cell* of the grid is one simulated task: a data set, a partition of its train
 contributors (IID, or Dirichlet label skew), a validator pipeline config (the spec's ``aggregation``
 section), an attack, the share of contributors running it, and a seed. Each round of a cell:
 
-1. every honest contributor trains on its shard with :func:`~cotrain.learning.training.train_local`, from the
-   round's global model, exactly as :class:`~cotrain.roles.contributor.ContributorNode` does;
+1. every honest contributor trains on its shard from the round's global model with
+   :func:`~cotrain.protocol.task_model.train_round`, as a real contributor node does;
 2. every attacker crafts its update with :mod:`cotrain.learning.attacks` (training first on its own, possibly
    poisoned, shard when the attack needs it; the omniscient attacks see the round's honest updates);
 3. each update is encoded as the real update file, bound to its task, round, contributor and base model,
@@ -44,9 +44,8 @@ from cotrain.learning.attacks import ATTACKS, get_attack
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.partition import partition_dirichlet, partition_iid
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected, encode_update
-from cotrain.learning.training import train_local
 from cotrain.protocol.round_outcome import RevealedUpdate, judge_round, model_file
-from cotrain.protocol.task_model import builtin_split, initial_state, task_model, update_metadata
+from cotrain.protocol.task_model import builtin_split, initial_state, train_round, update_metadata
 from cotrain.protocol.task_spec import FileRef, TaskSpec, load_spec, spec_digest, validate_spec
 from cotrain.storage.unixfs import compute_cid
 
@@ -281,20 +280,6 @@ def _file_ref(data: bytes) -> FileRef:
     return FileRef(cid=compute_cid(data), digest=hashlib.sha256(data).digest())
 
 
-def _train(spec: TaskSpec, state: Mapping[str, torch.Tensor], data: ArrayDataset, round_: int) -> dict:
-    # The seed a real contributor uses (ContributorNode._prepare): the task's seed plus the round.
-    return train_local(
-        task_model(spec),
-        state,
-        data,
-        epochs=spec.training.local_epochs,
-        batch_size=spec.training.batch_size,
-        lr=spec.training.lr,
-        optimizer=spec.training.optimizer,
-        seed=spec.training.seed + round_,
-    ).delta
-
-
 def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
     """Simulate ``cell`` round by round and return its result as JSON data.
 
@@ -324,12 +309,12 @@ def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
     slashes = 0
     reasons: dict[str, Counter[str]] = {"attacker": Counter(), "honest": Counter()}
     for round_ in range(grid.rounds):
-        deltas = {i: _train(spec, state, local[i], round_) for i in honest}
+        deltas = {i: train_round(spec, state, local[i], round_).delta for i in honest}
         known = [deltas[i] for i in honest]
         if attack is not None:
             for i in sorted(bad):
                 if attack.trains:
-                    own = _train(spec, state, poisoned[i], round_)
+                    own = train_round(spec, state, poisoned[i], round_).delta
                 else:
                     own = {key: torch.zeros_like(value) for key, value in state.items()}
                 rng = np.random.Generator(np.random.PCG64([cell.seed, round_, i, 2]))
