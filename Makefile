@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export PYTHONWARNINGS := ignore::FutureWarning
 PYTEST_FLAGS ?= -q
 
-.PHONY: setup demo demo-contracts test lint contracts clean
+.PHONY: setup demo demo-contracts test lint contracts clean bench bench-quick
 
 setup:
 	@bash toolchain/setup.sh
@@ -14,8 +14,8 @@ contracts: setup
 	brownie compile --all
 
 lint: contracts
-	ruff check node tests scripts toolchain
-	ruff format --check node tests scripts toolchain
+	ruff check node tests scripts toolchain bench
+	ruff format --check node tests scripts toolchain bench
 	python toolchain/export_artifact.py --check
 	python toolchain/slither_gate.py
 
@@ -31,6 +31,14 @@ demo-contracts: setup
 test: lint
 	python -m pytest tests --ignore=tests/contracts/test_stateful.py $(PYTEST_FLAGS)
 	python -m pytest tests/contracts/test_stateful.py $(PYTEST_FLAGS)
+
+# Benchmarks, not part of `make test`: results in bench/results/ (quick: bench/results/quick/), read in
+# BENCHMARKS.md. bench-quick runs reduced versions of every section in a few minutes.
+bench: setup
+	python -m bench.run
+
+bench-quick: setup
+	python -m bench.run --quick
 
 clean:
 	rm -rf build reports .hypothesis .pytest_cache .cotrain/demo

@@ -345,6 +345,49 @@ def demo(
         raise typer.Exit(1)
 
 
+# ---------------------------------------------------------------- benchmarks
+
+
+def bench_checkout(candidates: list[Path] | None = None) -> Path:
+    """The source checkout whose ``bench/`` suite `cotrain bench` runs: the current directory, else the
+    checkout this package was installed from (an editable install).
+
+    Raises
+    ------
+    ConfigError
+        When none of them holds ``bench/run.py`` (an installed package carries no benchmarks).
+    """
+    roots = candidates if candidates is not None else [Path.cwd(), Path(__file__).resolve().parents[2]]
+    for root in roots:
+        if (root / "bench" / "run.py").is_file():
+            return root
+    raise ConfigError(
+        "no bench/run.py in "
+        + " or ".join(str(root) for root in roots)
+        + ": the benchmarks live in the source repository; run `cotrain bench` (or `make bench`) there"
+    )
+
+
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="The reduced versions (under 5 minutes)."),
+    only: str = typer.Option("", "--only", help="Sections: overhead,gas,scale,storage,accuracy."),
+) -> None:
+    """Run the benchmark suite of this checkout; results go to bench/results (see BENCHMARKS.md)."""
+    import subprocess
+    import sys
+
+    root = bench_checkout()
+    command = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        *(["--quick"] if quick else []),
+        *(["--only", only] * bool(only)),
+    ]
+    raise typer.Exit(subprocess.run(command, cwd=root, check=False).returncode)
+
+
 # ---------------------------------------------------------------- experiments
 
 
