@@ -7,16 +7,17 @@ order; the first it fails names its reason in the round record:
 1. ``duplicate``: within ``duplicate_distance`` (relative L2 distance) of an update committed earlier in the
    round. Commit-reveal means nobody can copy an update before it is revealed, so a near-copy comes from a
    colluder or a leak; the earliest commit keeps its verdict.
-2. ``outlier`` / ``free_rider``: its norm is above ``max_norm_ratio`` or below ``min_norm_ratio`` times the
-   median norm of the updates left after step 1 (a scaled update; a zero or near-zero "disguised" update).
+2. ``free_rider`` / ``outlier``: its norm is below ``min_norm_ratio`` times the median norm of the updates
+   left after step 1 (a zero or near-zero "disguised" update), or above ``max_norm_ratio`` times the median
+   norm of those that are not free-riders (a scaled update).
 3. ``low_score``: its cosine similarity to the coordinate-wise median of the updates left after step 2 is
    below ``min_score`` (sign flipping, noise, inner-product manipulation), or, when ``max_loss_increase`` is
    set, applying it alone raises the held-out loss by more than that.
 
-The updates left are accepted; those whose norm exceeds ``clip_norm_ratio`` times the median norm are scaled
-down to it, and the rule aggregates them. An accepted update's score is that cosine similarity; its reward
-weight is ``samples x round(max(score, 0), 6 places)`` as an integer, so rewards follow from the record's own
-numbers. Without screening every integral update is accepted with score 1.
+The updates left are accepted; those whose norm exceeds ``clip_norm_ratio`` times that second median norm
+are scaled down to it, and the rule aggregates them. An accepted update's score is that cosine similarity; its
+reward weight is ``samples x round(max(score, 0), 6 places)`` as an integer, so rewards follow from the
+record's own numbers. Without screening every integral update is accepted with score 1.
 
 Every number is computed with the deterministic float64 arithmetic of :mod:`cotrain.learning.robust`, so
 every validator and auditor reaches the same verdicts. Memory is O(model) for FedAvg without screening (the
@@ -161,10 +162,15 @@ class RoundPipeline:
         norms = {c.contributor: l2_norm(c.vector) for c in left}
         median_norm = median_of(list(norms.values())) if left else 0.0
         for c in left:
+            if norms[c.contributor] < screening.min_norm_ratio * median_norm or norms[c.contributor] == 0:
+                reasons[c.contributor] = Reason.FREE_RIDER
+        # The upper bound and the clip come from the updates that are not free-riders, so that many
+        # near-zero updates cannot pull the median down until honest updates look like outliers.
+        left = [c for c in left if reasons[c.contributor] == Reason.OK]
+        median_norm = median_of([norms[c.contributor] for c in left]) if left else 0.0
+        for c in left:
             if norms[c.contributor] > screening.max_norm_ratio * median_norm:
                 reasons[c.contributor] = Reason.OUTLIER
-            elif norms[c.contributor] < screening.min_norm_ratio * median_norm or norms[c.contributor] == 0:
-                reasons[c.contributor] = Reason.FREE_RIDER
         left = [c for c in left if reasons[c.contributor] == Reason.OK]
 
         scores: dict[str, float] = {}

@@ -90,6 +90,26 @@ def test_a_scaled_update_is_an_outlier_and_a_zero_or_tiny_one_is_a_free_rider() 
     assert result.delta["w"].tolist() == [np.float32(3.2 / 3), np.float32(3.2 / 3)]
 
 
+def test_near_zero_updates_cannot_make_an_honest_update_an_outlier() -> None:
+    # Norms 0.010, 0.012, 0.016 (free-riders), 1.41, 1.50, 3.26: the median of all six is 0.715, and
+    # 3.26 > 3 x 0.715; the outlier bound uses the median of the other three, 1.50, instead.
+    updates = {
+        "0xa1": (1.0, 1.0),
+        "0xa2": (1.2, 0.9),
+        "0xa3": (2.4, 2.2),
+        "0xb1": (0.01, 0.0),
+        "0xb2": (0.0, 0.012),
+        "0xb3": (0.011, 0.011),
+    }
+
+    reasons = _reasons(_run(_spec(), updates))
+
+    assert reasons == {
+        **dict.fromkeys(("0xa1", "0xa2", "0xa3"), Reason.OK),
+        **dict.fromkeys(("0xb1", "0xb2", "0xb3"), Reason.FREE_RIDER),
+    }
+
+
 def test_a_sign_flipped_update_gets_a_low_score() -> None:
     result = _run(_spec(), {**HONEST, "0xb1": (-1.1, -1.1)})
 
