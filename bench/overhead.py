@@ -236,7 +236,9 @@ class PhaseClock(threading.Thread):
                 command = " ".join(child.cmdline())
             except psutil.Error:
                 continue
-            self.cpu_s[child.pid] = (_role(command), times.user + times.system)
+            # A process that has exited but is not reaped yet shows an empty command line: keep its role.
+            role = self.cpu_s.get(child.pid, ("other", 0.0))[0] if not command else _role(command)
+            self.cpu_s[child.pid] = (role, times.user + times.system)
 
     def cpu_by_role(self) -> dict[str, float]:
         """CPU seconds used by the network's processes, summed per role (sampled every half second)."""
@@ -348,7 +350,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "errors": [run["error"] for run in runs if "error" in run],
         "per_round": {key: summary([m[key] for m in means]) for key in (means[0] if means else {})},
         "final_accuracy": summary([run["rounds"][-1]["accuracy"] for run in ok], 4),
-        "final_model_cids": sorted({run["rounds"][-1]["model_cid"] for run in ok if "model_cid" in run}),
+        "final_model_cids": sorted({run["rounds"][-1].get("model_cid", "-") for run in ok}),
         "per_run": [
             {
                 "per_round_mean": {k: round(v, 3) for k, v in m.items()},
