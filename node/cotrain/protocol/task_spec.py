@@ -274,7 +274,7 @@ class ScreeningSpec(_Strict):
     duplicate_distance: Fraction = 0.1
     min_norm_ratio: Fraction = 0.25
     max_norm_ratio: Annotated[float, BeforeValidator(_float_from_text), Field(gt=1, allow_inf_nan=False)] = (
-        3.0
+        10.0
     )
     clip_norm_ratio: Annotated[float, BeforeValidator(_float_from_text), Field(ge=1, allow_inf_nan=False)] = (
         2.0

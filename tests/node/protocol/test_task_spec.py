@@ -298,7 +298,7 @@ def test_rule_defaults_are_written_into_the_canonical_spec(rule: str, params: di
         "enabled": True,
         "duplicate_distance": 0.1,
         "min_norm_ratio": 0.25,
-        "max_norm_ratio": 3.0,
+        "max_norm_ratio": 10.0,
         "clip_norm_ratio": 2.0,
         "min_score": 0.0,
         "max_loss_increase": None,
