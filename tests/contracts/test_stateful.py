@@ -1194,7 +1194,7 @@ class MarketMachine(RuleBasedStateMachine):
                     for v in t.validators:
                         if t.bonded[v] and v not in rm.proposals:
                             add(6, self._do_propose, t.id, t, v, r, "honest")
-                            add(1, self._do_propose, t.id, t, v, r, "dissent")
+                            add(2, self._do_propose, t.id, t, v, r, "dissent")
             elif phase == EXPIRED:
                 add(3, self._do_fail, t.id, t, self.outsider)
             if len(out) == acted and phase in (JOIN, COMMIT, REVEAL, VALIDATE):
@@ -1367,7 +1367,8 @@ def test_market_state_machine(market):
     MarketMachine.stats.clear()
     # brownie loads brownie-config.yaml's hypothesis section (max_examples, stateful_step_count) as the
     # current profile; only the step-by-step printing that -s switches on is turned off.
-    settings = hypothesis.settings(hypothesis.settings(), verbosity=Verbosity.normal)
+    # derandomize: every run (and CI) explores the same sequences, so the coverage check below cannot flake.
+    settings = hypothesis.settings(hypothesis.settings(), verbosity=Verbosity.normal, derandomize=True)
     chain.snapshot()
     run_state_machine_as_test(MarketMachine, settings=settings)
     stats, counts = MarketMachine.stats, MarketMachine.counts
