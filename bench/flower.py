@@ -4,7 +4,7 @@ Flower's own requirements pin ``rich<15`` and an older ``typer`` than cotrain's,
 the project's environment: :func:`environment` builds a separate virtual environment under
 ``.cotrain/bench/flwr-venv`` whose ``.pth`` file puts the project's site-packages *after* its own (Flower's
 rich and typer win there; torch, numpy and cotrain come from the project). Each Flower client runs the
-project's own ``train_local`` on the shard ``cotrain demo`` gives that contributor, with the same seed, and
+project's own ``train_round`` on the shard ``cotrain demo`` gives that contributor, with the same seed, and
 Flower's FedAvg averages the weights by sample count; the server evaluates on the same held-out split.
 
 Run inside that environment as ``python -m bench.flower '{"contributors": 10, ...}'``: prints one JSON line.
@@ -109,8 +109,7 @@ def main(arguments: dict[str, Any]) -> dict[str, Any]:
     from cotrain.demo import DemoSettings
     from cotrain.learning.evaluation import evaluate
     from cotrain.learning.partition import partition_iid
-    from cotrain.learning.training import train_local
-    from cotrain.protocol.task_model import builtin_split, initial_state, task_model
+    from cotrain.protocol.task_model import builtin_split, initial_state, task_model, train_round
     from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
     from flwr.serverapp import Grid, ServerApp
@@ -137,16 +136,7 @@ def main(arguments: dict[str, Any]) -> dict[str, Any]:
         state = msg.content["arrays"].to_torch_state_dict()
         round_ = int(msg.content["config"]["server-round"]) - 1
         clock = time.perf_counter()
-        result = train_local(
-            task_model(spec),
-            state,
-            shard,
-            epochs=spec.training.local_epochs,
-            batch_size=spec.training.batch_size,
-            lr=spec.training.lr,
-            optimizer=spec.training.optimizer,
-            seed=spec.training.seed + round_,
-        )
+        result = train_round(spec, state, shard, round_)
         seconds = time.perf_counter() - clock
         trained = {key: state[key] + result.delta[key] for key in result.delta}
         metrics = MetricRecord({"num-examples": result.samples, "train-s": seconds})

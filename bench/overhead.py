@@ -40,9 +40,8 @@ from cotrain.demo import DemoSettings, demo_spec, run_demo
 from cotrain.errors import CotrainError
 from cotrain.learning.partition import partition_iid
 from cotrain.learning.tensor_files import encode_update
-from cotrain.learning.training import train_local
 from cotrain.protocol.round_outcome import RevealedUpdate, judge_round, model_file
-from cotrain.protocol.task_model import builtin_split, initial_state, task_model, update_metadata
+from cotrain.protocol.task_model import builtin_split, initial_state, train_round, update_metadata
 from cotrain.protocol.task_spec import FileRef, TaskSpec, with_initial_model
 from cotrain.storage.unixfs import compute_cid
 from eth_account import Account
@@ -129,16 +128,7 @@ def run_local(settings: DemoSettings) -> dict[str, Any]:
         updates = []
         for order, (address, shard) in enumerate(zip(contributors, shards, strict=True)):
             clock = time.perf_counter()
-            result = train_local(
-                task_model(spec),
-                state,
-                shard,
-                epochs=spec.training.local_epochs,
-                batch_size=spec.training.batch_size,
-                lr=spec.training.lr,
-                optimizer=spec.training.optimizer,
-                seed=spec.training.seed + round_,
-            )
+            result = train_round(spec, state, shard, round_)
             training += time.perf_counter() - clock
             metadata = update_metadata(TASK_ID, round_, address, base.digest, result.samples)
             data = encode_update(result.delta, metadata)
