@@ -90,7 +90,7 @@ def judge_round(
     fetch: Callable[[RevealedUpdate], bytes],
     held_out: ArrayDataset,
 ) -> RoundOutcome:
-    """Check, aggregate and reward one round.
+    """Check, screen, aggregate and reward one round (screening and rules: :mod:`cotrain.protocol.screening`).
 
     Parameters
     ----------
