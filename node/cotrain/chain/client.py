@@ -65,6 +65,8 @@ class ContractRevert(ChainError):
         The block the failed transaction was mined in (receipt stage only).
     detail : str or None
         What is known when the revert could not be decoded (``name`` is None).
+    explanation : str or None
+        The error in words, as registered with its ABI (``"this account is not a validator of the task"``).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class ContractRevert(ChainError):
         tx_hash: str | None = None,
         block: int | None = None,
         detail: str | None = None,
+        explanation: str | None = None,
     ) -> None:
         self.name = name
         self.arguments = dict(arguments)
@@ -87,6 +90,7 @@ class ContractRevert(ChainError):
         self.tx_hash = tx_hash
         self.block = block
         self.detail = detail
+        self.explanation = explanation
         super().__init__(self._message())
 
     @property
@@ -103,6 +107,8 @@ class ContractRevert(ChainError):
         if self.block is not None:
             text += f" in block {self.block}"
         text += f": {self.signature}"
+        if self.explanation:
+            text += f" ({self.explanation})"
         if self.tx_hash is not None:
             text += f" (tx {self.tx_hash})"
         return text
@@ -119,6 +125,7 @@ class ContractRevert(ChainError):
                 self.tx_hash,
                 self.block,
                 self.detail,
+                self.explanation,
             ),
         )
 
@@ -132,6 +139,7 @@ def _rebuild_revert(
     tx_hash: str | None,
     block: int | None,
     detail: str | None,
+    explanation: str | None,
 ) -> ContractRevert:
     return ContractRevert(
         name,
@@ -142,6 +150,7 @@ def _rebuild_revert(
         tx_hash=tx_hash,
         block=block,
         detail=detail,
+        explanation=explanation,
     )
 
 
@@ -162,10 +171,14 @@ class RevertDecoder:
         self._errors: dict[bytes, dict[str, Any]] = {}
         self._functions: dict[bytes, str] = {}
         self._enums: dict[str, type[IntEnum]] = {}
+        self._explanations: dict[str, str] = {}
         self.register(_BUILTIN_ERRORS)
 
     def register(
-        self, abi: Sequence[Mapping[str, Any]], enums: Mapping[str, type[IntEnum]] | None = None
+        self,
+        abi: Sequence[Mapping[str, Any]],
+        enums: Mapping[str, type[IntEnum]] | None = None,
+        explanations: Mapping[str, str] | None = None,
     ) -> None:
         """Learn the custom errors and function selectors of ``abi``.
 
@@ -176,8 +189,11 @@ class RevertDecoder:
         enums : Mapping[str, type[IntEnum]]
             IntEnum classes by Solidity enum name (``"Phase"``): arguments whose ABI ``internalType`` is that
             enum are decoded into members.
+        explanations : Mapping[str, str]
+            Each custom error in words, by error name; reverts carry it as ``explanation``.
         """
         self._enums.update(enums or {})
+        self._explanations.update(explanations or {})
         for entry in abi:
             if entry.get("type") not in ("error", "function"):
                 continue
@@ -186,6 +202,10 @@ class RevertDecoder:
                 self._errors[selector] = dict(entry)
             else:
                 self._functions[selector] = entry["name"]
+
+    def explain(self, name: str | None) -> str | None:
+        """The registered words for the error ``name``, or None."""
+        return None if name is None else self._explanations.get(name)
 
     def function_name(self, calldata: bytes) -> str | None:
         """The registered function whose selector starts ``calldata``, or None."""
@@ -342,10 +362,13 @@ class ChainClient:
         return self._shared.decoder
 
     def register_abi(
-        self, abi: Sequence[Mapping[str, Any]], enums: Mapping[str, type[IntEnum]] | None = None
+        self,
+        abi: Sequence[Mapping[str, Any]],
+        enums: Mapping[str, type[IntEnum]] | None = None,
+        explanations: Mapping[str, str] | None = None,
     ) -> None:
         """Teach the client a contract's custom errors so its reverts are decoded (see RevertDecoder)."""
-        self._shared.decoder.register(abi, enums)
+        self._shared.decoder.register(abi, enums, explanations)
 
     def __repr__(self) -> str:
         return f"ChainClient({self.rpc_url!r}, account={self.address}, chain_id={self.chain_id})"
@@ -531,7 +554,15 @@ class ChainClient:
         data = _as_bytes(exc.data)
         name, arguments = self.decoder.decode(data)
         detail = None if name is not None else _reason_without_data(exc, data)
-        return ContractRevert(name, arguments, data=data, stage=stage, function=function, detail=detail)
+        return ContractRevert(
+            name,
+            arguments,
+            data=data,
+            stage=stage,
+            function=function,
+            detail=detail,
+            explanation=self.decoder.explain(name),
+        )
 
     def _receipt_revert(self, tx_hash: str, receipt: TxReceipt) -> ContractRevert:
         with self._rpc_errors(f"reading transaction {tx_hash}"):
@@ -549,7 +580,13 @@ class ChainClient:
         if data is None:
             return failed(None, {}, data=b"", detail="replaying it did not reproduce the failure")
         name, arguments = self.decoder.decode(data)
-        return failed(name, arguments, data=data, detail=None if name else f"undecodable data 0x{data.hex()}")
+        return failed(
+            name,
+            arguments,
+            data=data,
+            detail=None if name else f"undecodable data 0x{data.hex()}",
+            explanation=self.decoder.explain(name),
+        )
 
     def _revert_data(self, tx_hash: str, transaction: Mapping[str, Any], receipt: TxReceipt) -> bytes | None:
         """The failed transaction's revert data: from a call trace where the node has one, else by replay."""

@@ -26,6 +26,7 @@ from web3.types import LogReceipt, TxReceipt
 
 from cotrain.chain.client import ChainClient
 from cotrain.chain.keys import TransactionSigner
+from cotrain.chain.market_errors import REVERT_WORDS
 from cotrain.errors import ChainError, ConfigError
 
 ARTIFACT_NAME = "TrainingMarket.json"
@@ -285,7 +286,8 @@ def binding_mismatches(artifact: Mapping[str, Any] | None = None) -> list[str]:
 
     Checked: every Solidity enum has an IntEnum with the same members in order (``None`` -> ``NONE``), every
     struct in the ABI has a dataclass whose fields are the struct's components in order (snake_case) with
-    matching Python types, and no enum or dataclass is left without a counterpart.
+    matching Python types, every custom error has words in ``REVERT_WORDS``, and no enum, dataclass or
+    words are left without a counterpart.
     """
     artifact = load_artifact() if artifact is None else artifact
     problems = []
@@ -317,6 +319,13 @@ def binding_mismatches(artifact: Mapping[str, Any] | None = None) -> list[str]:
         if actual_fields != expected_fields:
             problems.append(f"dataclass {name} has fields {actual_fields}, the ABI has {expected_fields}")
     problems += [f"dataclass {name} matches no ABI struct" for name in STRUCTS.keys() - seen]
+    errors = {entry["name"] for entry in artifact["abi"] if entry["type"] == "error"}
+    problems += [
+        f"ABI error {name} has no words in REVERT_WORDS" for name in sorted(errors - REVERT_WORDS.keys())
+    ]
+    problems += [
+        f"REVERT_WORDS names {name}, which the ABI lacks" for name in sorted(REVERT_WORDS.keys() - errors)
+    ]
     return list(dict.fromkeys(problems))
 
 
@@ -396,7 +405,7 @@ class Market:
                 "deploy the market first or fix the address"
             )
         self.contract = client.w3.eth.contract(address=self.address, abi=artifact["abi"])
-        client.register_abi(artifact["abi"], ENUMS)
+        client.register_abi(artifact["abi"], ENUMS, REVERT_WORDS)
         self._event_abis: dict[bytes, Mapping[str, Any]] = {
             event_abi_to_log_topic(entry): entry for entry in artifact["abi"] if entry["type"] == "event"
         }
@@ -704,7 +713,7 @@ def deploy_market(client: ChainClient) -> Market:
     """
     _check_bindings()
     artifact = load_artifact()
-    client.register_abi(artifact["abi"], ENUMS)
+    client.register_abi(artifact["abi"], ENUMS, REVERT_WORDS)
     factory = client.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
     receipt = client.transact(factory.constructor())
     address = receipt["contractAddress"]

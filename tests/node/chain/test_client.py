@@ -116,6 +116,8 @@ def test_estimate_revert_is_the_error_and_nothing_is_sent(market, new_task, cont
     assert (error.name, error.arguments) == ("WrongAmount", {"expected": stake, "sent": stake - 1})
     assert (error.stage, error.function, error.tx_hash) == ("estimate", "join", None)
     assert f"WrongAmount(expected={stake}, sent={stake - 1})" in str(error)
+    assert error.explanation == "the value sent differs from what the task asks"
+    assert error.explanation in str(error)
     assert anvil.rpc("eth_getTransactionCount", [contributor.address, "latest"]) == nonce_before
 
 

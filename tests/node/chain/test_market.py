@@ -52,6 +52,17 @@ def test_mismatched_bindings_are_reported():
     assert any(p.startswith("dataclass TaskParams") and "round_count" in p for p in problems)
 
 
+def test_an_error_without_words_and_words_without_an_error_are_reported():
+    artifact = copy.deepcopy(load_artifact())
+    artifact["abi"] = [e for e in artifact["abi"] if e.get("name") != "NotJoined"]
+    artifact["abi"].append({"type": "error", "name": "BrandNew", "inputs": []})
+
+    problems = binding_mismatches(artifact)
+
+    assert "ABI error BrandNew has no words in REVERT_WORDS" in problems
+    assert "REVERT_WORDS names NotJoined, which the ABI lacks" in problems
+
+
 def test_every_contract_function_has_a_market_method():
     functions = {e["name"] for e in load_artifact()["abi"] if e["type"] == "function"}
 
