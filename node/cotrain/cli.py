@@ -11,12 +11,13 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cotrain import __version__
 from cotrain.errors import ChainError, ConfigError, CotrainError, StorageError
 from cotrain.network import DEFAULT_PATH, NetworkConfig
+from cotrain.progress import progress_reporter
+from cotrain.roles.node_state import DEFAULT_STATE_ROOT
 
 app = typer.Typer(
     name="cotrain",
@@ -35,6 +36,11 @@ NETWORK = typer.Option(DEFAULT_PATH, "--network", help="Network config written b
 TASK = typer.Option(..., "--task", help="The task id.")
 FOLLOW = typer.Option(True, "--follow/--once", help="Keep acting on chain events until the task is done.")
 POLL = typer.Option(1.0, "--poll", help="Seconds between looks at the chain.")
+STATE = typer.Option(
+    DEFAULT_STATE_ROOT,
+    "--state",
+    help="Where nodes keep their state: one folder per chain, market, task and account.",
+)
 
 
 def _print_version(value: bool) -> None:
@@ -79,20 +85,36 @@ def _connect(network: Path, *, signed: bool = True):
     return config.connect(load_signer() if signed else None)
 
 
-def _journal_dir(address: str) -> Path:
-    return Path(".cotrain") / f"contributor-{address.lower()}"
+def _check_task(market, task_id: int) -> None:
+    """Refuse, in one line, a task id the market does not have."""
+    count = market.task_count()
+    if not 1 <= task_id <= count:
+        held = f"its tasks are 1 to {count}" if count else "no task has been posted there yet"
+        raise ConfigError(f"there is no task {task_id} on market {market.address}: {held}")
+
+
+def _node_state(market, store, task_id: int, root: Path):
+    """The signer's locked state folder for the task (one process per account and task)."""
+    from cotrain.roles.node_state import open_node_state
+    from cotrain.roles.task_view import TaskView
+
+    return open_node_state(TaskView(market, store, task_id), market.client.address, root)
 
 
 def _follow(step, follow: bool, poll: float, *, max_failures: int = 10) -> None:
     """Call ``step`` until it reports done (or once). An unreachable chain or store is retried with
     exponential backoff; after ``max_failures`` failures in a row the error is raised."""
     failures = 0
+    from cotrain.chain.client import ContractRevert
+
     while True:
         try:
             if step() or not follow:
                 return
             failures = 0
             time.sleep(poll)
+        except ContractRevert:
+            raise  # the market said no: asking again gets the same answer
         except (ChainError, StorageError) as error:
             failures += 1
             if not follow or failures > max_failures:
@@ -147,18 +169,44 @@ def task_post(
 @task_app.command("status")
 def task_status(task_id: int = typer.Argument(..., help="The task id."), network: Path = NETWORK) -> None:
     """Show a task's state and each round's status."""
+    from cotrain.chain.market import RoundStatus
+
     market, _ = _connect(network, signed=False)
+    _check_task(market, task_id)
     task = market.get_task(task_id)
-    table = Table(title=f"task {task_id}: {task.status.name.lower()}, round {task.current_round}")
-    for column in ("round", "status", "commits", "reveals", "reward total (wei)", "claimed (wei)"):
+    results: dict[int, set[bytes]] = {}
+    for event in market.events("RoundProposed", task_id=task_id):
+        results.setdefault(event.args["round"], set()).add(event.args["proposalHash"])
+    rounds = [
+        market.get_round(task_id, r) for r in range(min(task.current_round + 1, task.params.num_rounds))
+    ]
+    accepted = sum(r.status in (RoundStatus.ACCEPTED, RoundStatus.FINALIZED) for r in rounds)
+    table = Table(
+        title=f"task {task_id}: {task.status.name.lower()}, round {task.current_round}; "
+        f"{accepted} of {task.params.num_rounds} rounds accepted"
+    )
+    columns = (
+        "round",
+        "status",
+        "commits",
+        "reveals",
+        "results proposed",
+        "reward total (wei)",
+        "claimed (wei)",
+    )
+    for column in columns:
         table.add_column(column)
-    for round_ in range(min(task.current_round + 1, task.params.num_rounds)):
-        r = market.get_round(task_id, round_)
+    for round_, r in enumerate(rounds):
+        proposed = len(results.get(round_, ()))
+        status = r.status.name.lower()
+        if r.status == RoundStatus.FAILED and proposed > 1:
+            status += " (validators disagreed)"
         table.add_row(
             str(round_),
-            r.status.name.lower(),
+            status,
             str(r.commits),
             str(r.reveals),
+            str(proposed),
             str(r.reward_total),
             str(r.reward_claimed),
         )
@@ -173,9 +221,7 @@ def contribute(
     task: int = TASK,
     data: Path = typer.Option(..., "--data", help="Your private data: .npz, .csv or an image folder."),
     label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV file."),
-    journal: Path = typer.Option(
-        None, "--journal", help="State directory (default .cotrain/contributor-ADDR)."
-    ),
+    state: Path = STATE,
     timings: Path = typer.Option(None, "--timings", help="Append per-round timings (JSON lines) here."),
     attack: str = typer.Option(
         None, "--attack", help="Act as a simulated attacker (demos, experiments): sign_flip, scaled, ..."
@@ -185,32 +231,34 @@ def contribute(
     poll: float = POLL,
 ) -> None:
     """Join a task and train on local data each round; commit, reveal and claim rewards."""
+    from cotrain.chain.market import TaskStatus
     from cotrain.learning.attacks import get_attack
     from cotrain.roles.contributor import ContributorNode
-    from cotrain.roles.journal import Journal
     from cotrain.roles.timings import Timings
 
     market, store = _connect(network)
+    _check_task(market, task)
     address = market.client.address
+    current = market.get_task(task)
+    if current.status != TaskStatus.ACTIVE and not market.contributor_info(task, address).joined:
+        raise ConfigError(
+            f"task {task} is {current.status.name.lower()} and {address} holds no stake in it: there is "
+            "nothing to contribute (`cotrain status` shows what it earned)"
+        )
+    node_state = _node_state(market, store, task, state)
     node = ContributorNode(
         market,
         store,
         task,
-        Journal(journal or _journal_dir(address)),
+        node_state.journal,
         timings=Timings(timings),
         attack=None if attack is None else get_attack(attack),
     )
     node.data = _local_data(node.view.spec, data, label_column)
     console.print(f"contributing {len(node.data)} local examples to task {task} as {address}")
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
-    ) as progress:
-        bar = progress.add_task("training", total=None, visible=False)
-
-        def show(step: int, total: int) -> None:
-            progress.update(bar, completed=step, total=total, visible=step < total)
-
-        node.progress = show
+    console.print(f"state in {node_state.folder}")
+    with progress_reporter(console, "training") as progress:
+        node.progress = progress.update
         _follow(node.step, follow, poll)
 
 
@@ -220,6 +268,7 @@ def validate(
     data: Path = typer.Option(None, "--data", help="Held-out data (default: the spec's built-in split)."),
     label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV file."),
     timings: Path = typer.Option(None, "--timings", help="Append per-round timings (JSON lines) here."),
+    state: Path = STATE,
     network: Path = NETWORK,
     follow: bool = FOLLOW,
     poll: float = POLL,
@@ -229,6 +278,15 @@ def validate(
     from cotrain.roles.validator import ValidatorNode
 
     market, store = _connect(network)
+    _check_task(market, task)
+    address = market.client.address
+    validators = market.validators_of(task)
+    if address.lower() not in {v.lower() for v in validators}:
+        raise ConfigError(
+            f"{address} is not a validator of task {task} (its validators are {', '.join(validators)}): "
+            "use the key of one of them"
+        )
+    _node_state(market, store, task, state)  # held until this process ends
     node = ValidatorNode(market, store, task, held_out=None, timings=Timings(timings))
     node.held_out = _held_out(node.view.spec, data, label_column)
     console.print(
@@ -238,14 +296,14 @@ def validate(
 
 
 @app.command()
-def claim(task: int = TASK, network: Path = NETWORK, journal: Path = typer.Option(None, "--journal")) -> None:
+def claim(task: int = TASK, network: Path = NETWORK, state: Path = STATE) -> None:
     """Claim every reward of finalized rounds owed to this account."""
     from cotrain.roles.contributor import ContributorNode
-    from cotrain.roles.journal import Journal
 
     market, store = _connect(network)
+    _check_task(market, task)
     address = market.client.address
-    node = ContributorNode(market, store, task, Journal(journal or _journal_dir(address)))
+    node = ContributorNode(market, store, task, _node_state(market, store, task, state).journal)
     node.view.refresh()
     claimed = node.claim_rewards(market.get_task(task).current_round)
     console.print(f"claimed {claimed} wei for {address}")
@@ -267,6 +325,7 @@ def audit(
     from cotrain.roles.task_view import TaskView
 
     market, store = _connect(network, signed=challenge)
+    _check_task(market, task)
     view = TaskView(market, store, task)
     rounds = audit_task(view, _held_out(view.spec, data, label_column))
     print_audit(Console(), task, rounds)
@@ -423,26 +482,21 @@ def experiment_robustness(
     earlier = load_results(runs)
     done = sum(cell_key(cell, grid) in earlier for cell in grid.cells())
     started = time.monotonic()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        bar = progress.add_task("robustness grid", total=total, completed=done)
-        results = run_grid(
-            grid,
-            runs,
-            workers=workers,
-            on_result=lambda cell, result: progress.update(
-                bar,
-                advance=1,
+    with progress_reporter(console, "robustness grid", transient=False) as progress:
+        finished = done
+
+        def report(cell, result) -> None:
+            nonlocal finished
+            finished += 1
+            progress.update(
+                finished,
+                total,
                 description=f"{cell.dataset} {cell.partition} {cell.pipeline}: {cell.attack} "
                 f"{cell.fraction:.0%} -> {result['accuracy']:.3f}",
-            ),
-        )
-        progress.update(bar, completed=total)
+            )
+
+        progress.update(done, total)
+        results = run_grid(grid, runs, workers=workers, on_result=report)
     paths = write_outputs(results, grid, out)
     console.print(f"{total} cells in {time.monotonic() - started:.0f} s")
     for path in paths.values():

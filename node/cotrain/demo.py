@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cotrain.chain.market import Market, RoundStatus, TaskStatus
@@ -26,6 +25,7 @@ from cotrain.errors import ConfigError, CotrainError
 from cotrain.learning.attacks import ATTACKS, get_attack
 from cotrain.learning.partition import partition_iid
 from cotrain.localnet import local_network
+from cotrain.progress import progress_reporter
 from cotrain.protocol.task_model import builtin_split
 from cotrain.protocol.task_spec import TaskSpec, load_spec, validate_spec
 from cotrain.roles.audit_report import audit_summary
@@ -167,8 +167,8 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
                     *common,
                     "--data",
                     str(folder / "data.npz"),
-                    "--journal",
-                    str(folder / "journal"),
+                    "--state",
+                    str(folder / "state"),
                     "--timings",
                     str(folder / "timings.jsonl"),
                     *attack,
@@ -180,7 +180,16 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
             folder = directory / f"validator-{i}"
             folders[f"validator-{i}"] = folder
             processes[f"validator-{i}"] = _spawn(
-                ["validate", *common, "--timings", str(folder / "timings.jsonl")], keys[1 + i], folder
+                [
+                    "validate",
+                    *common,
+                    "--timings",
+                    str(folder / "timings.jsonl"),
+                    "--state",
+                    str(folder / "state"),
+                ],
+                keys[1 + i],
+                folder,
             )
         try:
             _watch(market, task_id, spec.rounds, processes, folders, settings.timeout_s, console)
@@ -210,9 +219,7 @@ def _watch(
 ) -> None:
     """Show progress until every participant process has finished; fail loudly if one dies."""
     deadline = time.monotonic() + timeout_s
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
-    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
-        bar = progress.add_task("rounds finalized", total=rounds)
+    with progress_reporter(console, "rounds finalized") as progress:
         while any(p.poll() is None for p in processes.values()):
             for name, process in processes.items():
                 if process.poll() not in (None, 0):
@@ -234,7 +241,7 @@ def _watch(
                 if task.status != TaskStatus.ACTIVE
                 else f"round {task.current_round}"
             )
-            progress.update(bar, completed=done, description=f"rounds finalized ({state})")
+            progress.update(done, rounds, description=f"rounds finalized ({state})")
             time.sleep(0.5)
 
 

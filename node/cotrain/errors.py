@@ -20,3 +20,7 @@ class IntegrityError(CotrainError, ValueError):
 
 class ChainError(CotrainError, RuntimeError):
     """The chain could not be reached or refused a transaction."""
+
+
+class NodeStateError(CotrainError, RuntimeError):
+    """A node's local state contradicts the chain; the node stops rather than act on it."""

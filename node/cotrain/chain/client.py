@@ -380,6 +380,11 @@ class ChainClient:
         with self._rpc_errors("reading the block number"):
             return int(self.w3.eth.block_number)
 
+    def latest_timestamp(self) -> int:
+        """The latest block's timestamp (unix seconds): the clock contracts see."""
+        with self._rpc_errors("reading the latest block"):
+            return int(self.w3.eth.get_block("latest")["timestamp"])
+
     def get_code(self, address: str) -> bytes:
         """The runtime code at ``address`` (empty for an account without code)."""
         with self._rpc_errors(f"reading the code at {address}"):

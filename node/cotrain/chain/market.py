@@ -196,6 +196,8 @@ class MarketEvent:
         Arguments by ABI name (``taskId``, ``round``, ...); structs as dataclasses, addresses checksummed.
     block : int
         Block number.
+    block_hash : str
+        0x-hex hash of that block (tells a reorganised or restarted chain's block of the same number apart).
     tx_hash : str
         0x-hex hash of the emitting transaction.
     log_index : int
@@ -205,6 +207,7 @@ class MarketEvent:
     name: str
     args: Mapping[str, Any]
     block: int
+    block_hash: str
     tx_hash: str
     log_index: int
 
@@ -693,6 +696,7 @@ class Market:
             name=entry["name"],
             args=MappingProxyType(args),
             block=int(log["blockNumber"]),
+            block_hash=HexBytes(log["blockHash"]).to_0x_hex(),
             tx_hash=HexBytes(log["transactionHash"]).to_0x_hex(),
             log_index=int(log["logIndex"]),
         )

@@ -1,17 +1,20 @@
 """The contributor: joins a task, trains on its private data each round, commits and reveals its update,
 and claims its rewards. Restart-safe: the chain says what was done; the journal keeps the salt and the
-stored update between commit and reveal, so an update is never trained or submitted twice for a round."""
+stored update between commit and reveal, so an update is never trained or submitted twice for a round.
+A journal entry is used only for the round, task and base model it was trained for, and only while it
+matches the commitment on chain; a node whose journal contradicts the chain stops with one line."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 
 import numpy as np
 from cotrain.chain.client import ContractRevert
 from cotrain.chain.market import Market, Phase, RoundStatus, TaskStatus
-from cotrain.errors import ConfigError
+from cotrain.errors import ConfigError, NodeStateError
 from cotrain.learning.attacks import Attack
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.tensor_files import encode_update
@@ -27,6 +30,7 @@ from cotrain.storage.base import ContentStore
 log = logging.getLogger(__name__)
 REVEALED = (1).to_bytes(32, "big")
 EMPTY = bytes(32)
+WAITING_NOTE_S = 15.0  # how often a node waiting on a phase says so
 
 
 class ContributorNode:
@@ -64,6 +68,7 @@ class ContributorNode:
         self.timings = timings or Timings()
         self.address = market.client.address
         self.view = TaskView(market, store, task_id)
+        self._waiting_noted: tuple[int, float] | None = None  # (round, when) of the last "waiting" line
 
     def step(self) -> bool:
         """Do what the task's state calls for now; return True once there is nothing left to do."""
@@ -83,13 +88,33 @@ class ContributorNode:
         if phase == Phase.COMMIT and commitment == EMPTY:
             self._commit(round_)
         elif phase == Phase.REVEAL and commitment not in (EMPTY, REVEALED):
-            self._reveal(round_)
+            self._reveal(round_, commitment)
+        elif phase == Phase.JOIN:
+            self._note_waiting(round_, task.active_contributors, task.params.min_contributors)
         return False
+
+    def _note_waiting(self, round_: int, joined: int, minimum: int) -> None:
+        """Say, now and then, that the node waits for the join phase to end, and for how long."""
+        now = time.monotonic()
+        last = self._waiting_noted
+        if last is not None and last[0] == round_ and now - last[1] < WAITING_NOTE_S:
+            return
+        self._waiting_noted = (round_, now)
+        starts = self.market.get_round(self.task_id, round_).starts_at
+        left = max(0, starts - self.market.client.latest_timestamp())
+        log.info(
+            "round %d: waiting for the join phase to end in about %d s (%d contributors joined, at least %d "
+            "needed)",
+            round_,
+            left,
+            joined,
+            minimum,
+        )
 
     # ---------------------------------------------------------------- one round
 
     def _commit(self, round_: int) -> None:
-        entry = self.journal.get(f"round-{round_}") or self._prepare(round_)
+        entry = self._journaled(round_) or self._prepare(round_)
         commitment = update_commitment(
             self.address, self.task_id, round_, bytes.fromhex(entry["digest"]), bytes.fromhex(entry["salt"])
         )
@@ -121,6 +146,9 @@ class ContributorNode:
         with self.timings.measure(round_, "storage"):
             cid = self.store.add(update)
         entry = {
+            "task": self.task_id,
+            "round": round_,
+            "base": base.digest.hex(),
             "cid": cid,
             "digest": hashlib.sha256(update).hexdigest(),
             "salt": new_salt().hex(),
@@ -131,11 +159,37 @@ class ContributorNode:
         log.info("round %d: trained on %d samples (loss %.4f)", round_, result.samples, result.loss)
         return entry
 
-    def _reveal(self, round_: int) -> None:
+    def _journaled(self, round_: int) -> dict | None:
+        """The journal's update for ``round_`` if it was trained for this task, round and base model."""
         entry = self.journal.get(f"round-{round_}")
         if entry is None:
-            log.error("round %d: committed but the journal lost the update; it cannot be revealed", round_)
-            return
+            return None
+        base = self.view.base_model(round_).digest.hex()
+        if (entry.get("task"), entry.get("round"), entry.get("base")) != (self.task_id, round_, base):
+            log.warning(
+                "round %d: the journal holds an update trained for another task or base model; training anew",
+                round_,
+            )
+            return None
+        return entry
+
+    def _reveal(self, round_: int, commitment: bytes) -> None:
+        entry = self._journaled(round_)
+        if entry is None:
+            raise NodeStateError(
+                f"round {round_}: {self.address} committed, but this node's journal "
+                f"({self.journal.root}) has no update for that commitment, so it cannot be revealed; was it "
+                "committed by another process or from another state folder?"
+            )
+        expected = update_commitment(
+            self.address, self.task_id, round_, bytes.fromhex(entry["digest"]), bytes.fromhex(entry["salt"])
+        )
+        if expected != commitment:
+            raise NodeStateError(
+                f"round {round_}: the update in this node's journal ({self.journal.root}) does not match "
+                f"{self.address}'s commitment on chain, so it cannot be revealed; was the commitment sent by "
+                "another process for this account?"
+            )
         log.info("round %d: revealing %s", round_, entry["cid"])
         self._send(
             round_,

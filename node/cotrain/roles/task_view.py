@@ -57,16 +57,23 @@ class TaskView:
 
     # ---------------------------------------------------------------- spec and models
 
+    def created_event(self) -> MarketEvent:
+        """The event that created the task."""
+        created = self.events("TaskCreated")
+        if not created:
+            self.refresh()
+            created = self.events("TaskCreated")
+        if not created:
+            raise ChainError(f"task {self.task_id} does not exist on market {self.market.address}")
+        return created[0]
+
     @cached_property
     def spec(self) -> TaskSpec:
         """The task spec, checked against the digest the market holds."""
-        self.refresh()
-        created = self.events("TaskCreated")
-        if not created:
-            raise ChainError(f"task {self.task_id} does not exist on market {self.market.address}")
+        created = self.created_event()
         params = self.market.get_task(self.task_id).params
         data = fetch_verified(
-            self.store, created[0].args["specCid"], params.spec_digest, max_size=MAX_RECORD_BYTES
+            self.store, created.args["specCid"], params.spec_digest, max_size=MAX_RECORD_BYTES
         )
         return parse_spec_bytes(data)
 

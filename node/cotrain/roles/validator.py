@@ -16,6 +16,7 @@ from cotrain.learning.data import ArrayDataset
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected
 from cotrain.protocol.rewards import allocation_proof
 from cotrain.protocol.round_outcome import RevealedUpdate, RoundOutcome, judge_round
+from cotrain.roles.disagreement import explain_against, proposals_by_result
 from cotrain.roles.task_view import TaskView
 from cotrain.roles.timings import Timings
 from cotrain.roles.transactions import send_tolerantly
@@ -80,6 +81,7 @@ class ValidatorNode:
         self.timings = timings or Timings()
         self.outcomes: dict[int, RoundOutcome] = {}
         self.settled: set[int] = set()  # rounds with nothing left to do
+        self._disagreements_reported: set[int] = set()
         self._stagger: int | None = None
 
     def step(self) -> bool:
@@ -123,10 +125,7 @@ class ValidatorNode:
             self.view.refresh()  # a block arrived after this step's scan
             if len(self.view.revealed(round_)) != r.reveals:
                 return
-        if round_ not in self.outcomes:
-            with self.timings.measure(round_, "validation"):
-                self.outcomes[round_] = judge(self.view, round_, self.held_out)
-        outcome = self.outcomes[round_]
+        outcome = self._outcome(round_)
         record = outcome.record
         with self.timings.measure(round_, "storage"):
             for data in (outcome.model_file, outcome.record_file):
@@ -150,11 +149,60 @@ class ValidatorNode:
         )
         self._send(round_, lambda: self.market.propose(self.task_id, round_, proposal))
 
+    def _outcome(self, round_: int) -> RoundOutcome:
+        """This validator's judgement of ``round_`` (judged once per process)."""
+        if round_ not in self.outcomes:
+            with self.timings.measure(round_, "validation"):
+                self.outcomes[round_] = judge(self.view, round_, self.held_out)
+        return self.outcomes[round_]
+
+    def _report_disagreement(self, round_: int, accepted_hash: bytes | None) -> None:
+        """Say, once, which fields of this validator's record differ from the accepted result, or, for a
+        round that failed, from each other result proposed."""
+        if round_ in self._disagreements_reported:
+            return
+        self._disagreements_reported.add(round_)
+        results = proposals_by_result(self.view, round_)
+        mine = self.market.proposal_of(self.task_id, round_, self.address)
+        if accepted_hash is not None:
+            if mine in (EMPTY, accepted_hash):
+                return
+            record = self._outcome(round_).record
+            accepted = results[accepted_hash][0]
+            log.error(
+                "round %d: the quorum accepted another result than this validator's, which loses part of "
+                "its bond; fields that differ: %s",
+                round_,
+                explain_against(self.view, record, accepted),
+            )
+            return
+        if len(results) < 2:
+            return
+        votes = ", ".join(f"{len(voters)} for {h.hex()[:10]}" for h, (_, voters) in results.items())
+        log.error(
+            "round %d failed: validators proposed %d different results (%s)", round_, len(results), votes
+        )
+        if mine == EMPTY:
+            return
+        record = self._outcome(round_).record
+        for result_hash, (proposal, voters) in results.items():
+            if result_hash != mine:
+                log.error(
+                    "round %d: fields where %s differ from this validator: %s",
+                    round_,
+                    ", ".join(voters),
+                    explain_against(self.view, record, proposal),
+                )
+
     def _settle(self, round_: int, challenge_duration: int) -> None:
         """Late agreement, finalization and slashes for an earlier round."""
         r = self.market.get_round(self.task_id, round_)
+        if r.status in (RoundStatus.ACCEPTED, RoundStatus.FINALIZED):
+            self._report_disagreement(round_, r.accepted_hash)
+        elif r.status == RoundStatus.FAILED:
+            self._report_disagreement(round_, None)
         if r.status == RoundStatus.ACCEPTED:
-            now = self.market.client.w3.eth.get_block("latest")["timestamp"]
+            now = self.market.client.latest_timestamp()
             mine = self.market.proposal_of(self.task_id, round_, self.address)
             if mine == EMPTY and now < r.validate_end:
                 self._propose(round_)  # agreeing late still spares the bond
@@ -162,7 +210,7 @@ class ValidatorNode:
                 log.info("round %d: challenge window over, finalizing", round_)
                 self._send(round_, lambda: self.market.finalize_round(self.task_id, round_))
         elif r.status == RoundStatus.FINALIZED:
-            now = self.market.client.w3.eth.get_block("latest")["timestamp"]
+            now = self.market.client.latest_timestamp()
             if r.slash_root != EMPTY and now <= r.finalized_at + challenge_duration:
                 self._apply_slashes(round_)
             self.settled.add(round_)

@@ -77,8 +77,8 @@ def test_unreachable_ipfs_daemon(
         config,
         "--data",
         data,
-        "--journal",
-        tmp_path / "journal",
+        "--state",
+        tmp_path / "state",
         env={"COTRAIN_PRIVATE_KEY": net.anvil.private_keys[2]},
         timeout=60,
     )

@@ -122,8 +122,10 @@ class Network:
 
 
 def journal_entry(contributor: Participant, round_: int) -> dict | None:
-    path = contributor.folder / "journal" / f"round-{round_}.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    """The contributor's journal entry for ``round_`` (its state folder holds the one task's journal)."""
+    paths = list((contributor.folder / "state").glob(f"chain-*/*/task-*/*/round-{round_}.json"))
+    assert len(paths) <= 1, paths
+    return json.loads(paths[0].read_text(encoding="utf-8")) if paths else None
 
 
 def trainings(participant: Participant, round_: int) -> int:
@@ -164,8 +166,8 @@ def test_killed_participants_resume_without_duplicates(tmp_path: Path) -> None:
             shard = train.subset(part)
             np.savez(folder / "data.npz", features=shard.features, labels=shard.labels)
             index = 1 + VALIDATORS + i
-            data, journal, timings = folder / "data.npz", folder / "journal", folder / "timings.jsonl"
-            command = ["contribute", *common, "--data", str(data), "--journal", str(journal)]
+            data, state, timings = folder / "data.npz", folder / "state", folder / "timings.jsonl"
+            command = ["contribute", *common, "--data", str(data), "--state", str(state)]
             command += ["--timings", str(timings)]
             contributors.append(
                 Participant(f"contributor-{i}", addresses[index], keys[index], command, folder)
@@ -175,6 +177,7 @@ def test_killed_participants_resume_without_duplicates(tmp_path: Path) -> None:
             folder = tmp_path / f"validator-{i}"
             folder.mkdir()
             command = ["validate", *common, "--timings", str(folder / "timings.jsonl")]
+            command += ["--state", str(folder / "state")]
             name, index = f"validator-{i}", 1 + i
             validators.append(Participant(name, addresses[index], keys[index], command, folder))
         network = Network(contributors + validators)
