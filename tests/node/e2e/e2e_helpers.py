@@ -46,6 +46,15 @@ def cotrain_command() -> list[str]:
 RunCli = Callable[..., CliResult]
 
 
+def error_line(result: CliResult) -> str:
+    """The run's error line; fails unless it exited 1 with just that on stderr and no traceback."""
+    assert result.returncode == 1, result.explain()
+    assert "Traceback" not in result.output, result.explain()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.explain()
+    return lines[0]
+
+
 def builtin_spec(dataset: str) -> dict:
     """The shipped spec file of a built-in data set, as plain YAML data."""
     return yaml.safe_load((files("cotrain.protocol") / "specs" / f"{dataset}.yaml").read_text("utf-8"))

@@ -14,7 +14,7 @@ from cotrain.chain.anvil import free_port
 from cotrain.demo import DemoSettings, demo_spec
 from cotrain.localnet import LocalNetwork, local_network
 from cotrain.roles.owner import post_task
-from e2e_helpers import CliResult, RunCli, builtin_spec
+from e2e_helpers import RunCli, builtin_spec, error_line
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +28,6 @@ def live_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Loc
         spec = demo_spec(settings, owner.address, [net.anvil.addresses[1]])
         task_id, _ = post_task(market, store, spec)
         yield net, task_id
-
-
-def error_line(result: CliResult) -> str:
-    """The run's error line; fails unless it exited 1 with just that on stderr and no traceback."""
-    assert result.returncode == 1, result.explain()
-    assert "Traceback" not in result.output, result.explain()
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.explain()
-    return lines[0]
 
 
 def write_config(path: Path, **fields: object) -> Path:
