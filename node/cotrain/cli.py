@@ -213,6 +213,34 @@ def task_status(task_id: int = typer.Argument(..., help="The task id."), network
     Console().print(table)
 
 
+@app.command()
+def status(
+    account: str = typer.Option(None, "--account", help="The address to report (default: your key's)."),
+    tasks: list[int] = typer.Option(None, "--task", help="Only these tasks (repeat); default: all yours."),
+    json_path: Path = typer.Option(None, "--json", help="Write the same numbers as JSON here."),
+    network: Path = NETWORK,
+) -> None:
+    """Show an account's verdicts, rewards, slashes, claims, stake and bond in each of its tasks."""
+    from cotrain.chain.keys import load_signer
+    from cotrain.roles.account_status import account_standing, checksum_account
+    from cotrain.roles.status_report import print_status, status_summary
+
+    if account:
+        address = checksum_account(account)
+    else:
+        try:
+            address = load_signer().address
+        except ConfigError as error:
+            raise ConfigError(f"{error}; or pass --account ADDRESS to report any account") from None
+    market, store = _connect(network, signed=False)
+    standings = account_standing(market, store, address, tasks or None)
+    print_status(Console(), address, standings)
+    if json_path:
+        json_path.write_text(
+            json.dumps(status_summary(address, standings), indent=2) + "\n", encoding="utf-8"
+        )
+
+
 # ---------------------------------------------------------------- participants
 
 

@@ -1,0 +1,121 @@
+"""Presenting an account's standing (see :mod:`cotrain.roles.account_status`): a terminal table per task and
+the same numbers as JSON, wei as decimal strings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cotrain.roles.account_status import RoundResult, TaskStanding, describe
+from rich.console import Console
+from rich.table import Table
+
+COLUMNS = (
+    "round",
+    "status",
+    "verdict",
+    "reason",
+    "score",
+    "reward (wei)",
+    "slashed (wei)",
+    "claimed",
+    "claimable (wei)",
+)
+VERDICT_STYLES = {"accepted": "green", "rejected": "bold red", "not revealed": "red"}
+
+
+def _locked(standing: TaskStanding) -> str:
+    parts = []
+    if standing.contributor:
+        joined = "joined" if standing.joined else "left"
+        parts.append(f"contributor ({joined}), stake {standing.stake_wei} wei")
+    if standing.validator:
+        part = f"validator, bond {standing.bond_wei} wei"
+        if standing.bond_slashed_wei:
+            part += f" (slashed {standing.bond_slashed_wei} wei)"
+        parts.append(part)
+    return "; ".join(parts) or "no role"
+
+
+def print_status(console: Console, account: str, standings: Sequence[TaskStanding]) -> None:
+    """Print a table per task (a row per round) with its totals, the stake and the bond."""
+    if not standings:
+        console.print(f"{account} took part in no task on this market")
+        return
+    for s in standings:
+        title = f"task {s.task_id} ({s.task_status}): {account}"
+        table = Table(title=title, caption=_locked(s))
+        for column in COLUMNS:
+            table.add_column(column)
+        for r in s.rounds:
+            style = VERDICT_STYLES.get(r.verdict)
+            table.add_row(
+                str(r.round),
+                r.status,
+                f"[{style}]{r.verdict}[/]" if style else r.verdict,
+                r.reason,
+                r.score or "-",
+                str(r.reward_wei),
+                _slash_cell(r),
+                "yes" if r.claimed else "-" if not r.reward_wei else "no",
+                str(r.claimable_wei),
+            )
+        if s.rounds:
+            table.add_section()
+            totals = (s.rewarded_wei, s.slashed_wei, s.claimed_wei, s.claimable_wei)
+            table.add_row("total", "", "", "", "", *(str(wei) for wei in totals))
+        console.print(table)
+        console.print(
+            f"task {s.task_id}: rewarded {s.rewarded_wei} wei, claimed {s.claimed_wei} wei, "
+            f"claimable {s.claimable_wei} wei, slashed {s.slashed_wei} wei"
+        )
+
+
+def _slash_cell(r: RoundResult) -> str:
+    if r.slash_wei and r.slashed_wei != r.slash_wei:
+        return f"{r.slashed_wei} of {r.slash_wei}"
+    return str(r.slashed_wei)
+
+
+def round_json(r: RoundResult) -> dict[str, Any]:
+    """One round's result as JSON data (wei as strings)."""
+    return {
+        "round": r.round,
+        "status": r.status,
+        "verdict": r.verdict,
+        "reason": r.reason,
+        "score": r.score,
+        "reward_wei": str(r.reward_wei),
+        "slash_wei": str(r.slash_wei),
+        "slashed_wei": str(r.slashed_wei),
+        "claimed": r.claimed,
+        "claimed_wei": str(r.claimed_wei),
+        "claimable_wei": str(r.claimable_wei),
+        "summary": describe(r),
+    }
+
+
+def status_summary(account: str, standings: Sequence[TaskStanding]) -> dict[str, Any]:
+    """The account's standing as JSON data: per task its roles, stake, bond, totals and rounds."""
+    return {
+        "account": account,
+        "tasks": [
+            {
+                "task_id": s.task_id,
+                "status": s.task_status,
+                "roles": list(s.roles),
+                "joined": s.joined,
+                "stake_wei": str(s.stake_wei),
+                "bond_wei": str(s.bond_wei),
+                "bond_slashed_wei": str(s.bond_slashed_wei),
+                "totals": {
+                    "rewarded_wei": str(s.rewarded_wei),
+                    "slashed_wei": str(s.slashed_wei),
+                    "claimed_wei": str(s.claimed_wei),
+                    "claimable_wei": str(s.claimable_wei),
+                },
+                "rounds": [round_json(r) for r in s.rounds],
+            }
+            for s in standings
+        ],
+    }
