@@ -127,25 +127,70 @@ def _follow(step, follow: bool, poll: float, *, max_failures: int = 10) -> None:
 # ---------------------------------------------------------------- network
 
 
+# Not 8545: anvil, Hardhat, Ganache and geth all default to it, so another dev chain often holds it.
+UP_PORT = 8645
+
+
 @app.command()
 def up(
     directory: Path = typer.Option(Path(".cotrain"), "--dir", help="Where chain, storage and config live."),
-    port: int = typer.Option(8545, "--port", help="Port for the local anvil chain."),
+    port: int = typer.Option(UP_PORT, "--port", help="Port for the local anvil chain (0: a free one)."),
     storage: str = typer.Option("embedded", "--storage", help="embedded, or ipfs (starts a js-ipfs daemon)."),
     block_time: float = typer.Option(1.0, "--block-time", help="Seconds per block."),
 ) -> None:
-    """Start a local network: an anvil chain, a content store and a deployed market (until Ctrl-C)."""
-    from cotrain.localnet import local_network
+    """Start a local network: an anvil chain, a content store and a deployed market (until Ctrl-C or SIGTERM).
 
-    with local_network(directory, port=port, storage=storage, block_time=block_time) as net:
-        console.print(f"market {net.config.market} on {net.config.rpc_url}; storage {net.config.storage}")
-        console.print(f"config written to {directory / 'network.json'}; dev accounts in {net.accounts_file}")
-        console.print("press Ctrl-C to stop")
+    One network per --dir: a second `up` there is refused while the first runs. On Ctrl-C or SIGTERM the
+    chain (and the js-ipfs daemon) are stopped; the chain's state is discarded.
+    """
+    from cotrain.localnet import local_network, stop_signals_interrupt
+
+    with stop_signals_interrupt():
         try:
-            while True:
-                time.sleep(3600)
+            with local_network(directory, port=port, storage=storage, block_time=block_time) as net:
+                if net.replaced:
+                    console.print(f"note: {net.replaced}", soft_wrap=True, markup=False)
+                _print_dev_accounts(net)
+                console.print(
+                    f"config written to {directory / 'network.json'}; storage {net.config.storage}",
+                    soft_wrap=True,
+                    markup=False,
+                )
+                console.print(
+                    f"ready: market {net.config.market} on {net.config.rpc_url} (Ctrl-C or SIGTERM stops it)",
+                    soft_wrap=True,
+                )
+                while True:
+                    time.sleep(3600)
         except KeyboardInterrupt:
-            console.print("stopping")
+            console.print("stopped; the chain's state is discarded")
+
+
+def _print_dev_accounts(net) -> None:
+    """The dev accounts' addresses and the part each plays with the built-in specs (keys stay in a file)."""
+    from importlib.resources import files
+
+    from cotrain.localnet import dev_account_roles
+    from cotrain.protocol.task_spec import load_spec
+
+    specs = [
+        load_spec(Path(str(p)))
+        for p in (files("cotrain.protocol") / "specs").iterdir()
+        if p.name.endswith(".yaml")
+    ]
+    roles = dev_account_roles(net.anvil.addresses, specs)
+    table = Table(title="dev accounts for the built-in specs")
+    table.add_column("#", no_wrap=True)
+    table.add_column("address", no_wrap=True)
+    table.add_column("role", overflow="fold")
+    for index, (address, role) in enumerate(zip(net.anvil.addresses, roles, strict=True)):
+        table.add_row(str(index), address, role)
+    console.print(table)
+    console.print(
+        f"their private keys: {net.accounts_file} (mode 0600); anvil's public test keys, for local use only",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 # ---------------------------------------------------------------- task owner

@@ -67,7 +67,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_free(host: str, port: int) -> bool:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether nothing listens on ``host:port`` now (a port left in TIME_WAIT counts as free)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # Linux: SO_REUSEADDR ignores TIME_WAIT leftovers but still fails on a live listener.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -147,6 +148,9 @@ class Anvil:
                 port_taken = "address already in use" in str(exc).lower()
                 if not port_taken or attempt == attempts - 1:
                     raise
+            except BaseException:
+                self.stop()  # interrupted while waiting (Ctrl-C, SIGTERM): leave no anvil behind
+                raise
         raise AssertionError("unreachable")
 
     def stop(self) -> None:
@@ -212,7 +216,7 @@ class Anvil:
         AnvilError
             If anvil cannot be reached or answers with an error.
         """
-        return _rpc(self.rpc_url, method, list(params), timeout=10.0)
+        return rpc_call(self.rpc_url, method, list(params), timeout=10.0)
 
     def increase_time(self, seconds: int) -> None:
         """Move the chain's clock forward; the next block is at least ``seconds`` later."""
@@ -239,7 +243,7 @@ class Anvil:
 
     def _launch(self, binary: Path, port: int) -> None:
         # Whatever already listens there would answer the readiness probe in anvil's place.
-        if not _port_free(self.host, port):
+        if not port_free(port, self.host):
             raise AnvilError(f"port {port} on {self.host}: address already in use; pick another port")
         command = [
             str(binary),
@@ -265,7 +269,7 @@ class Anvil:
                     f"anvil exited with status {self._process.returncode} on port {port}: {self._log_tail()}"
                 )
             try:
-                _rpc(url, "eth_chainId", [], timeout=0.5)
+                rpc_call(url, "eth_chainId", [], timeout=0.5)
                 if self._process.poll() is None:
                     return
                 continue
@@ -284,7 +288,14 @@ class Anvil:
         return text[-limit:] or "(no output)"
 
 
-def _rpc(url: str, method: str, params: list[Any], *, timeout: float) -> Any:
+def rpc_call(url: str, method: str, params: list[Any], *, timeout: float) -> Any:
+    """Call JSON-RPC ``method`` at ``url`` (no proxy) and return its result.
+
+    Raises
+    ------
+    AnvilError
+        If nothing answers within ``timeout`` seconds, or the node answers with an error.
+    """
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
