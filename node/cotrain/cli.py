@@ -85,14 +85,6 @@ def _connect(network: Path, *, signed: bool = True):
     return config.connect(load_signer() if signed else None)
 
 
-def _check_task(market, task_id: int) -> None:
-    """Refuse, in one line, a task id the market does not have."""
-    count = market.task_count()
-    if not 1 <= task_id <= count:
-        held = f"its tasks are 1 to {count}" if count else "no task has been posted there yet"
-        raise ConfigError(f"there is no task {task_id} on market {market.address}: {held}")
-
-
 def _node_state(market, store, task_id: int, root: Path):
     """The signer's locked state folder for the task (one process per account and task)."""
     from cotrain.roles.node_state import open_node_state
@@ -217,7 +209,7 @@ def task_status(task_id: int = typer.Argument(..., help="The task id."), network
     from cotrain.chain.market import RoundStatus
 
     market, _ = _connect(network, signed=False)
-    _check_task(market, task_id)
+    market.require_task(task_id)
     task = market.get_task(task_id)
     results: dict[int, set[bytes]] = {}
     for event in market.events("RoundProposed", task_id=task_id):
@@ -310,7 +302,7 @@ def contribute(
     from cotrain.roles.timings import Timings
 
     market, store = _connect(network)
-    _check_task(market, task)
+    market.require_task(task)
     address = market.client.address
     current = market.get_task(task)
     if current.status != TaskStatus.ACTIVE and not market.contributor_info(task, address).joined:
@@ -351,7 +343,7 @@ def validate(
     from cotrain.roles.validator import ValidatorNode
 
     market, store = _connect(network)
-    _check_task(market, task)
+    market.require_task(task)
     address = market.client.address
     validators = market.validators_of(task)
     if address.lower() not in {v.lower() for v in validators}:
@@ -374,7 +366,7 @@ def claim(task: int = TASK, network: Path = NETWORK, state: Path = STATE) -> Non
     from cotrain.roles.contributor import ContributorNode
 
     market, store = _connect(network)
-    _check_task(market, task)
+    market.require_task(task)
     address = market.client.address
     node = ContributorNode(market, store, task, _node_state(market, store, task, state).journal)
     node.view.refresh()
@@ -398,7 +390,7 @@ def audit(
     from cotrain.roles.task_view import TaskView
 
     market, store = _connect(network, signed=challenge)
-    _check_task(market, task)
+    market.require_task(task)
     view = TaskView(market, store, task)
     rounds = audit_task(view, _held_out(view.spec, data, label_column))
     print_audit(Console(), task, rounds)

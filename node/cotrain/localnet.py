@@ -7,7 +7,6 @@ is refused instead of overwriting ``DIR/network.json``; the kernel releases the 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -23,6 +22,7 @@ from cotrain.chain.keys import Signer
 from cotrain.chain.market import deploy_market
 from cotrain.errors import ConfigError
 from cotrain.network import NetworkConfig
+from cotrain.process_lock import ProcessLock
 from cotrain.protocol.task_spec import TaskSpec
 from cotrain.storage.jsipfs import JsIpfsDaemon, free_port
 
@@ -116,22 +116,17 @@ def directory_lock(directory: Path) -> Iterator[None]:
     ConfigError
         If another process holds it, naming that process.
     """
-    path = Path(directory) / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = ProcessLock(Path(directory) / LOCK_FILE)
+    holder = lock.acquire()
+    if holder is not None:
+        raise ConfigError(
+            f"another cotrain network (pid {holder}) is running in {directory}: stop it "
+            f"(Ctrl-C, or kill {holder}), or pass --dir with another folder"
+        )
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-            raise ConfigError(
-                f"another cotrain network (pid {holder}) is running in {directory}: stop it "
-                f"(Ctrl-C, or kill {holder}), or pass --dir with another folder"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        os.close(fd)  # releases the lock; the file stays, so no other process can lock a deleted inode
+        lock.release()
 
 
 def check_previous_network(path: Path) -> str | None:

@@ -565,6 +565,13 @@ class Market:
         """Wei the market holds for a task, all buckets together."""
         return self._view("taskHoldings", task_id)
 
+    def require_task(self, task_id: int) -> None:
+        """Raise a one-line ConfigError unless the market has a task ``task_id``."""
+        count = self.task_count()
+        if not 1 <= task_id <= count:
+            held = f"its tasks are 1 to {count}" if count else "no task has been posted there yet"
+            raise ConfigError(f"there is no task {task_id} on market {self.address}: {held}")
+
     def task_count(self) -> int:
         """Tasks created so far (ids count from 1)."""
         return self._view("taskCount")

@@ -299,10 +299,8 @@ def account_standing(
     """
     account = checksum_account(account)
     ids = tasks_of(market, account) if task_ids is None else list(task_ids)
-    count = market.task_count()
-    unknown = [task_id for task_id in ids if not 1 <= task_id <= count]
-    if unknown:
-        raise ConfigError(f"no task {unknown[0]} on market {market.address}: it has tasks 1 to {count}")
+    for task_id in ids:
+        market.require_task(task_id)
     return [task_standing(TaskView(market, store, task_id), account) for task_id in ids]
 
 

@@ -21,6 +21,7 @@ from cotrain.learning.tensor_files import encode_update
 from cotrain.protocol.commitment import new_salt, update_commitment
 from cotrain.protocol.rewards import allocation_proof
 from cotrain.protocol.task_model import train_round, update_metadata
+from cotrain.roles.account_status import describe, round_result, task_standing
 from cotrain.roles.journal import Journal
 from cotrain.roles.task_view import TaskView
 from cotrain.roles.timings import Timings
@@ -69,6 +70,7 @@ class ContributorNode:
         self.address = market.client.address
         self.view = TaskView(market, store, task_id)
         self._waiting_noted: tuple[int, float] | None = None  # (round, when) of the last "waiting" line
+        self._reported: set[int] = set()  # rounds whose outcome the log already tells
 
     def step(self) -> bool:
         """Do what the task's state calls for now; return True once there is nothing left to do."""
@@ -76,6 +78,7 @@ class ContributorNode:
         task = self.market.get_task(self.task_id)
         me = self.market.contributor_info(self.task_id, self.address)
         self.claim_rewards(task.current_round)
+        self._report_outcomes(task.current_round)
         if task.status != TaskStatus.ACTIVE:
             return self._all_claimed(task.current_round) and self._leave(me.joined)
         if not me.joined:
@@ -92,6 +95,21 @@ class ContributorNode:
         elif phase == Phase.JOIN:
             self._note_waiting(round_, task.active_contributors, task.params.min_contributors)
         return False
+
+    def _report_outcomes(self, current_round: int) -> None:
+        """Log, once per round, what each settled round meant for this account: verdict, reward, slash."""
+        for round_ in range(min(current_round, self.view.spec.rounds - 1) + 1):
+            if round_ in self._reported:
+                continue
+            status = self.market.get_round(self.task_id, round_).status
+            if status == RoundStatus.OPEN:
+                continue
+            self._reported.add(round_)
+            result = round_result(self.view, round_, self.address)
+            if result.verdict == "accepted":
+                log.info("%s", describe(result))
+            elif result.verdict != "-" or status in (RoundStatus.FAILED, RoundStatus.VOIDED):
+                log.warning("%s", describe(result))
 
     def _note_waiting(self, round_: int, joined: int, minimum: int) -> None:
         """Say, now and then, that the node waits for the join phase to end, and for how long."""
@@ -240,12 +258,27 @@ class ContributorNode:
         if not joined:
             return True
         try:
-            self.market.leave(self.task_id)
+            receipt = self.market.leave(self.task_id)
         except ContractRevert as revert:
             if revert.name != "StakeLocked":
                 raise
             return False
-        log.info("task %d is over: left with the stake", self.task_id)
+        refund = sum(
+            e.args["refund"] for e in self.market.receipt_events(receipt) if e.name == "ContributorLeft"
+        )
+        standing = task_standing(self.view, self.address)
+        accepted = sum(r.verdict == "accepted" for r in standing.rounds)
+        log.info(
+            "task %d is over: %d of %d rounds accepted, %d wei rewarded (%d claimed), %d wei slashed; "
+            "left with the stake of %d wei",
+            self.task_id,
+            accepted,
+            len(standing.rounds),
+            standing.rewarded_wei,
+            standing.claimed_wei,
+            standing.slashed_wei,
+            refund,
+        )
         return True
 
     def _all_claimed(self, current_round: int) -> bool:

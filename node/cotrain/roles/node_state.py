@@ -7,20 +7,18 @@ same market address from the same deployer nonce, task ids counting from 1 again
 read for another task, another market or another chain.
 
 Two processes acting for one account on one task would overwrite each other's salts and send each other's
-transactions; the second one refuses to start instead. The lock is an advisory ``flock`` on a file in the
-state folder: the kernel releases it when the process dies, however it dies, so a crash never leaves a stale
-lock behind.
+transactions; the second one refuses to start instead (a :class:`~cotrain.process_lock.ProcessLock` on a file
+in the state folder, released however the first process ends).
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cotrain.errors import ConfigError
+from cotrain.process_lock import ProcessLock
 from cotrain.roles.journal import Journal
 
 if TYPE_CHECKING:  # the command line imports this module before it needs torch
@@ -57,39 +55,6 @@ def state_key(view: TaskView, account: str) -> StateKey:
     )
 
 
-class StateLock:
-    """An exclusive, non-blocking lock on a state folder, held until :meth:`release` or the process ends."""
-
-    def __init__(self, folder: Path, what: str) -> None:
-        self.path = Path(folder) / "lock"
-        self.what = what
-        self._fd: int | None = None
-
-    def acquire(self) -> StateLock:
-        """Take the lock, or raise a one-line ConfigError naming the process that holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise ConfigError(
-                f"another cotrain process (pid {holder}) already acts for {self.what}; two would overwrite "
-                "each other's commitments: stop that one first, or wait for it to finish"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        """Give the lock up (closing the file releases the flock)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
 @dataclass
 class NodeState:
     """An account's locked state folder for one task: its journal, held by this process alone."""
@@ -97,7 +62,7 @@ class NodeState:
     key: StateKey
     folder: Path
     journal: Journal
-    lock: StateLock
+    lock: ProcessLock
 
     def close(self) -> None:
         """Release the lock (the journal's files stay)."""
@@ -114,5 +79,11 @@ def open_node_state(view: TaskView, account: str, root: Path = DEFAULT_STATE_ROO
     """
     key = state_key(view, account)
     folder = key.folder(root)
-    lock = StateLock(folder, f"{account} on task {view.task_id}").acquire()
+    lock = ProcessLock(folder / "lock")
+    holder = lock.acquire()
+    if holder is not None:
+        raise ConfigError(
+            f"another cotrain process (pid {holder}) already acts for {account} on task {view.task_id}; two "
+            "would overwrite each other's commitments: stop that one first, or wait for it to finish"
+        )
     return NodeState(key, folder, Journal(folder), lock)

@@ -334,3 +334,53 @@ def test_a_journal_that_does_not_match_the_commitment_stops_the_node(
     assert market.get_round(task_id, 0).reveals == 0
     assert market.get_task(task_id).status == TaskStatus.ACTIVE
     assert market.get_round(task_id, 0).status == RoundStatus.OPEN
+
+
+# ---------------------------------------------------------------- validators that disagree
+
+
+def test_validators_that_disagree_say_on_which_fields(
+    run_cli: RunCli, live: LocalNetwork, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two validators, quorum 2, judging with different held-out sets: their records' metrics differ.
+    market, store = live.config.connect(live.signer(0))
+    validators = [live.anvil.addresses[VALIDATOR], live.anvil.addresses[OUTSIDER]]
+    spec = demo_spec(DemoSettings(CONTRIBUTORS, 2, 1, "breast_cancer"), live.anvil.addresses[0], validators)
+    task_id, spec = post_task(market, store, spec)
+    train, held_out = builtin_split(spec)
+    nodes = [
+        ContributorNode(
+            *live.config.connect(live.signer(2 + i)), task_id, Journal(tmp_path / str(i)), data=shard
+        )
+        for i, shard in enumerate(train.subset(p) for p in partition_iid(len(train), CONTRIBUTORS, 0))
+    ]
+    judges = [
+        ValidatorNode(*live.config.connect(live.signer(VALIDATOR)), task_id, held_out),
+        ValidatorNode(*live.config.connect(live.signer(OUTSIDER)), task_id, held_out.subset(range(40))),
+    ]
+    caplog.set_level("INFO", logger="cotrain")
+    deadline = time.monotonic() + DEADLINE_S
+    while any(market.proposal_of(task_id, 0, v) == bytes(32) for v in validators):
+        assert time.monotonic() < deadline, "the validators never both proposed"
+        for node in [*nodes, *judges]:
+            node.step()
+        time.sleep(0.2)
+    live.anvil.increase_time(spec.phases.validation)  # no quorum: the round expires
+    live.anvil.mine()
+    while market.get_round(task_id, 0).status != RoundStatus.FAILED or len(judges[0].settled) < 1:
+        assert time.monotonic() < deadline, "the round never failed"
+        for node in judges:
+            node.step()
+
+    failed = [r.getMessage() for r in caplog.records if "failed: validators proposed" in r.getMessage()]
+    assert failed and "2 different results" in failed[0], failed
+    fields = [r.getMessage() for r in caplog.records if "fields where" in r.getMessage()]
+    assert len(fields) == 2, fields  # each validator names the other's differences
+    assert all("metrics." in line and "here" in line and "there" in line for line in fields), fields
+    assert all("updates[" not in line for line in fields), "the verdicts agree; only the metrics differ"
+
+    network = live.accounts_file.parent / "network.json"
+    result = run_cli("task", "status", task_id, "--network", network, env=ENV)
+    assert result.returncode == 0, result.explain()
+    assert "failed (validators disagreed)" in result.stdout, result.explain()
+    assert "0 of 1 rounds accepted" in result.stdout, result.explain()
