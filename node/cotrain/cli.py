@@ -461,7 +461,10 @@ def demo(
         attackers=parse_attackers(attackers, contributors),
     )
     out = Console()
-    result = run_demo(settings, console=out if out.is_terminal else Console(width=120))
+    from cotrain.localnet import stop_signals_interrupt
+
+    with stop_signals_interrupt():  # SIGTERM, like Ctrl-C, stops the chain and every participant
+        result = run_demo(settings, console=out if out.is_terminal else Console(width=120))
     if summary:
         summary.parent.mkdir(parents=True, exist_ok=True)
         summary.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

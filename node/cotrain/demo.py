@@ -24,7 +24,7 @@ from cotrain.chain.market import Market, RoundStatus, TaskStatus
 from cotrain.errors import ConfigError, CotrainError
 from cotrain.learning.attacks import ATTACKS, get_attack
 from cotrain.learning.partition import partition_iid
-from cotrain.localnet import local_network
+from cotrain.localnet import directory_lock, local_network
 from cotrain.progress import progress_reporter
 from cotrain.protocol.task_model import builtin_split
 from cotrain.protocol.task_spec import TaskSpec, load_spec, validate_spec
@@ -105,7 +105,8 @@ def _fresh_directory(directory: Path) -> Path:
     if directory.exists():
         if any(directory.iterdir()) and not (directory / MARKER).exists():
             raise ConfigError(f"{directory} exists and is not a demo folder; pass another --dir")
-        shutil.rmtree(directory)
+        with directory_lock(directory):  # a demo still running there keeps its files
+            shutil.rmtree(directory)
     directory.mkdir(parents=True)
     (directory / MARKER).touch()
     return directory
