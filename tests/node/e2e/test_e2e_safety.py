@@ -199,6 +199,11 @@ def test_a_second_process_for_the_same_account_refuses_to_start(
             "the first process holds the lock", lambda: next((tmp_path / "state").rglob("lock"), None)
         )
         wait_for("the lock names its pid", lambda: lock.read_text().strip() == str(first.pid))
+        log = tmp_path / "first.log"
+        wait_for(
+            "it says what it waits for",
+            lambda: "waiting for the join phase to end in about" in log.read_text(),
+        )
 
         second = run_cli(*args, env={**ENV, "COTRAIN_PRIVATE_KEY": key}, timeout=60)
         line = error_line(second)
