@@ -96,9 +96,9 @@ def _node_state(market, store, task_id: int, root: Path):
 def _follow(step, follow: bool, poll: float, *, max_failures: int = 10) -> None:
     """Call ``step`` until it reports done (or once). An unreachable chain or store is retried with
     exponential backoff; after ``max_failures`` failures in a row the error is raised."""
-    failures = 0
     from cotrain.chain.client import ContractRevert
 
+    failures = 0
     while True:
         try:
             if step() or not follow:
@@ -322,7 +322,7 @@ def contribute(
     node.data = _local_data(node.view.spec, data, label_column)
     console.print(f"contributing {len(node.data)} local examples to task {task} as {address}")
     console.print(f"state in {node_state.folder}")
-    with progress_reporter(console, "training") as progress:
+    with progress_reporter(console, "training", hide_when_done=True) as progress:
         node.progress = progress.update
         _follow(node.step, follow, poll)
 

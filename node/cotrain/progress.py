@@ -67,18 +67,24 @@ class BarProgress:
 
     progress: Progress
     task: int
+    hide_when_done: bool = False
 
     def update(self, done: float, total: float, description: str | None = None) -> None:
         """Move the bar to ``done`` of ``total``."""
-        extra = {} if description is None else {"description": description}
+        extra: dict = {} if description is None else {"description": description}
+        if self.hide_when_done:
+            extra["visible"] = done < total
+        if done < (self.progress.tasks[self.task].completed or 0):
+            self.progress.reset(self.task)  # work that starts over (the next round's training)
         self.progress.update(self.task, completed=done, total=total, **extra)
 
 
 @contextmanager
 def progress_reporter(
-    console: Console, description: str, *, transient: bool = True
+    console: Console, description: str, *, transient: bool = True, hide_when_done: bool = False
 ) -> Iterator[BarProgress | PlainProgress]:
-    """A reporter with ``update(done, total, description=None)``: a bar on a terminal, else log lines."""
+    """A reporter with ``update(done, total, description=None)``: a bar on a terminal, else log lines.
+    ``hide_when_done`` shows the bar only while work is under way (a node waiting between rounds)."""
     if not console.is_terminal:
         yield PlainProgress(description)
         return
@@ -92,4 +98,5 @@ def progress_reporter(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=transient) as progress:
-        yield BarProgress(progress, progress.add_task(description, total=None))
+        task = progress.add_task(description, total=None, visible=not hide_when_done)
+        yield BarProgress(progress, task, hide_when_done)
