@@ -17,6 +17,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
+from eth_utils import to_checksum_address
 from rich.console import Console
 from rich.table import Table
 
@@ -192,6 +193,7 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
                 keys[1 + i],
                 folder,
             )
+        _print_participants(console, net.anvil.addresses, v, roles, directory)
         try:
             _watch(market, task_id, spec.rounds, processes, folders, settings.timeout_s, console)
         finally:
@@ -207,6 +209,29 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
         summary["market_balance_wei"] = str(market.client.w3.eth.get_balance(market.address))
     _print_summary(console, summary)
     return summary
+
+
+def _print_participants(
+    console: Console, addresses: tuple[str, ...], validators: int, roles: dict[str, str], directory: Path
+) -> None:
+    """Which dev account plays which part, and where each process logs."""
+    table = Table(title="participants (anvil dev accounts)")
+    for column in ("#", "address", "role", "log"):
+        table.add_column(column, no_wrap=column != "log")
+    table.add_row("0", addresses[0], "task owner, arbiter", "-")
+    for i in range(validators):
+        table.add_row(
+            str(1 + i), addresses[1 + i], "validator", str(directory / f"validator-{i}" / "log.txt")
+        )
+    for i, (address, role) in enumerate(roles.items()):
+        label = "contributor" if role == "honest" else f"contributor, attacker ({role})"
+        table.add_row(
+            str(1 + validators + i),
+            to_checksum_address(address),
+            label,
+            str(directory / f"contributor-{i}" / "log.txt"),
+        )
+    console.print(table)
 
 
 def _watch(

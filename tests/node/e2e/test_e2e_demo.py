@@ -66,6 +66,8 @@ def test_demo_summary(run_cli: RunCli, tmp_path: Path, storage: str, dataset: st
     assert result.returncode == 0, result.explain() + "\n" + logs_of(directory)
     assert "Traceback" not in result.output, result.explain()
     assert f"audit: {ROUNDS} rounds passed, 0 failed" in result.stdout, result.explain()
+    for address in contributor_addresses():  # the participants table names each dev account's part
+        assert any(address in line and "contributor" in line for line in result.stdout.splitlines()), address
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
 
     assert {"task_id", "rounds", "audit", "rewards", "storage"} <= summary.keys()
