@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -66,3 +68,23 @@ def logs_of(directory: Path, pattern: str = "*/log.txt", limit: int = 2500) -> s
     for log in sorted(directory.glob(pattern)):
         parts.append(f"--- {log.relative_to(directory)}\n{log.read_text('utf-8', 'replace')[-limit:]}")
     return "\n".join(parts) or f"(no logs under {directory})"
+
+
+def run_until(
+    what: str,
+    steps: list[Callable[[], bool]],
+    done: Callable[[], bool] | None = None,
+    *,
+    deadline_s: float = 90.0,
+) -> None:
+    """Run passes over the participants' ``step`` functions, each pass calling every step that has not yet
+    returned True at once (as separate processes would), until all returned True or ``done()`` says so."""
+    deadline = time.monotonic() + deadline_s
+    finished: set[int] = set()
+    with ThreadPoolExecutor(len(steps)) as pool:
+        while len(finished) < len(steps) and not (done and done()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {deadline_s:.0f} s waiting until {what}")
+            futures = {i: pool.submit(step) for i, step in enumerate(steps) if i not in finished}
+            finished |= {i for i, future in futures.items() if future.result() is True}
+            time.sleep(0.1)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +34,10 @@ from cotrain.roles.task_view import TaskView
 from cotrain.roles.validator import ValidatorNode, judge
 from cotrain.storage.base import ContentStore
 from cotrain.storage.unixfs import compute_cid
-from e2e_helpers import CliResult, RunCli
+from e2e_helpers import CliResult, RunCli, run_until
 
 CONTRIBUTORS = 3
 ROUNDS = 2
-DEADLINE_S = 90.0  # for one task to run its rounds; about 10-20 s on two cores
 ENV = {"COLUMNS": "200", "OMP_NUM_THREADS": "1"}
 
 
@@ -87,23 +84,6 @@ def running_task(directory: Path, validators: int, challenge_s: int) -> Iterator
             for i in range(validators)
         ]
         yield Task(net, market, store, task_id, spec, held_out, contributors, validator_nodes)
-
-
-Step = Callable[[], bool]
-
-
-def run_until(what: str, steps: list[Step], done: Callable[[], bool] | None = None) -> None:
-    """Run passes over the participants, each pass calling every ``step`` that has not yet returned True
-    at once (as separate processes would), until all returned True or ``done`` says so."""
-    deadline = time.monotonic() + DEADLINE_S
-    finished: set[int] = set()
-    with ThreadPoolExecutor(len(steps)) as pool:
-        while len(finished) < len(steps) and not (done and done()):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {DEADLINE_S:.0f} s waiting until {what}")
-            futures = {i: pool.submit(step) for i, step in enumerate(steps) if i not in finished}
-            finished |= {i for i, future in futures.items() if future.result() is True}
-            time.sleep(0.1)
 
 
 def audit(run_cli: RunCli, task: Task, out: Path, *extra: str, env: dict | None = None) -> CliResult:

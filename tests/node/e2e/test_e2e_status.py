@@ -10,10 +10,8 @@ an account is found in. The command line must print and write the same numbers, 
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,12 +32,11 @@ from cotrain.roles.status_report import status_summary
 from cotrain.roles.task_view import TaskView
 from cotrain.roles.validator import ValidatorNode
 from cotrain.storage.base import ContentStore
-from e2e_helpers import RunCli
+from e2e_helpers import RunCli, run_until
 
 ROUNDS = 2
 LAST = ROUNDS - 1
 ATTACKS = (None, None, "free_rider")  # the contributors, in account order
-DEADLINE_S = 90.0  # for one phase of the run; the whole module takes about 40 s on two cores
 ENV = {"COLUMNS": "200", "OMP_NUM_THREADS": "1"}
 
 
@@ -78,19 +75,6 @@ class Run:
         for event in self.market.events(name, task_id=self.task_id):
             sums[event.args[field]] += event.args["amount"]
         return sums
-
-
-def run_until(what: str, steps: list[Callable[[], bool]], done: Callable[[], bool] | None = None) -> None:
-    """Step every participant not yet done, all at once, pass after pass, until all are or ``done()``."""
-    deadline = time.monotonic() + DEADLINE_S
-    finished: set[int] = set()
-    with ThreadPoolExecutor(len(steps)) as pool:
-        while len(finished) < len(steps) and not (done and done()):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {DEADLINE_S:.0f} s waiting until {what}")
-            futures = {i: pool.submit(step) for i, step in enumerate(steps) if i not in finished}
-            finished |= {i for i, future in futures.items() if future.result() is True}
-            time.sleep(0.1)
 
 
 def standings(market: Market, store: ContentStore, accounts: list[str], task_id: int) -> dict:
