@@ -161,11 +161,13 @@ class ValidatorNode:
         round that failed, from each other result proposed."""
         if round_ in self._disagreements_reported:
             return
+        mine = self.market.proposal_of(self.task_id, round_, self.address)
+        if accepted_hash is not None and mine == EMPTY:
+            return  # it may still agree late; compare once it proposed
         self._disagreements_reported.add(round_)
         results = proposals_by_result(self.view, round_)
-        mine = self.market.proposal_of(self.task_id, round_, self.address)
         if accepted_hash is not None:
-            if mine in (EMPTY, accepted_hash):
+            if mine == accepted_hash:
                 return
             record = self._outcome(round_).record
             accepted = results[accepted_hash][0]

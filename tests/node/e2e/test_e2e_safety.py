@@ -37,8 +37,9 @@ from cotrain.roles.validator import ValidatorNode
 from e2e_helpers import RunCli, cotrain_command, error_line
 
 CONTRIBUTORS = 2
-VALIDATOR = 1  # dev accounts: 0 the owner, 1 the validator, 2 and 3 the contributors, 4 an outsider
+VALIDATOR = 1  # dev accounts: 0 the owner, 1 the validator, 2 and 3 the contributors, 4 and 5 outsiders
 OUTSIDER = 4
+SECOND_OUTSIDER = 5
 DEADLINE_S = 180.0
 ENV = {"COLUMNS": "200", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
@@ -162,7 +163,7 @@ def test_two_tasks_in_a_row_and_a_restarted_network_pay_every_contributor_in_ful
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
     """A running chain with a market (embedded store); tests post their own tasks."""
-    with local_network(tmp_path_factory.mktemp("live"), storage="embedded", accounts=5) as net:
+    with local_network(tmp_path_factory.mktemp("live"), storage="embedded", accounts=6) as net:
         yield net
 
 
@@ -344,14 +345,15 @@ def test_a_journal_that_does_not_match_the_commitment_stops_the_node(
 # ---------------------------------------------------------------- validators that disagree
 
 
-def test_validators_that_disagree_say_on_which_fields(
-    run_cli: RunCli, live: LocalNetwork, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    # Two validators, quorum 2, judging with different held-out sets: their records' metrics differ.
+def judged_task(
+    live: LocalNetwork, tmp_path: Path, held_outs: dict[int, int | None]
+) -> tuple[Market, int, TaskSpec, list[ContributorNode], list[ValidatorNode]]:
+    """A one-round task whose validators (dev account -> held-out rows, None for all) judge with different
+    held-out sets, and its participants, stepped until every validator proposed."""
     market, store = live.config.connect(live.signer(0))
-    validators = [live.anvil.addresses[VALIDATOR], live.anvil.addresses[OUTSIDER]]
-    spec = demo_spec(DemoSettings(CONTRIBUTORS, 2, 1, "breast_cancer"), live.anvil.addresses[0], validators)
-    task_id, spec = post_task(market, store, spec)
+    validators = [live.anvil.addresses[index] for index in held_outs]
+    settings = DemoSettings(CONTRIBUTORS, len(validators), 1, "breast_cancer")
+    task_id, spec = post_task(market, store, demo_spec(settings, live.anvil.addresses[0], validators))
     train, held_out = builtin_split(spec)
     nodes = [
         ContributorNode(
@@ -360,26 +362,43 @@ def test_validators_that_disagree_say_on_which_fields(
         for i, shard in enumerate(train.subset(p) for p in partition_iid(len(train), CONTRIBUTORS, 0))
     ]
     judges = [
-        ValidatorNode(*live.config.connect(live.signer(VALIDATOR)), task_id, held_out),
-        ValidatorNode(*live.config.connect(live.signer(OUTSIDER)), task_id, held_out.subset(range(40))),
+        ValidatorNode(
+            *live.config.connect(live.signer(index)),
+            task_id,
+            held_out if rows is None else held_out.subset(range(rows)),
+        )
+        for index, rows in held_outs.items()
     ]
-    caplog.set_level("INFO", logger="cotrain")
     deadline = time.monotonic() + DEADLINE_S
     while any(market.proposal_of(task_id, 0, v) == bytes(32) for v in validators):
-        assert time.monotonic() < deadline, "the validators never both proposed"
+        assert time.monotonic() < deadline, "the validators never all proposed"
         for node in [*nodes, *judges]:
             node.step()
         time.sleep(0.2)
+    return market, task_id, spec, nodes, judges
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def test_validators_that_disagree_say_on_which_fields(
+    run_cli: RunCli, live: LocalNetwork, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two validators, quorum 2, judging with different held-out sets: their records' metrics differ.
+    caplog.set_level("INFO", logger="cotrain")
+    market, task_id, spec, _, judges = judged_task(live, tmp_path, {VALIDATOR: None, OUTSIDER: 40})
     live.anvil.increase_time(spec.phases.validation)  # no quorum: the round expires
     live.anvil.mine()
+    deadline = time.monotonic() + DEADLINE_S
     while market.get_round(task_id, 0).status != RoundStatus.FAILED or len(judges[0].settled) < 1:
         assert time.monotonic() < deadline, "the round never failed"
         for node in judges:
             node.step()
 
-    failed = [r.getMessage() for r in caplog.records if "failed: validators proposed" in r.getMessage()]
+    failed = logged(caplog, "failed: validators proposed")
     assert failed and "2 different results" in failed[0], failed
-    fields = [r.getMessage() for r in caplog.records if "fields where" in r.getMessage()]
+    fields = logged(caplog, "fields where")
     assert len(fields) == 2, fields  # each validator names the other's differences
     assert all("metrics." in line and "here" in line and "there" in line for line in fields), fields
     assert all("updates[" not in line for line in fields), "the verdicts agree; only the metrics differ"
@@ -389,3 +408,20 @@ def test_validators_that_disagree_say_on_which_fields(
     assert result.returncode == 0, result.explain()
     assert "failed (validators disagreed)" in result.stdout, result.explain()
     assert "0 of 1 rounds accepted" in result.stdout, result.explain()
+
+
+def test_a_validator_outvoted_by_the_quorum_says_on_which_fields(
+    live: LocalNetwork, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Three validators, quorum 2: two judge with the spec's held-out split, one with a part of it.
+    caplog.set_level("INFO", logger="cotrain")
+    held_outs = {VALIDATOR: None, SECOND_OUTSIDER: None, OUTSIDER: 40}
+    market, task_id, _, _, judges = judged_task(live, tmp_path, held_outs)
+    assert market.get_round(task_id, 0).status == RoundStatus.ACCEPTED
+    for node in judges:
+        node.step()
+
+    lost = logged(caplog, "the quorum accepted another result")
+    assert len(lost) == 1, lost  # only the outvoted validator
+    assert "metrics.accuracy" in lost[0] and "metrics.loss" in lost[0], lost
+    assert "updates[" not in lost[0], lost
