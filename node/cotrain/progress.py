@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.progress import (
@@ -44,7 +44,7 @@ class PlainProgress:
     starts over (``done`` going down, as each round's training does) is timed afresh."""
 
     description: str
-    started: float = field(default_factory=time.monotonic)
+    started: float | None = None  # the first report's time: the work starts then, not at construction
     _tenths: int = -1
     _done: float = 0.0
 
@@ -52,7 +52,7 @@ class PlainProgress:
         """Report ``done`` of ``total``; logs only on a new tenth."""
         if description is not None:
             self.description = description
-        if done < self._done:
+        if self.started is None or done < self._done:
             self.started, self._tenths = time.monotonic(), -1
         self._done = done
         tenths = int(10 * done / total) if total else 0

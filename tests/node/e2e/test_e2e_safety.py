@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -119,8 +120,9 @@ def claimed_by(market: Market, task_id: int) -> dict[str, int]:
     return paid
 
 
-def assert_paid_in_full(net: LocalNetwork, task_id: int) -> None:
-    """Every contributor's update accepted, its reward claimed to the wei, its stake taken back."""
+def assert_paid_in_full(net: LocalNetwork, task_id: int, user: Path) -> None:
+    """Every contributor's update accepted, its reward claimed to the wei, its stake taken back; and each
+    contributor's log said so as it happened."""
     market, store = net.config.connect(None)
     record = TaskView(market, store, task_id).record(0)
     assert record is not None, f"task {task_id}: round 0 has no accepted record"
@@ -134,6 +136,13 @@ def assert_paid_in_full(net: LocalNetwork, task_id: int) -> None:
     for i in range(CONTRIBUTORS):
         info = market.contributor_info(task_id, net.anvil.addresses[2 + i])
         assert (info.joined, info.stake) == (False, 0), "the stake was not taken back"
+        log = (user / f"contributor-{i}.log").read_text(encoding="utf-8").split("contributing")[-1]
+        reward = owed[net.anvil.addresses[2 + i].lower()]
+        assert re.search(f"round 0: accepted, score [0-9.]+, reward {reward} wei", log), log
+        assert (
+            f"task {task_id} is over: 1 of 1 rounds accepted, {reward} wei rewarded ({reward} claimed)"
+            in (" ".join(log.split()))
+        ), log
 
 
 def test_two_tasks_in_a_row_and_a_restarted_network_pay_every_contributor_in_full(tmp_path: Path) -> None:
@@ -141,9 +150,9 @@ def test_two_tasks_in_a_row_and_a_restarted_network_pay_every_contributor_in_ful
     user.mkdir()
     with local_network(tmp_path / "net", storage="embedded", block_time=0.5, accounts=5) as net:
         first = run_task(net, "breast_cancer", user)
-        assert_paid_in_full(net, first)
+        assert_paid_in_full(net, first, user)
         second = run_task(net, "digits", user)  # another model: the first task's update would not fit
-        assert_paid_in_full(net, second)
+        assert_paid_in_full(net, second, user)
         market_address = net.config.market
     with local_network(tmp_path / "net", storage="embedded", block_time=0.5, accounts=5) as net:
         assert net.config.market == market_address, (
@@ -151,7 +160,7 @@ def test_two_tasks_in_a_row_and_a_restarted_network_pay_every_contributor_in_ful
         )
         again = run_task(net, "breast_cancer", user)
         assert again == first, "the restarted market counts tasks from 1 again"
-        assert_paid_in_full(net, again)
+        assert_paid_in_full(net, again, user)
     # One state folder per (chain, market, task with its creation block, account): 3 tasks x 2 contributors.
     folders = sorted((user / ".cotrain" / "state").glob("chain-*/*/task-*/*"))
     assert len(folders) == 3 * CONTRIBUTORS, folders
