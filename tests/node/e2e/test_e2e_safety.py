@@ -264,8 +264,9 @@ def test_a_key_that_is_not_the_tasks_validator_ends_with_one_line(
     assert live.anvil.addresses[VALIDATOR] in line, line
 
 
-@pytest.mark.parametrize("command", ["contribute", "validate", "claim", "audit"])
-@pytest.mark.parametrize("task", ["-1", "0", "99"])
+@pytest.mark.parametrize(
+    ("command", "task"), [("contribute", "-1"), ("validate", "0"), ("claim", "99"), ("audit", "-1")]
+)
 def test_a_task_the_market_does_not_have_ends_with_one_line(
     run_cli: RunCli, live: LocalNetwork, tmp_path: Path, command: str, task: str
 ) -> None:
