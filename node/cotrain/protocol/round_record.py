@@ -46,11 +46,11 @@ from cotrain.protocol.task_spec import (
     MAX_CID_BYTES,
     UINT64_MAX,
     UINT256_MAX,
-    AggregationRule,
     AggregationSpec,
     Digest,
     FileRef,
     JsonParams,
+    RuleName,
     Uint32,
     Wei,
     canonical_json,
@@ -200,7 +200,7 @@ class RecordAggregation(_Strict):
     Float parameters are held as their repr strings so that the record carries no floats.
     """
 
-    rule: AggregationRule
+    rule: RuleName
     params: Annotated[JsonParams, AfterValidator(_json_exact)] = Field(default_factory=dict)
     screening: Annotated[JsonParams, AfterValidator(_json_exact)] = Field(default_factory=dict)
 
