@@ -708,7 +708,7 @@ def centered_clip(
 
 def _clipped_difference(vector: np.ndarray, center: np.ndarray, radius: float) -> np.ndarray:
     """``c d`` for ``d = vector - center``, ``c = min(1, radius / ||d||)``, never forming ``x / 0``."""
-    difference = vector - center
+    difference: np.ndarray = vector - center
     norm = math.sqrt(_finite(_tree_total(difference * difference, scratch=True), "a squared distance"))
     if norm > radius:
         difference *= radius / norm

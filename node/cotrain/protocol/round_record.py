@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from enum import Enum
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from eth_utils import is_checksum_address, is_checksum_formatted_address, is_hex_address
 from pydantic import (
@@ -57,7 +57,7 @@ from cotrain.protocol.task_spec import (
     format_errors,
 )
 
-RECORD_VERSION = 1
+RECORD_VERSION: Final = 1
 FLOAT_PLACES = 6
 Verdict = Literal["accepted", "rejected"]
 COMPUTED_FIELDS: tuple[str, ...] = ("reward_total", "rewards_root", "slash_root")
