@@ -16,6 +16,7 @@ contracts: setup
 lint: contracts
 	ruff check node tests scripts toolchain bench
 	ruff format --check node tests scripts toolchain bench
+	mypy
 	python toolchain/export_artifact.py --check
 	python toolchain/slither_gate.py
 

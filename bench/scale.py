@@ -363,7 +363,6 @@ def _robust() -> Any | None:
 
 def rule_calls(robust: Any, n: int) -> dict[str, Callable[[list[np.ndarray]], Any]]:
     """Every aggregation rule of ``robust`` that exists, with the parameters a default spec gives it."""
-    byzantine = max(0, min(math.floor(0.3 * n), n - 3))
     trim = min(math.floor(0.2 * n), (n - 1) // 2)
     weights = [float(64)] * n
 
@@ -372,6 +371,12 @@ def rule_calls(robust: Any, n: int) -> dict[str, Callable[[list[np.ndarray]], An
         for vector in vectors:
             mean.add(vector, 64.0)
         return mean.result()
+
+    def krum_mean(vectors: list[np.ndarray], *, multi: bool) -> Any:
+        # The rule module's own code, with a default spec's byzantine_fraction.
+        from cotrain.learning.rules.krum import lowest_scores_mean
+
+        return lowest_scores_mean(vectors, 0.3, multi=multi).vector
 
     def clip(vectors: list[np.ndarray]) -> Any:
         norms = sorted(float(np.linalg.norm(v)) for v in vectors)
@@ -383,8 +388,8 @@ def rule_calls(robust: Any, n: int) -> dict[str, Callable[[list[np.ndarray]], An
         "fedavg (StreamingMean)": ("StreamingMean", streaming),
         "median": ("coordinate_median", lambda v: robust.coordinate_median(v)),
         "trimmed_mean": ("trimmed_mean", lambda v: robust.trimmed_mean(v, trim)),
-        "krum": ("krum", lambda v: robust.krum(v, byzantine)),
-        "multi_krum": ("multi_krum", lambda v: robust.multi_krum(v, byzantine, n - byzantine)),
+        "krum": ("krum_select", lambda v: krum_mean(v, multi=False)),
+        "multi_krum": ("krum_select", lambda v: krum_mean(v, multi=True)),
         "centered_clip": ("centered_clip", clip),
     }
     for name, (attribute, call) in wanted.items():

@@ -84,9 +84,9 @@ def draw_heatmap(summary: Mapping[str, Any]) -> Image.Image:
                 x = x0 + LABEL_W + j * CELL_W
                 drop = cells.get((dataset, partition, pipeline, attack, fraction), {}).get("drop_pp")
                 draw.rectangle((x, y, x + CELL_W - 1, y + CELL_H - 1), fill=colour(drop), outline="white")
-                text = "-" if drop is None else f"{drop:.1f}"
-                width = draw.textlength(text, font=small)
-                draw.text((x + (CELL_W - width) / 2, y + 7), text, font=small, fill="black")
+                shown = "-" if drop is None else f"{drop:.1f}"
+                shown_width = draw.textlength(shown, font=small)
+                draw.text((x + (CELL_W - shown_width) / 2, y + 7), shown, font=small, fill="black")
     legend_y = image.height - 24
     draw.text((MARGIN, legend_y + 2), "points:", font=small, fill="black")
     for k in range(11):

@@ -43,6 +43,7 @@ from cotrain.errors import ConfigError, IntegrityError
 from cotrain.learning.attacks import ATTACKS, get_attack
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.partition import partition_dirichlet, partition_iid
+from cotrain.learning.rules import get_rule, rule_names
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected, encode_update
 from cotrain.protocol.round_outcome import RevealedUpdate, judge_round, model_file
 from cotrain.protocol.task_model import builtin_split, initial_state, train_round, update_metadata
@@ -69,19 +70,24 @@ class PipelineConfig:
     aggregation: Mapping[str, Any]
 
 
-#: The pipelines the grid compares; a new one is one line.
-PIPELINES: tuple[PipelineConfig, ...] = (
-    PipelineConfig("fedavg (no screening)", {"rule": "fedavg", "screening": {"enabled": False}}),
-    PipelineConfig("fedavg + screening", {"rule": "fedavg"}),
-    PipelineConfig(
-        "fedavg + screening + held-out loss", {"rule": "fedavg", "screening": {"max_loss_increase": 0.05}}
-    ),
-    PipelineConfig("median (no screening)", {"rule": "median", "screening": {"enabled": False}}),
-    PipelineConfig("median + screening", {"rule": "median"}),
-    PipelineConfig("trimmed_mean + screening", {"rule": "trimmed_mean"}),
-    PipelineConfig("multi_krum + screening", {"rule": "multi_krum"}),
-    PipelineConfig("centered_clip + screening", {"rule": "centered_clip"}),
-)
+def registered_pipelines() -> tuple[PipelineConfig, ...]:
+    """The baselines (no screening, held-out loss) and every registered rule with screening."""
+    pipelines = [
+        PipelineConfig("fedavg (no screening)", {"rule": "fedavg", "screening": {"enabled": False}}),
+        PipelineConfig("fedavg + screening", {"rule": "fedavg"}),
+        PipelineConfig(
+            "fedavg + screening + held-out loss", {"rule": "fedavg", "screening": {"max_loss_increase": 0.05}}
+        ),
+        PipelineConfig("median (no screening)", {"rule": "median", "screening": {"enabled": False}}),
+    ]
+    for name in rule_names():
+        if get_rule(name).in_grid and name != "fedavg":
+            pipelines.append(PipelineConfig(f"{name} + screening", {"rule": name}))
+    return tuple(pipelines)
+
+
+#: The pipelines the grid compares: a rule registered in :mod:`cotrain.learning.rules` joins them.
+PIPELINES: tuple[PipelineConfig, ...] = registered_pipelines()
 
 
 @dataclass(frozen=True)

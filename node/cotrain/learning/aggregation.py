@@ -7,7 +7,8 @@ For each entry, with deltas ``d_1 .. d_n`` (float32) and weights ``w_1 .. w_n``:
     avg = float32(acc / W)                               one IEEE division, rounded to nearest even
 
 Each step is a single correctly rounded IEEE-754 operation on independent elements (numpy ufuncs, never fused
-or reordered), so the result does not depend on thread count, vector width or machine.
+or reordered), so the result does not depend on thread count, vector width or machine. It is the one weighted
+mean of :mod:`cotrain.learning.robust` (``StreamingMean``) on the deltas flattened in sorted key order.
 
 McMahan et al., "Communication-Efficient Learning of Deep Networks from Decentralized Data", AISTATS 2017.
 """
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from cotrain.errors import IntegrityError
-from cotrain.learning.robust import float64_weights
+from cotrain.learning.robust import flatten, float64_weights, unflatten, weighted_mean
 from cotrain.learning.state import check_same_layout
 
 
@@ -61,23 +62,13 @@ def fedavg(
     if not deltas:
         raise IntegrityError("there are no deltas to average")
     scales = float64_weights(weights, len(deltas), what="deltas")
-    total = scales[0]
-    for scale in scales[1:]:
-        total += scale
-    if total <= 0:
-        raise IntegrityError("the weights sum to zero; at least one delta needs a positive weight")
     reference = deltas[0]
     for i, delta in enumerate(deltas):
         _check_float32(delta, f"delta {i}")
         check_same_layout(reference, delta, what=f"delta {i}")
-    result: dict[str, torch.Tensor] = {}
-    for key in sorted(reference):
-        # Start from the first product, not from 0.0: 0.0 + (-0.0) would turn a negative zero positive.
-        acc = deltas[0][key].detach().numpy().astype(np.float64) * scales[0]
-        for delta, scale in zip(deltas[1:], scales[1:], strict=True):
-            acc += delta[key].detach().numpy().astype(np.float64) * scale
-        result[key] = torch.from_numpy((acc / total).astype(np.float32))
-    return result
+    # The one weighted mean (robust.StreamingMean) on each delta flattened in sorted key order: the
+    # arithmetic is per element, so flattening changes no bit.
+    return unflatten(weighted_mean([flatten(delta) for delta in deltas], scales), reference)
 
 
 def apply_delta(

@@ -1,4 +1,8 @@
-"""Robust aggregation rules on flat float64 vectors, defined down to the rounding like FedAvg's.
+"""The arithmetic of the aggregation rules on flat float64 vectors, defined down to the rounding.
+
+The rules themselves (their parameters and how they call this arithmetic) are one module each in
+:mod:`cotrain.learning.rules`; this module is the one place their sums, distances and order statistics
+are computed.
 
 Every validator and auditor must get the same bits, so nothing here calls BLAS, a torch reduction or a
 numpy reduction over values (``np.sum``, ``np.mean``, ``np.dot``, ``np.linalg.norm`` leave the order of
@@ -18,16 +22,14 @@ Scalars from vectors::
 Rules::
 
     weighted_mean   W = ((w_1 + w_2) + ...) + w_n;  acc = w_1 x_1;  acc += w_i x_i for i = 2..n;  acc / W
-                    (fedavg's arithmetic; StreamingMean does the same one vector at a time)
+                    (StreamingMean, one vector at a time; fedavg and weighted_mean drive it)
     median          per coordinate, of the sorted values s_1 <= .. <= s_n: s_(n+1)/2 for odd n,
                     (s_n/2 + s_n/2+1) / 2 for even n                      [Yin et al. 2018]
     trimmed_mean    per coordinate, drop the t smallest and t largest (n > 2t):
                     ((s_t+1 + s_t+2) + ... + s_n-t) / (n - 2t), summed in sorted order  [Yin et al. 2018]
-    krum            score_i = sum of the n - f - 2 smallest dist2(x_i, x_j), j != i, added smallest
-                    first; pick the lowest score, ties to the lower index (n >= f + 3)
+    krum_select     score_i = sum of the n - f - 2 smallest dist2(x_i, x_j), j != i, added smallest
+                    first; the m lowest scores, ties to the lower index (n >= f + 3)
                                                                         [Blanchard et al. 2017]
-    multi_krum      the m lowest scores (ties to the lower index); their weighted_mean with weights 1.0,
-                    taken in index order                                [Blanchard et al. 2017]
     centered_clip   v_0 = start (default: median); for l = 1..L, with d_i = x_i - v and c_i = 1 when
                     ||d_i|| <= tau else tau / ||d_i||:
                     v = v + (((c_1 d_1 + c_2 d_2) + ...) + c_n d_n) / n     [Karimireddy et al. 2021]
@@ -413,18 +415,8 @@ def squared_distances(vectors: Sequence[np.ndarray]) -> np.ndarray:
 # -------------------------------------------------------------------------------------------- averages
 
 
-def _weight_total(scales: list[float]) -> float:
-    total = scales[0]
-    for scale in scales[1:]:
-        total += scale
-    if total <= 0:
-        raise IntegrityError("the weights sum to zero; at least one vector needs a positive weight")
-    return _finite(total, "the sum of the weights")
-
-
-@_quiet
 def weighted_mean(vectors: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """Average ``vectors`` weighted by ``weights``, with the arithmetic of :func:`.aggregation.fedavg`.
+    """Average ``vectors`` weighted by ``weights``: :class:`StreamingMean` fed the vectors in order.
 
     Parameters
     ----------
@@ -445,22 +437,18 @@ def weighted_mean(vectors: Sequence[np.ndarray], weights: Sequence[float]) -> np
     """
     checked = check_vectors(vectors)
     scales = float64_weights(weights, len(checked))
-    total = _weight_total(scales)
-    # Start from the first product, not from 0.0: 0.0 + (-0.0) would turn a negative zero positive.
-    acc = checked[0] * scales[0]
-    term = np.empty_like(acc)
-    for vector, scale in zip(checked[1:], scales[1:], strict=True):
-        np.multiply(vector, scale, out=term)
-        acc += term
-    return _finite_vector(acc / total, "the weighted mean")
+    mean = StreamingMean()
+    for vector, scale in zip(checked, scales, strict=True):
+        mean.add(vector, scale)
+    return mean.result()
 
 
 class StreamingMean:
-    """A weighted mean of vectors that arrive one by one, in O(d) memory.
+    """A weighted mean of vectors that arrive one by one, in O(d) memory: the only implementation of it.
 
-    ``add`` the vectors in some order and ``result`` is bit-identical to :func:`weighted_mean` over the
-    same vectors and weights in that order (the same products, sums and division). ``count`` says how
-    many vectors were added.
+    ``add`` the vectors in some order and ``result`` is the module docstring's ``weighted_mean`` of them
+    in that order; :func:`weighted_mean` and :func:`.aggregation.fedavg` are this class fed a whole list.
+    ``count`` says how many vectors were added.
     """
 
     def __init__(self) -> None:
@@ -481,6 +469,7 @@ class StreamingMean:
         values = check_vector(vector, f"vector {self.count}")
         (scale,) = float64_weights([weight], 1)
         if self._acc is None:
+            # Start from the first product, not from 0.0: 0.0 + (-0.0) would turn a negative zero positive.
             self._acc = values * scale
             self._total = scale
         else:
@@ -507,6 +496,13 @@ class StreamingMean:
             raise IntegrityError("the weights sum to zero; at least one vector needs a positive weight")
         total = _finite(self._total, "the sum of the weights")
         return _finite_vector(self._acc / total, "the weighted mean")
+
+
+def median_of(values: Sequence[float]) -> float:
+    """The median of a non-empty list of floats; for an even count ``(lo + hi) / 2`` of the middle pair."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 # ------------------------------------------------------------------------------------ order statistics
@@ -658,22 +654,6 @@ def krum_select(vectors: Sequence[np.ndarray], byzantine: int, select: int = 1) 
     return sorted(range(len(scores)), key=lambda i: (scores[i], i))[:select]
 
 
-def krum(vectors: Sequence[np.ndarray], byzantine: int) -> np.ndarray:
-    """Return a copy of the vector with the lowest Krum score (Blanchard et al. 2017)."""
-    (chosen,) = krum_select(vectors, byzantine, 1)
-    return check_vector(vectors[chosen]).copy()
-
-
-def multi_krum(vectors: Sequence[np.ndarray], byzantine: int, select: int) -> np.ndarray:
-    """Return the plain mean of the ``select`` vectors with the lowest Krum scores (Blanchard et al.).
-
-    The picks are averaged with :func:`weighted_mean` and weights 1.0 in ascending index order, so the
-    result is the same whichever order equal-scored picks were found in.
-    """
-    chosen = sorted(krum_select(vectors, byzantine, select))
-    return weighted_mean([vectors[i] for i in chosen], [1.0] * len(chosen))
-
-
 # ---------------------------------------------------------------------------------------------- clipping
 
 
@@ -728,7 +708,7 @@ def centered_clip(
 
 def _clipped_difference(vector: np.ndarray, center: np.ndarray, radius: float) -> np.ndarray:
     """``c d`` for ``d = vector - center``, ``c = min(1, radius / ||d||)``, never forming ``x / 0``."""
-    difference = vector - center
+    difference: np.ndarray = vector - center
     norm = math.sqrt(_finite(_tree_total(difference * difference, scratch=True), "a squared distance"))
     if norm > radius:
         difference *= radius / norm

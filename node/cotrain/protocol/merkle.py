@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import eth_abi
 from eth_abi.exceptions import EncodingError, ParseError
-from eth_abi.grammar import ABIType, TupleType, parse
+from eth_abi.grammar import ABIType, BasicType, TupleType, parse
 from eth_utils import (
     is_checksum_address,
     is_checksum_formatted_address,
@@ -303,16 +303,17 @@ def _check_node(node: bytes, what: str) -> bytes:
     return bytes(node)
 
 
-def _walk(abi_type: ABIType, value: Any, scalar: Callable[[ABIType, Any], Any]) -> Any:
+def _walk(abi_type: ABIType, value: Any, scalar: Callable[[BasicType, Any], Any]) -> Any:
     """Apply ``scalar`` to every basic-typed field of ``value``, turning arrays and tuples into lists."""
     if abi_type.is_array:
         return [_walk(abi_type.item_type, item, scalar) for item in value]
     if isinstance(abi_type, TupleType):
         return [_walk(t, item, scalar) for t, item in zip(abi_type.components, value, strict=True)]
-    return scalar(abi_type, value)
+    # eth_abi's grammar has two kinds of type: a tuple, or a basic type (possibly an array of either).
+    return scalar(cast(BasicType, abi_type), value)
 
 
-def _scalar_to_json(abi_type: ABIType, value: Any) -> Any:
+def _scalar_to_json(abi_type: BasicType, value: Any) -> Any:
     # JSON numbers lose precision above 2**53 in JS, so OpenZeppelin dumps carry integers as strings.
     if abi_type.base in ("uint", "int"):
         return str(value)
@@ -321,7 +322,7 @@ def _scalar_to_json(abi_type: ABIType, value: Any) -> Any:
     return value
 
 
-def _scalar_from_json(abi_type: ABIType, value: Any) -> Any:
+def _scalar_from_json(abi_type: BasicType, value: Any) -> Any:
     if abi_type.base in ("uint", "int"):
         return _json_int(value)
     if abi_type.base == "bytes" and isinstance(value, str):

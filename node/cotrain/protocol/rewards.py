@@ -23,7 +23,7 @@ _UINT256_MAX = 2**256 - 1
 class AllocationProof(NamedTuple):
     """What ``claim`` or ``slashContributor`` takes for one leaf: ``(index, account, amount, proof)``."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the contract's name for it; shadows tuple.index on purpose
     account: str
     amount: int
     proof: list[bytes]
@@ -78,8 +78,8 @@ def allocate_rewards(budget_wei: int, weights: Sequence[tuple[str, int | float]]
         return []
     floors: dict[str, int] = {}
     remainders: dict[str, Fraction] = {}
-    for key, weight in exact.items():
-        share = budget_wei * weight / total
+    for key, exact_weight in exact.items():
+        share = budget_wei * exact_weight / total
         floors[key] = share.numerator // share.denominator
         remainders[key] = share - floors[key]
     left_over = budget_wei - sum(floors.values())

@@ -133,28 +133,33 @@ def judge_round(
         judged = result.judgements.get(who)
         reason = verdicts[who] if judged is None else judged.reason
         ok = reason == Reason.OK
+        # model_validate, not the constructor: the fixed-point fields take floats and hold strings.
         entries.append(
-            UpdateEntry(
-                contributor=who,
-                cid=update.cid,
-                digest=update.digest,
-                samples=update.samples,
-                verdict="accepted" if ok else "rejected",
-                reason=reason,
-                score=0.0 if judged is None else judged.score,
-                weight=judged.weight if ok else 0.0,
-                reward=rewards.get(who, 0),
-                slash=0 if ok or reason in _NOT_SLASHED else spec.rewards.slash_rejected_wei,
+            UpdateEntry.model_validate(
+                {
+                    "contributor": who,
+                    "cid": update.cid,
+                    "digest": update.digest,
+                    "samples": update.samples,
+                    "verdict": "accepted" if ok else "rejected",
+                    "reason": reason,
+                    "score": 0.0 if judged is None else judged.score,
+                    "weight": judged.weight if ok and judged is not None else 0.0,
+                    "reward": rewards.get(who, 0),
+                    "slash": 0 if ok or reason in _NOT_SLASHED else spec.rewards.slash_rejected_wei,
+                }
             )
         )
-    record = RoundRecord(
-        task_id=task_id,
-        round=round_,
-        base_model=base,
-        aggregation=spec.aggregation,
-        updates=entries,
-        new_model=_file_ref(model_bytes),
-        metrics=Metrics(accuracy=metrics.accuracy, loss=metrics.loss),
+    record = RoundRecord.model_validate(
+        {
+            "task_id": task_id,
+            "round": round_,
+            "base_model": base,
+            "aggregation": spec.aggregation,
+            "updates": entries,
+            "new_model": _file_ref(model_bytes),
+            "metrics": Metrics.model_validate({"accuracy": metrics.accuracy, "loss": metrics.loss}),
+        }
     )
     return RoundOutcome(record, record_bytes(record), model_bytes, state)
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from enum import Enum
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from eth_utils import is_checksum_address, is_checksum_formatted_address, is_hex_address
 from pydantic import (
@@ -46,18 +46,18 @@ from cotrain.protocol.task_spec import (
     MAX_CID_BYTES,
     UINT64_MAX,
     UINT256_MAX,
-    AggregationRule,
     AggregationSpec,
     Digest,
     FileRef,
     JsonParams,
+    RuleName,
     Uint32,
     Wei,
     canonical_json,
     format_errors,
 )
 
-RECORD_VERSION = 1
+RECORD_VERSION: Final = 1
 FLOAT_PLACES = 6
 Verdict = Literal["accepted", "rejected"]
 COMPUTED_FIELDS: tuple[str, ...] = ("reward_total", "rewards_root", "slash_root")
@@ -200,7 +200,7 @@ class RecordAggregation(_Strict):
     Float parameters are held as their repr strings so that the record carries no floats.
     """
 
-    rule: AggregationRule
+    rule: RuleName
     params: Annotated[JsonParams, AfterValidator(_json_exact)] = Field(default_factory=dict)
     screening: Annotated[JsonParams, AfterValidator(_json_exact)] = Field(default_factory=dict)
 

@@ -15,13 +15,14 @@ order; the first it fails names its reason in the round record:
    set, applying it alone raises the held-out loss by more than that.
 
 The updates left are accepted; those whose norm exceeds ``clip_norm_ratio`` times that second median norm
-are scaled down to it, and the rule aggregates them. An accepted update's score is that cosine similarity; its
-reward weight is ``samples x round(max(score, 0), 6 places)`` as an integer, so rewards follow from the
-record's own numbers. Without screening every integral update is accepted with score 1.
+are scaled down to it, and the spec's rule (from the registry in :mod:`cotrain.learning.rules`) aggregates
+them. An accepted update's score is that cosine similarity; its reward weight is
+``samples x round(max(score, 0), 6 places)`` as an integer, so rewards follow from the record's own numbers.
+Without screening every integral update is accepted with score 1.
 
 Every number is computed with the deterministic float64 arithmetic of :mod:`cotrain.learning.robust`, so
-every validator and auditor reaches the same verdicts. Memory is O(model) for FedAvg without screening (the
-mean is streamed) and O(updates x model) otherwise.
+every validator and auditor reaches the same verdicts. Memory is O(model) for a rule that streams (FedAvg)
+without screening (the mean is computed one update at a time) and O(updates x model) otherwise.
 """
 
 from __future__ import annotations
@@ -36,16 +37,14 @@ import torch
 
 from cotrain.learning.robust import (
     StreamingMean,
-    centered_clip,
     clip_to_norm,
     coordinate_median,
     flatten,
-    krum_select,
     l2_norm,
-    trimmed_mean,
+    median_of,
     unflatten,
-    weighted_mean,
 )
+from cotrain.learning.rules import get_rule
 from cotrain.learning.screening import cosine, near_duplicates
 from cotrain.protocol.round_record import FLOAT_PLACES, Reason, format_fixed
 from cotrain.protocol.task_spec import AggregationSpec
@@ -97,7 +96,7 @@ class RoundPipeline:
 
     @property
     def _streams(self) -> bool:
-        return self.aggregation.rule == "fedavg" and not self.aggregation.screening.enabled
+        return get_rule(self.aggregation.rule).streams and not self.aggregation.screening.enabled
 
     def add(
         self, contributor: str, delta: Mapping[str, torch.Tensor], samples: int, commit_order: int
@@ -191,37 +190,7 @@ class RoundPipeline:
 
     def _aggregate(self, vectors: list[np.ndarray], samples: list[int]) -> tuple[np.ndarray, list[float]]:
         """The rule's aggregate of ``vectors`` and each one's share of it."""
-        rule, params, n = self.aggregation.rule, self.aggregation.params, len(vectors)
-        equal = [1.0 / n] * n
-        if rule == "fedavg":
-            # float64, exact up to 2**53 samples; larger counts cannot have been revealed honestly anyway.
-            weights = [float(s) for s in samples]
-            total = math.fsum(weights)
-            return weighted_mean(vectors, weights), [w / total for w in weights]
-        if rule == "median":
-            return coordinate_median(vectors), equal
-        if rule == "trimmed_mean":
-            trim = min(math.floor(params["trim_fraction"] * n), (n - 1) // 2)
-            return trimmed_mean(vectors, trim), equal
-        if rule == "centered_clip":
-            radius = params["radius_ratio"] * median_of([l2_norm(v) for v in vectors])
-            return centered_clip(vectors, radius, params["iterations"]), equal
-        # krum, multi_krum: Krum needs n >= f + 3; below three updates there is nothing to vote on.
-        if n < 3:
-            return coordinate_median(vectors), equal
-        byzantine = min(math.floor(params["byzantine_fraction"] * n), n - 3)
-        select = 1 if rule == "krum" else n - byzantine
-        picked = krum_select(vectors, byzantine, select)
-        chosen = sorted(picked)
-        shares = [1.0 / select if i in picked else 0.0 for i in range(n)]
-        return weighted_mean([vectors[i] for i in chosen], [1.0] * select), shares
-
-
-def median_of(values: list[float]) -> float:
-    """The median of ``values``; for an even count the mean of the two middle ones."""
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+        return get_rule(self.aggregation.rule).run(vectors, samples, self.aggregation.params)
 
 
 def reward_weight(samples: int, score: float) -> int:

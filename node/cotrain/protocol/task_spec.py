@@ -37,16 +37,16 @@ from pydantic import (
 )
 
 from cotrain.errors import ConfigError, IntegrityError
+from cotrain.learning.rules import get_rule, rule_names
+from cotrain.learning.rules.params import Ratio, float_from_text
 
 ModelName = Literal["logistic", "mlp", "cnn"]
 BuiltinDataset = Literal["digits", "breast_cancer"]
 Optimizer = Literal["sgd", "adam"]
-AggregationRule = Literal["fedavg", "median", "trimmed_mean", "krum", "multi_krum", "centered_clip"]
 
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 BUILTIN_DATASETS: tuple[str, ...] = get_args(BuiltinDataset)
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
-AGGREGATION_RULES: tuple[str, ...] = get_args(AggregationRule)
 
 # (features, classes) of the built-in data sets, so a spec cannot promise a shape the data does not have.
 BUILTIN_SHAPES: dict[str, tuple[int, int]] = {"digits": (64, 10), "breast_cancer": (30, 2)}
@@ -90,16 +90,6 @@ def _int_from_decimal(value: Any) -> Any:
     return value
 
 
-def _float_from_text(value: Any) -> Any:
-    # PyYAML reads `1e-3` (no dot) as a string; accept it rather than confuse the spec's author.
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank; give the task a short descriptive name")
@@ -137,6 +127,13 @@ def _check_cid(value: str) -> str:
         raise ValueError(
             f"a CID is 1 to {MAX_CID_BYTES} printable ASCII characters without spaces, got {value!r}"
         )
+    return value
+
+
+def _registered_rule(value: str) -> str:
+    if value not in rule_names():
+        known = ", ".join(repr(name) for name in rule_names())
+        raise ValueError(f"unknown aggregation rule {value!r}; use one of {known}")
     return value
 
 
@@ -178,6 +175,8 @@ Digest = Annotated[
     PlainSerializer(lambda value: "0x" + value.hex(), return_type=str, when_used="json"),
 ]
 Cid = Annotated[str, AfterValidator(_check_cid)]
+#: The name of a rule in :mod:`cotrain.learning.rules`' registry.
+RuleName = Annotated[str, AfterValidator(_registered_rule)]
 JsonParams = Annotated[dict[str, Any], AfterValidator(_check_json_data)]
 
 
@@ -203,7 +202,7 @@ class ValidationSpec(_Strict):
     """How validators hold out data: a seeded split of the built-in set, identical on every validator."""
 
     split_seed: Uint32
-    test_fraction: Annotated[float, BeforeValidator(_float_from_text), Field(gt=0, lt=1)]
+    test_fraction: Annotated[float, BeforeValidator(float_from_text), Field(gt=0, lt=1)]
 
 
 class DataSpec(_Strict):
@@ -220,46 +219,12 @@ class TrainingSpec(_Strict):
 
     local_epochs: PositiveUint32
     batch_size: PositiveUint32
-    lr: Annotated[float, BeforeValidator(_float_from_text), Field(gt=0, allow_inf_nan=False)]
+    lr: Annotated[float, BeforeValidator(float_from_text), Field(gt=0, allow_inf_nan=False)]
     optimizer: Optimizer
     seed: Uint32
 
 
-Fraction = Annotated[float, BeforeValidator(_float_from_text), Field(ge=0, lt=1, allow_inf_nan=False)]
-Ratio = Annotated[float, BeforeValidator(_float_from_text), Field(gt=0, allow_inf_nan=False)]
-
-
-class NoParams(_Strict):
-    """Parameters of a rule that has none (``fedavg``, ``median``)."""
-
-
-class TrimmedMeanParams(_Strict):
-    """``trimmed_mean``: the share of updates dropped at each end, per coordinate."""
-
-    trim_fraction: Annotated[float, BeforeValidator(_float_from_text), Field(ge=0, lt=0.5)] = 0.2
-
-
-class KrumParams(_Strict):
-    """``krum`` and ``multi_krum``: the share of updates assumed Byzantine."""
-
-    byzantine_fraction: Annotated[float, BeforeValidator(_float_from_text), Field(ge=0, lt=0.5)] = 0.3
-
-
-class CenteredClipParams(_Strict):
-    """``centered_clip``: the clipping radius as a multiple of the round's median update norm."""
-
-    radius_ratio: Ratio = 1.0
-    iterations: Annotated[int, Field(ge=1, le=100)] = 3
-
-
-RULE_PARAMS: dict[str, type[_Strict]] = {
-    "fedavg": NoParams,
-    "median": NoParams,
-    "trimmed_mean": TrimmedMeanParams,
-    "krum": KrumParams,
-    "multi_krum": KrumParams,
-    "centered_clip": CenteredClipParams,
-}
+Fraction = Annotated[float, BeforeValidator(float_from_text), Field(ge=0, lt=1, allow_inf_nan=False)]
 
 
 class ScreeningSpec(_Strict):
@@ -273,13 +238,13 @@ class ScreeningSpec(_Strict):
     enabled: bool = True
     duplicate_distance: Fraction = 0.1
     min_norm_ratio: Fraction = 0.25
-    max_norm_ratio: Annotated[float, BeforeValidator(_float_from_text), Field(gt=1, allow_inf_nan=False)] = (
+    max_norm_ratio: Annotated[float, BeforeValidator(float_from_text), Field(gt=1, allow_inf_nan=False)] = (
         10.0
     )
-    clip_norm_ratio: Annotated[float, BeforeValidator(_float_from_text), Field(ge=1, allow_inf_nan=False)] = (
+    clip_norm_ratio: Annotated[float, BeforeValidator(float_from_text), Field(ge=1, allow_inf_nan=False)] = (
         2.0
     )
-    min_score: Annotated[float, BeforeValidator(_float_from_text), Field(ge=-1, lt=1)] = 0.0
+    min_score: Annotated[float, BeforeValidator(float_from_text), Field(ge=-1, lt=1)] = 0.0
     max_loss_increase: Ratio | None = None
 
     @model_validator(mode="after")
@@ -295,7 +260,7 @@ class ScreeningSpec(_Strict):
 class AggregationSpec(_Strict):
     """The aggregation rule, its parameters (defaults written out) and the screening before it."""
 
-    rule: AggregationRule
+    rule: RuleName
     params: JsonParams = Field(default_factory=dict)
     screening: ScreeningSpec = Field(default_factory=ScreeningSpec)
 
@@ -303,10 +268,10 @@ class AggregationSpec(_Strict):
     @classmethod
     def _rule_params(cls, data: Any) -> Any:
         # Fill in the rule's defaults so the canonical spec (and its digest) pins every number.
-        if isinstance(data, Mapping) and data.get("rule") in RULE_PARAMS:
+        if isinstance(data, Mapping) and data.get("rule") in rule_names():
             params = data.get("params") or {}
             if isinstance(params, Mapping):
-                model = RULE_PARAMS[data["rule"]]
+                model = get_rule(data["rule"]).params
                 try:
                     data = {**data, "params": model.model_validate(params).model_dump()}
                 except ValidationError as exc:
