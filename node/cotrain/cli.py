@@ -85,12 +85,11 @@ def _connect(network: Path, *, signed: bool = True):
     return config.connect(load_signer() if signed else None)
 
 
-def _node_state(market, store, task_id: int, root: Path):
-    """The signer's locked state folder for the task (one process per account and task)."""
+def _node_state(view, root: Path):
+    """The signer's locked state folder for the viewed task (one process per account and task)."""
     from cotrain.roles.node_state import open_node_state
-    from cotrain.roles.task_view import TaskView
 
-    return open_node_state(TaskView(market, store, task_id), market.client.address, root)
+    return open_node_state(view, view.market.client.signing_address(), root)
 
 
 def _follow(step, follow: bool, poll: float, *, max_failures: int = 10) -> None:
@@ -299,6 +298,7 @@ def contribute(
     from cotrain.chain.market import TaskStatus
     from cotrain.learning.attacks import get_attack
     from cotrain.roles.contributor import ContributorNode
+    from cotrain.roles.task_view import TaskView
     from cotrain.roles.timings import Timings
 
     market, store = _connect(network)
@@ -310,7 +310,7 @@ def contribute(
             f"task {task} is {current.status.name.lower()} and {address} holds no stake in it: there is "
             "nothing to contribute (`cotrain status` shows what it earned)"
         )
-    node_state = _node_state(market, store, task, state)
+    node_state = _node_state(TaskView(market, store, task), state)
     node = ContributorNode(
         market,
         store,
@@ -344,16 +344,19 @@ def validate(
 
     market, store = _connect(network)
     market.require_task(task)
-    address = market.client.address
+    address = market.client.signing_address()
     validators = market.validators_of(task)
     if address.lower() not in {v.lower() for v in validators}:
         raise ConfigError(
             f"{address} is not a validator of task {task} (its validators are {', '.join(validators)}): "
             "use the key of one of them"
         )
-    _node_state(market, store, task, state)  # held until this process ends
-    node = ValidatorNode(market, store, task, held_out=None, timings=Timings(timings))
-    node.held_out = _held_out(node.view.spec, data, label_column)
+    from cotrain.roles.task_view import TaskView
+
+    view = TaskView(market, store, task)
+    _node_state(view, state)  # held until this process ends
+    held_out = _held_out(view.spec, data, label_column)
+    node = ValidatorNode(market, store, task, held_out, timings=Timings(timings))
     console.print(
         f"validating task {task} as {market.client.address} on {len(node.held_out)} held-out examples"
     )
@@ -368,7 +371,9 @@ def claim(task: int = TASK, network: Path = NETWORK, state: Path = STATE) -> Non
     market, store = _connect(network)
     market.require_task(task)
     address = market.client.address
-    node = ContributorNode(market, store, task, _node_state(market, store, task, state).journal)
+    from cotrain.roles.task_view import TaskView
+
+    node = ContributorNode(market, store, task, _node_state(TaskView(market, store, task), state).journal)
     node.view.refresh()
     claimed = node.claim_rewards(market.get_task(task).current_round)
     console.print(f"claimed {claimed} wei for {address}")

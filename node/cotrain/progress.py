@@ -14,6 +14,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -66,7 +67,7 @@ class BarProgress:
     """A rich progress bar with percent, count, elapsed time and time left."""
 
     progress: Progress
-    task: int
+    task: TaskID
     hide_when_done: bool = False
 
     def update(self, done: float, total: float, description: str | None = None) -> None:

@@ -533,6 +533,10 @@ class ChainClient:
 
     # ---------------------------------------------------------------- internals
 
+    def signing_address(self) -> str:
+        """The address this client signs with; raises ChainError when it has no signing account."""
+        return self._require_account().address
+
     def _require_account(self) -> TransactionSigner:
         if self._account is None:
             raise ChainError(

@@ -189,6 +189,7 @@ def round_result(view: TaskView, round_: int, account: str) -> RoundResult:
     claimed = False
     record = view.record(round_) if status in (RoundStatus.ACCEPTED, RoundStatus.FINALIZED) else None
     entry = next((u for u in record.updates if u.contributor == account.lower()), None) if record else None
+    verdict: str
     if record is not None and entry is not None:
         reward_wei, slash_wei = entry.reward, entry.slash
         if reward_wei:

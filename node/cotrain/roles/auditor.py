@@ -47,6 +47,8 @@ def audit_round(view: TaskView, round_: int, held_out: ArrayDataset) -> RoundAud
     if status not in (RoundStatus.ACCEPTED, RoundStatus.FINALIZED):
         return audit
     proposal = view.accepted_proposal(round_)
+    if proposal is None:  # settled between the status read and this one
+        return audit
     try:
         outcome = judge(view, round_, held_out)
     except CotrainError as error:
@@ -54,7 +56,7 @@ def audit_round(view: TaskView, round_: int, held_out: ArrayDataset) -> RoundAud
         audit.problems.append(f"cannot re-run the round: {error}")
         return audit
     record = outcome.record
-    checks = {
+    checks: dict[str, tuple[bytes | int, bytes | int]] = {
         "model digest": (proposal.model_digest, record.new_model.digest),
         "record digest": (proposal.record_digest, outcome.record_ref.digest),
         "rewards root": (proposal.rewards_root, record.rewards_root),

@@ -6,6 +6,7 @@ matches the commitment on chain; a node whose journal contradicts the chain stop
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -67,7 +68,7 @@ class ContributorNode:
         self.journal = journal
         self.progress = progress
         self.timings = timings or Timings()
-        self.address = market.client.address
+        self.address = market.client.signing_address()
         self.view = TaskView(market, store, task_id)
         self._waiting_noted: tuple[int, float] | None = None  # (round, when) of the last "waiting" line
         self._reported: set[int] = set()  # rounds whose outcome the log already tells
@@ -235,18 +236,22 @@ class ContributorNode:
                 continue
             if r.status != RoundStatus.FINALIZED:
                 continue
-            record = self.view.record(round_)
+            record = self.view.accepted_record(round_)
             mine = [a for a in record.reward_allocations if a.account.lower() == self.address.lower()]
             if mine:
                 proof = allocation_proof(record.reward_allocations, self.address)
                 if not self.market.is_claimed(self.task_id, round_, proof.index):
                     log.info("round %d: claiming %d wei", round_, proof.amount)
-                    self._send(
+                    claim = functools.partial(
+                        self.market.claim,
+                        self.task_id,
                         round_,
-                        lambda p=proof, r_=round_: self.market.claim(
-                            self.task_id, r_, p.index, p.account, p.amount, p.proof
-                        ),
+                        proof.index,
+                        proof.account,
+                        proof.amount,
+                        proof.proof,
                     )
+                    self._send(round_, claim)
                     if not self.market.is_claimed(self.task_id, round_, proof.index):
                         continue  # refused: try again at the next step
                     claimed += proof.amount

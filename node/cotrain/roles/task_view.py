@@ -129,6 +129,13 @@ class TaskView:
             for e in self.events("UpdateRevealed", round_)
         ]
 
+    def accepted_record(self, round_: int) -> RoundRecord:
+        """The accepted round record of ``round_``; raises ChainError when the round has none."""
+        record = self.record(round_)
+        if record is None:
+            raise ChainError(f"round {round_} of task {self.task_id} has no accepted result")
+        return record
+
     def record(self, round_: int) -> RoundRecord | None:
         """The accepted round record of ``round_``, verified against the accepted proposal, else None."""
         proposal = self.accepted_proposal(round_)

@@ -7,6 +7,7 @@ validator already proposed."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -76,7 +77,7 @@ class ValidatorNode:
         self.store = store
         self.task_id = task_id
         self.held_out = held_out
-        self.address = market.client.address
+        self.address = market.client.signing_address()
         self.view = TaskView(market, store, task_id)
         self.timings = timings or Timings()
         self.outcomes: dict[int, RoundOutcome] = {}
@@ -228,18 +229,22 @@ class ValidatorNode:
         return self._stagger
 
     def _apply_slashes(self, round_: int) -> None:
-        record = self.view.record(round_)
+        record = self.view.accepted_record(round_)
         for allocation in record.slash_allocations:
             proof = allocation_proof(record.slash_allocations, allocation.account)
             if self.market.is_slashed(self.task_id, round_, proof.index):
                 continue
             log.info("round %d: slashing %s by %d wei", round_, proof.account, proof.amount)
-            self._send(
+            slash = functools.partial(
+                self.market.slash_contributor,
+                self.task_id,
                 round_,
-                lambda p=proof: self.market.slash_contributor(
-                    self.task_id, round_, p.index, p.account, p.amount, p.proof
-                ),
+                proof.index,
+                proof.account,
+                proof.amount,
+                proof.proof,
             )
+            self._send(round_, slash)
 
     def _send(self, round_: int, transaction: Callable[[], object]) -> None:
         send_tolerantly(transaction, self.timings, round_)
