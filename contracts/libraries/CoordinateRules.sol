@@ -55,8 +55,8 @@ library CoordinateRules {
     function weightedMean(int256[] memory values, uint256[] memory weights) internal pure returns (int256) {
         uint256 n = _checkCount(values.length);
         if (weights.length != n) revert CoordinateRulesLengthMismatch(n, weights.length);
-        int256 total;
-        uint256 weightSum;
+        int256 total = 0;
+        uint256 weightSum = 0;
         for (uint256 i; i < n; ++i) {
             int256 v = values[i];
             uint256 w = weights[i];
@@ -97,7 +97,7 @@ library CoordinateRules {
             _select(values, 0, n, trim); // values[0 .. trim) are the trim smallest
             _select(values, trim, n, last); // values(last .. n) are the trim largest
         }
-        int256 total;
+        int256 total = 0;
         for (uint256 i = trim; i <= last; ++i) {
             unchecked {
                 total += values[i]; // |total| < 2**143 (gas savings)
@@ -137,7 +137,7 @@ library CoordinateRules {
     /// @dev Puts the k-th smallest of values[lo .. hi) at position k (lo <= k < hi), the ones before it <= it and
     /// the ones after it >= it.
     function _select(int256[] memory a, uint256 lo, uint256 hi, uint256 k) private pure {
-        uint256 rounds;
+        uint256 rounds = 0;
         for (uint256 m = hi - lo; m > 1; m >>= 1) rounds += 2;
         while (hi - lo > 1) {
             if (rounds == 0) {
