@@ -31,8 +31,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -199,10 +201,26 @@ class ModelSpec(_Strict):
 
 
 class ValidationSpec(_Strict):
-    """How validators hold out data: a seeded split of the built-in set, identical on every validator."""
+    """How validators hold out data: a seeded split of the built-in set, identical on every validator, or
+    the owner's held-out set pinned by ``held_out_digest``.
+
+    ``held_out_digest`` is the canonical digest of the held-out examples
+    (:func:`cotrain.learning.dataset_digest.dataset_digest`), which every validator and auditor checks before
+    using their set. A task without a built-in data set must give it; for a built-in set it is optional (the
+    split is pinned by ``split_seed`` and ``test_fraction``) and, when given, must be the split's digest. When
+    unset it is left out of the canonical JSON, so specs written before it existed keep their digest.
+    """
 
     split_seed: Uint32
     test_fraction: Annotated[float, BeforeValidator(float_from_text), Field(gt=0, lt=1)]
+    held_out_digest: Digest | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unpinned(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("held_out_digest") is None:
+            data.pop("held_out_digest", None)
+        return data
 
 
 class DataSpec(_Strict):
@@ -382,6 +400,11 @@ class TaskSpec(_Strict):
                 "the contract splits it evenly over the rounds"
             )
         builtin = self.data.builtin
+        if builtin is None and self.data.validation.held_out_digest is None:
+            problems.append(
+                "data.validation.held_out_digest: required when data.builtin is null (every validator must "
+                "use the same held-out set); `cotrain task post --held-out FILE` computes it"
+            )
         if builtin is not None:
             features, classes = BUILTIN_SHAPES[builtin]
             if math.prod(self.data.input_shape) != features:
@@ -461,7 +484,8 @@ def spec_bytes(spec: TaskSpec) -> bytes:
     """Return the canonical JSON of ``spec``: the file stored on the network and hashed on chain.
 
     Keys are sorted, there is no whitespace, text is UTF-8, optional fields are written out (``null``
-    when unset) and wei amounts are decimal strings.
+    when unset) except ``data.validation.held_out_digest``, which is left out when unset, and wei amounts
+    and digests are strings (decimal and ``0x``-prefixed lowercase hex).
     """
     return canonical_json(spec.model_dump(mode="json"))
 
@@ -512,6 +536,19 @@ def with_initial_model(spec: TaskSpec, cid: str, digest: bytes) -> TaskSpec:
     """
     data = spec.model_dump()
     data["initial_model"] = {"cid": cid, "digest": digest}
+    return validate_spec(data)
+
+
+def with_held_out_digest(spec: TaskSpec, digest: bytes) -> TaskSpec:
+    """Return a copy of ``spec`` whose ``data.validation.held_out_digest`` is ``digest``.
+
+    Raises
+    ------
+    ConfigError
+        If ``digest`` is malformed.
+    """
+    data = spec.model_dump()
+    data["data"]["validation"]["held_out_digest"] = digest
     return validate_spec(data)
 
 
