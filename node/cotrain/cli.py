@@ -200,7 +200,8 @@ def task_post(
     from cotrain.protocol.task_spec import load_spec
     from cotrain.roles.owner import post_task
 
-    spec = load_spec(spec_path)  # a bad spec is reported before any connection is tried
+    # A bad spec is reported before any connection is tried.
+    spec = load_spec(spec_path, pinning_held_out=held_out is not None)
     if held_out is not None:
         spec = _pin_held_out(spec, held_out, label_column)
     market, store = _connect(network)

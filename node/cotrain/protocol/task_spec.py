@@ -33,6 +33,7 @@ from pydantic import (
     PlainSerializer,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -82,6 +83,7 @@ UINT256_MAX = 2**256 - 1
 ZERO_ADDRESS = "0x" + "00" * 20
 
 _DIGITS = re.compile(r"[0-9]+")
+_PINNING_HELD_OUT = "pinning_held_out"  # the validation context's key for validate_spec's argument
 _CID = re.compile(r"[\x21-\x7e]+")
 _HEX32 = re.compile(r"0x[0-9a-fA-F]{64}")
 
@@ -372,7 +374,7 @@ class TaskSpec(_Strict):
     rewards: RewardsSpec
 
     @model_validator(mode="after")
-    def _cross_field(self) -> TaskSpec:
+    def _cross_field(self, info: ValidationInfo) -> TaskSpec:
         problems = []
         if self.contributors.min > self.contributors.max:
             problems.append(
@@ -400,7 +402,8 @@ class TaskSpec(_Strict):
                 "the contract splits it evenly over the rounds"
             )
         builtin = self.data.builtin
-        if builtin is None and self.data.validation.held_out_digest is None:
+        pinning = bool(info.context and info.context.get(_PINNING_HELD_OUT))
+        if builtin is None and self.data.validation.held_out_digest is None and not pinning:
             problems.append(
                 "data.validation.held_out_digest: required when data.builtin is null (every validator must "
                 "use the same held-out set); `cotrain task post --held-out FILE` computes it"
@@ -423,7 +426,7 @@ class TaskSpec(_Strict):
         return self
 
 
-def validate_spec(data: Any, *, source: str = "task spec") -> TaskSpec:
+def validate_spec(data: Any, *, source: str = "task spec", pinning_held_out: bool = False) -> TaskSpec:
     """Validate already-decoded spec data (a mapping, e.g. from YAML or JSON).
 
     Parameters
@@ -432,6 +435,9 @@ def validate_spec(data: Any, *, source: str = "task spec") -> TaskSpec:
         The decoded document.
     source : str
         What to call the document in error messages (e.g. its path).
+    pinning_held_out : bool
+        Accept a spec without built-in data that lacks ``data.validation.held_out_digest``, because the
+        caller pins it next (:func:`with_held_out_digest`, which checks the result as usual).
 
     Raises
     ------
@@ -441,18 +447,20 @@ def validate_spec(data: Any, *, source: str = "task spec") -> TaskSpec:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a task spec must be a mapping of fields, got {type(data).__name__}")
     try:
-        return TaskSpec.model_validate(data)
+        return TaskSpec.model_validate(data, context={_PINNING_HELD_OUT: pinning_held_out})
     except ValidationError as exc:
         raise ConfigError(f"{source}: invalid task spec\n{format_errors(exc, TaskSpec)}") from None
 
 
-def load_spec(path: str | os.PathLike[str]) -> TaskSpec:
+def load_spec(path: str | os.PathLike[str], *, pinning_held_out: bool = False) -> TaskSpec:
     """Read and validate a task spec from a ``.yaml``/``.yml`` or ``.json`` file.
 
     Parameters
     ----------
     path : str or os.PathLike
         The spec file; its suffix picks the parser. Duplicate keys are rejected.
+    pinning_held_out : bool
+        As in :func:`validate_spec`.
 
     Returns
     -------
@@ -477,7 +485,7 @@ def load_spec(path: str | os.PathLike[str]) -> TaskSpec:
         data = _load_json(text) if suffix == ".json" else yaml.load(text, Loader=_UniqueKeyLoader)
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot parse the task spec: {exc}") from exc
-    return validate_spec(data, source=str(path))
+    return validate_spec(data, source=str(path), pinning_held_out=pinning_held_out)
 
 
 def spec_bytes(spec: TaskSpec) -> bytes:

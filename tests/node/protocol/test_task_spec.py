@@ -518,6 +518,13 @@ def test_with_held_out_digest_pins_the_set_in_the_canonical_bytes() -> None:
     assert parse_spec_bytes(spec_bytes(pinned)) == pinned
     assert spec_digest(pinned) != spec_digest(spec)
     assert validate_spec(own_data).data.validation.held_out_digest == digest
+    del own_data["data"]["validation"]["held_out_digest"]
+    # An owner's spec may lack the pin only on its way to with_held_out_digest (`task post --held-out`).
+    unpinned = validate_spec(own_data, pinning_held_out=True)
+    assert unpinned.data.validation.held_out_digest is None
+    assert with_held_out_digest(unpinned, digest).data.validation.held_out_digest == digest
+    with pytest.raises(ConfigError, match=re.escape("required when data.builtin is null")):
+        validate_spec(own_data)
     with pytest.raises(ConfigError, match=re.escape("data.validation.held_out_digest")):
         with_held_out_digest(spec, b"short")
 
