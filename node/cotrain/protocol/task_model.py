@@ -95,15 +95,21 @@ def check_held_out(spec: TaskSpec, held_out: ArrayDataset, source: str) -> Array
     return held_out
 
 
-def check_builtin_pin(spec: TaskSpec) -> None:
-    """Refuse a spec with a built-in data set whose ``held_out_digest`` is not its built-in split's.
+def check_held_out_pin(spec: TaskSpec) -> None:
+    """Refuse to post a spec whose held-out set is not pinned, or whose pin is not its built-in split's.
 
     Raises
     ------
     ConfigError
-        Naming both digests.
+        If the spec has no built-in data set and no ``held_out_digest`` (possible only with
+        ``validate_spec(..., pinning_held_out=True)``), or a built-in set and another split's digest.
     """
     pinned = spec.data.validation.held_out_digest
+    if spec.data.builtin is None and pinned is None:
+        raise ConfigError(
+            f"task {spec.name!r} has no built-in data set and does not pin its held-out set: "
+            "set data.validation.held_out_digest (`cotrain task post --held-out FILE` computes it)"
+        )
     if spec.data.builtin is None or pinned is None:
         return
     split = dataset_digest(builtin_split(spec)[1])

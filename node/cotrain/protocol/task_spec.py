@@ -83,9 +83,9 @@ UINT256_MAX = 2**256 - 1
 ZERO_ADDRESS = "0x" + "00" * 20
 
 _DIGITS = re.compile(r"[0-9]+")
-_PINNING_HELD_OUT = "pinning_held_out"  # the validation context's key for validate_spec's argument
 _CID = re.compile(r"[\x21-\x7e]+")
 _HEX32 = re.compile(r"0x[0-9a-fA-F]{64}")
+_PINNING_HELD_OUT = "pinning_held_out"  # the validation context's key for validate_spec's argument
 
 
 def _int_from_decimal(value: Any) -> Any:

@@ -16,8 +16,8 @@ from cotrain.protocol.task_model import (
     UPDATE_BINDING,
     binding_matches,
     builtin_split,
-    check_builtin_pin,
     check_held_out,
+    check_held_out_pin,
     initial_state,
     pinned_held_out_digest,
     task_model,
@@ -161,14 +161,23 @@ def test_check_held_out_passes_the_pinned_set_and_refuses_another_in_one_line(
     assert f"the task's spec pins 0x{split.hex()}" in message
 
 
-def test_check_builtin_pin_refuses_a_pin_that_is_not_the_splits(breast_cancer_spec: TaskSpec) -> None:
+def test_check_held_out_pin_refuses_a_pin_that_is_not_the_splits(breast_cancer_spec: TaskSpec) -> None:
     split = dataset_digest(builtin_split(breast_cancer_spec)[1])
 
-    check_builtin_pin(breast_cancer_spec)
-    check_builtin_pin(_pinned(breast_cancer_spec, split))
-    check_builtin_pin(_pinned(breast_cancer_spec, bytes(32), builtin=None))
+    check_held_out_pin(breast_cancer_spec)
+    check_held_out_pin(_pinned(breast_cancer_spec, split))
+    check_held_out_pin(_pinned(breast_cancer_spec, bytes(32), builtin=None))
     with pytest.raises(ConfigError, match=f"is not the digest of the breast_cancer split .*0x{split.hex()}"):
-        check_builtin_pin(_pinned(breast_cancer_spec, bytes(32)))
+        check_held_out_pin(_pinned(breast_cancer_spec, bytes(32)))
+
+
+def test_check_held_out_pin_refuses_own_data_without_a_pin(breast_cancer_spec: TaskSpec) -> None:
+    data = breast_cancer_spec.model_dump()
+    data["data"]["builtin"] = None
+    unpinned = validate_spec(data, pinning_held_out=True)
+
+    with pytest.raises(ConfigError, match="does not pin its held-out set"):
+        check_held_out_pin(unpinned)
 
 
 def test_update_metadata_binds_task_round_contributor_base_and_samples() -> None:
