@@ -189,13 +189,21 @@ def _print_dev_accounts(net) -> None:
 
 @task_app.command("post")
 def task_post(
-    spec_path: Path = typer.Argument(..., help="Task spec (YAML or JSON)."), network: Path = NETWORK
+    spec_path: Path = typer.Argument(..., help="Task spec (YAML or JSON)."),
+    held_out: Path = typer.Option(
+        None, "--held-out", help="The held-out set validators must use: its digest is pinned in the spec."
+    ),
+    label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV file."),
+    network: Path = NETWORK,
 ):
     """Store the spec and initial model, escrow the budget and create the task; print its id."""
     from cotrain.protocol.task_spec import load_spec
     from cotrain.roles.owner import post_task
 
-    spec = load_spec(spec_path)  # a bad spec is reported before any connection is tried
+    # A bad spec is reported before any connection is tried.
+    spec = load_spec(spec_path, pinning_held_out=held_out is not None)
+    if held_out is not None:
+        spec = _pin_held_out(spec, held_out, label_column)
     market, store = _connect(network)
     task_id, spec = post_task(market, store, spec)
     console.print(f"posted task {task_id}: {spec.name}, {spec.rounds} rounds, budget {spec.budget_wei} wei")
@@ -425,14 +433,30 @@ def _local_data(spec, path: Path, label_column: str):
 
 
 def _held_out(spec, data: Path | None, label_column: str):
-    """The validator's held-out set: ``data``, or the spec's built-in split."""
-    from cotrain.protocol.task_model import builtin_split
+    """The validator's or auditor's held-out set: ``data``, or the spec's built-in split; refused unless it
+    has the digest the spec pins."""
+    from cotrain.protocol.task_model import builtin_split, check_held_out
 
     if data is not None:
-        return _local_data(spec, data, label_column)
+        return check_held_out(spec, _local_data(spec, data, label_column), str(data))
     if spec.data.builtin is None:
-        raise ConfigError("this task has no built-in data set: pass --data with your held-out set")
-    return builtin_split(spec)[1]
+        raise ConfigError("this task has no built-in data set: pass --data with the task's held-out set")
+    split = builtin_split(spec)[1]
+    if spec.data.validation.held_out_digest is None:
+        return split  # the split is what the spec pins
+    return check_held_out(spec, split, f"the built-in {spec.data.builtin} split")
+
+
+def _pin_held_out(spec, data: Path, label_column: str):
+    """``spec`` pinning the held-out set at ``data`` (which must match a digest the spec already pins)."""
+    from cotrain.learning.dataset_digest import dataset_digest
+    from cotrain.protocol.task_model import check_held_out
+    from cotrain.protocol.task_spec import with_held_out_digest
+
+    held_out = _local_data(spec, data, label_column)
+    if spec.data.validation.held_out_digest is not None:
+        check_held_out(spec, held_out, str(data))
+    return with_held_out_digest(spec, dataset_digest(held_out))
 
 
 # ---------------------------------------------------------------- demo

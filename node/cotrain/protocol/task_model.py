@@ -12,6 +12,7 @@ from torch import nn
 
 from cotrain.errors import ConfigError
 from cotrain.learning.data import ArrayDataset, check_schema, load_builtin, split_train_test
+from cotrain.learning.dataset_digest import dataset_digest
 from cotrain.learning.models import build_model
 from cotrain.learning.state import model_state
 from cotrain.learning.training import TrainResult, train_local
@@ -68,6 +69,55 @@ def builtin_split(spec: TaskSpec) -> tuple[ArrayDataset, ArrayDataset]:
     check_schema(dataset, input_shape=tuple(spec.data.input_shape), num_classes=spec.data.num_classes)
     split = spec.data.validation
     return split_train_test(dataset, test_fraction=split.test_fraction, seed=split.split_seed)
+
+
+def pinned_held_out_digest(spec: TaskSpec) -> bytes:
+    """The digest every validator's and auditor's held-out set must have: ``data.validation.held_out_digest``,
+    or, when the spec leaves it out, the digest of the built-in split (:func:`builtin_split`)."""
+    pinned = spec.data.validation.held_out_digest
+    return pinned if pinned is not None else dataset_digest(builtin_split(spec)[1])
+
+
+def check_held_out(spec: TaskSpec, held_out: ArrayDataset, source: str) -> ArrayDataset:
+    """Return ``held_out`` if its digest is the one ``spec`` pins (:func:`pinned_held_out_digest`).
+
+    Raises
+    ------
+    ConfigError
+        In one line naming ``source`` (what the set was loaded from), its digest and the pinned one.
+    """
+    have, want = dataset_digest(held_out), pinned_held_out_digest(spec)
+    if have != want:
+        raise ConfigError(
+            f"held-out set {source} has digest 0x{have.hex()}, but the task's spec pins 0x{want.hex()}: "
+            "every validator must use the same held-out set; get the task owner's"
+        )
+    return held_out
+
+
+def check_held_out_pin(spec: TaskSpec) -> None:
+    """Refuse to post a spec whose held-out set is not pinned, or whose pin is not its built-in split's.
+
+    Raises
+    ------
+    ConfigError
+        If the spec has no built-in data set and no ``held_out_digest`` (possible only with
+        ``validate_spec(..., pinning_held_out=True)``), or a built-in set and another split's digest.
+    """
+    pinned = spec.data.validation.held_out_digest
+    if spec.data.builtin is None and pinned is None:
+        raise ConfigError(
+            f"task {spec.name!r} has no built-in data set and does not pin its held-out set: "
+            "set data.validation.held_out_digest (`cotrain task post --held-out FILE` computes it)"
+        )
+    if spec.data.builtin is None or pinned is None:
+        return
+    split = dataset_digest(builtin_split(spec)[1])
+    if pinned != split:
+        raise ConfigError(
+            f"data.validation.held_out_digest 0x{pinned.hex()} is not the digest of the {spec.data.builtin} "
+            f"split the spec names (0x{split.hex()}); correct it or leave it out"
+        )
 
 
 def update_metadata(task_id: int, round_: int, contributor: str, base_digest: bytes, samples: int) -> dict:

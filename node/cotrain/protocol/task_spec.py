@@ -31,8 +31,11 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -82,6 +85,7 @@ ZERO_ADDRESS = "0x" + "00" * 20
 _DIGITS = re.compile(r"[0-9]+")
 _CID = re.compile(r"[\x21-\x7e]+")
 _HEX32 = re.compile(r"0x[0-9a-fA-F]{64}")
+_PINNING_HELD_OUT = "pinning_held_out"  # the validation context's key for validate_spec's argument
 
 
 def _int_from_decimal(value: Any) -> Any:
@@ -199,10 +203,26 @@ class ModelSpec(_Strict):
 
 
 class ValidationSpec(_Strict):
-    """How validators hold out data: a seeded split of the built-in set, identical on every validator."""
+    """How validators hold out data: a seeded split of the built-in set, identical on every validator, or
+    the owner's held-out set pinned by ``held_out_digest``.
+
+    ``held_out_digest`` is the canonical digest of the held-out examples
+    (:func:`cotrain.learning.dataset_digest.dataset_digest`), which every validator and auditor checks before
+    using their set. A task without a built-in data set must give it; for a built-in set it is optional (the
+    split is pinned by ``split_seed`` and ``test_fraction``) and, when given, must be the split's digest. When
+    unset it is left out of the canonical JSON, so specs written before it existed keep their digest.
+    """
 
     split_seed: Uint32
     test_fraction: Annotated[float, BeforeValidator(float_from_text), Field(gt=0, lt=1)]
+    held_out_digest: Digest | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unpinned(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("held_out_digest") is None:
+            data.pop("held_out_digest", None)
+        return data
 
 
 class DataSpec(_Strict):
@@ -354,7 +374,7 @@ class TaskSpec(_Strict):
     rewards: RewardsSpec
 
     @model_validator(mode="after")
-    def _cross_field(self) -> TaskSpec:
+    def _cross_field(self, info: ValidationInfo) -> TaskSpec:
         problems = []
         if self.contributors.min > self.contributors.max:
             problems.append(
@@ -382,6 +402,12 @@ class TaskSpec(_Strict):
                 "the contract splits it evenly over the rounds"
             )
         builtin = self.data.builtin
+        pinning = bool(info.context and info.context.get(_PINNING_HELD_OUT))
+        if builtin is None and self.data.validation.held_out_digest is None and not pinning:
+            problems.append(
+                "data.validation.held_out_digest: required when data.builtin is null (every validator must "
+                "use the same held-out set); `cotrain task post --held-out FILE` computes it"
+            )
         if builtin is not None:
             features, classes = BUILTIN_SHAPES[builtin]
             if math.prod(self.data.input_shape) != features:
@@ -400,7 +426,7 @@ class TaskSpec(_Strict):
         return self
 
 
-def validate_spec(data: Any, *, source: str = "task spec") -> TaskSpec:
+def validate_spec(data: Any, *, source: str = "task spec", pinning_held_out: bool = False) -> TaskSpec:
     """Validate already-decoded spec data (a mapping, e.g. from YAML or JSON).
 
     Parameters
@@ -409,6 +435,9 @@ def validate_spec(data: Any, *, source: str = "task spec") -> TaskSpec:
         The decoded document.
     source : str
         What to call the document in error messages (e.g. its path).
+    pinning_held_out : bool
+        Accept a spec without built-in data that lacks ``data.validation.held_out_digest``, because the
+        caller pins it next (:func:`with_held_out_digest`, which checks the result as usual).
 
     Raises
     ------
@@ -418,18 +447,20 @@ def validate_spec(data: Any, *, source: str = "task spec") -> TaskSpec:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a task spec must be a mapping of fields, got {type(data).__name__}")
     try:
-        return TaskSpec.model_validate(data)
+        return TaskSpec.model_validate(data, context={_PINNING_HELD_OUT: pinning_held_out})
     except ValidationError as exc:
         raise ConfigError(f"{source}: invalid task spec\n{format_errors(exc, TaskSpec)}") from None
 
 
-def load_spec(path: str | os.PathLike[str]) -> TaskSpec:
+def load_spec(path: str | os.PathLike[str], *, pinning_held_out: bool = False) -> TaskSpec:
     """Read and validate a task spec from a ``.yaml``/``.yml`` or ``.json`` file.
 
     Parameters
     ----------
     path : str or os.PathLike
         The spec file; its suffix picks the parser. Duplicate keys are rejected.
+    pinning_held_out : bool
+        As in :func:`validate_spec`.
 
     Returns
     -------
@@ -454,14 +485,15 @@ def load_spec(path: str | os.PathLike[str]) -> TaskSpec:
         data = _load_json(text) if suffix == ".json" else yaml.load(text, Loader=_UniqueKeyLoader)
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot parse the task spec: {exc}") from exc
-    return validate_spec(data, source=str(path))
+    return validate_spec(data, source=str(path), pinning_held_out=pinning_held_out)
 
 
 def spec_bytes(spec: TaskSpec) -> bytes:
     """Return the canonical JSON of ``spec``: the file stored on the network and hashed on chain.
 
     Keys are sorted, there is no whitespace, text is UTF-8, optional fields are written out (``null``
-    when unset) and wei amounts are decimal strings.
+    when unset) except ``data.validation.held_out_digest``, which is left out when unset, and wei amounts
+    and digests are strings (decimal and ``0x``-prefixed lowercase hex).
     """
     return canonical_json(spec.model_dump(mode="json"))
 
@@ -512,6 +544,19 @@ def with_initial_model(spec: TaskSpec, cid: str, digest: bytes) -> TaskSpec:
     """
     data = spec.model_dump()
     data["initial_model"] = {"cid": cid, "digest": digest}
+    return validate_spec(data)
+
+
+def with_held_out_digest(spec: TaskSpec, digest: bytes) -> TaskSpec:
+    """Return a copy of ``spec`` whose ``data.validation.held_out_digest`` is ``digest``.
+
+    Raises
+    ------
+    ConfigError
+        If ``digest`` is malformed.
+    """
+    data = spec.model_dump()
+    data["data"]["validation"]["held_out_digest"] = digest
     return validate_spec(data)
 
 

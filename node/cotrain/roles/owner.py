@@ -6,7 +6,7 @@ import hashlib
 
 from cotrain.chain.market import Market, TaskParams
 from cotrain.protocol.round_outcome import model_file
-from cotrain.protocol.task_model import initial_state
+from cotrain.protocol.task_model import check_held_out_pin, initial_state
 from cotrain.protocol.task_spec import (
     TaskSpec,
     spec_bytes,
@@ -20,8 +20,10 @@ from cotrain.storage.base import ContentStore
 def post_task(market: Market, store: ContentStore, spec: TaskSpec) -> tuple[int, TaskSpec]:
     """Store what participants need, create the task; return its id and the spec as posted.
 
-    A spec without ``initial_model`` gets the registry model built from ``training.seed``.
+    A spec without ``initial_model`` gets the registry model built from ``training.seed``. A built-in data
+    set's ``held_out_digest``, when given, must be its split's (checked before anything is stored).
     """
+    check_held_out_pin(spec)
     if spec.initial_model is None:
         model = model_file(0, -1, initial_state(spec))
         spec = with_initial_model(spec, store.add(model), hashlib.sha256(model).digest())

@@ -10,12 +10,16 @@ import pytest
 import torch
 from cotrain.errors import ConfigError
 from cotrain.learning.data import load_breast_cancer
+from cotrain.learning.dataset_digest import dataset_digest
 from cotrain.learning.state import model_state
 from cotrain.protocol.task_model import (
     UPDATE_BINDING,
     binding_matches,
     builtin_split,
+    check_held_out,
+    check_held_out_pin,
     initial_state,
+    pinned_held_out_digest,
     task_model,
     update_metadata,
 )
@@ -118,11 +122,62 @@ def test_builtin_split_of_digits_follows_the_spec_shape(digits_spec: TaskSpec) -
     assert not np.array_equal(reseeded.features, held_out.features)
 
 
+def _pinned(spec: TaskSpec, digest: bytes, **data: Any) -> TaskSpec:
+    validation = {**spec.data.validation.model_dump(), "held_out_digest": digest}
+    return _changed(spec, "data", validation=validation, **data)
+
+
 def test_builtin_split_needs_a_builtin_data_set(breast_cancer_spec: TaskSpec) -> None:
-    spec = _changed(breast_cancer_spec, "data", builtin=None)
+    spec = _pinned(breast_cancer_spec, bytes(32), builtin=None)
 
     with pytest.raises(ConfigError, match="names no built-in data set"):
         builtin_split(spec)
+
+
+def test_the_pinned_held_out_digest_is_the_builtin_splits_unless_the_spec_pins_one(
+    breast_cancer_spec: TaskSpec,
+) -> None:
+    split = dataset_digest(builtin_split(breast_cancer_spec)[1])
+    own = _pinned(breast_cancer_spec, bytes(range(32)), builtin=None)
+
+    assert pinned_held_out_digest(breast_cancer_spec) == split
+    assert pinned_held_out_digest(_pinned(breast_cancer_spec, split)) == split
+    assert pinned_held_out_digest(own) == bytes(range(32))
+
+
+def test_check_held_out_passes_the_pinned_set_and_refuses_another_in_one_line(
+    breast_cancer_spec: TaskSpec,
+) -> None:
+    held_out = builtin_split(breast_cancer_spec)[1]
+    other = held_out.subset(np.arange(len(held_out) - 1))
+    split, wrong = dataset_digest(held_out), dataset_digest(other)
+
+    assert check_held_out(breast_cancer_spec, held_out, "held.npz") is held_out
+    with pytest.raises(ConfigError) as refused:
+        check_held_out(breast_cancer_spec, other, "held.npz")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"held-out set held.npz has digest 0x{wrong.hex()}" in message
+    assert f"the task's spec pins 0x{split.hex()}" in message
+
+
+def test_check_held_out_pin_refuses_a_pin_that_is_not_the_splits(breast_cancer_spec: TaskSpec) -> None:
+    split = dataset_digest(builtin_split(breast_cancer_spec)[1])
+
+    check_held_out_pin(breast_cancer_spec)
+    check_held_out_pin(_pinned(breast_cancer_spec, split))
+    check_held_out_pin(_pinned(breast_cancer_spec, bytes(32), builtin=None))
+    with pytest.raises(ConfigError, match=f"is not the digest of the breast_cancer split .*0x{split.hex()}"):
+        check_held_out_pin(_pinned(breast_cancer_spec, bytes(32)))
+
+
+def test_check_held_out_pin_refuses_own_data_without_a_pin(breast_cancer_spec: TaskSpec) -> None:
+    data = breast_cancer_spec.model_dump()
+    data["data"]["builtin"] = None
+    unpinned = validate_spec(data, pinning_held_out=True)
+
+    with pytest.raises(ConfigError, match="does not pin its held-out set"):
+        check_held_out_pin(unpinned)
 
 
 def test_update_metadata_binds_task_round_contributor_base_and_samples() -> None:

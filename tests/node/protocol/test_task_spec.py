@@ -22,6 +22,7 @@ from cotrain.protocol.task_spec import (
     spec_digest,
     task_params,
     validate_spec,
+    with_held_out_digest,
     with_initial_model,
 )
 from eth_utils import to_checksum_address
@@ -180,6 +181,14 @@ BAD_FIELDS = {
     "bad initial model CID": (
         _set("initial_model", {"cid": "has space", "digest": "0x" + "ab" * 32}),
         ["initial_model.cid:", "printable ASCII"],
+    ),
+    "own data without a held-out digest": (
+        _set("data.builtin", None),
+        ["\n  - data.validation.held_out_digest: required when data.builtin is null", "--held-out FILE"],
+    ),
+    "bad held-out digest": (
+        _set("data.validation.held_out_digest", "0x12"),
+        ["data.validation.held_out_digest:", "32-byte hex digest"],
     ),
 }
 
@@ -477,6 +486,56 @@ def test_with_initial_model_names_the_file_and_changes_the_digest() -> None:
     assert parse_spec_bytes(spec_bytes(posted)) == posted
     with pytest.raises(ConfigError, match=re.escape("initial_model.digest")):
         with_initial_model(spec, "bafkreiinitial", b"short")
+
+
+# sha256 of the shipped specs' canonical bytes, from before data.validation.held_out_digest existed.
+SHIPPED_SPEC_DIGESTS = {
+    "digits.yaml": "cdc3b4b8ab7cab87192cb2f0478342e58ba712ac38124cc96cace0c429a092f4",
+    "breast_cancer.yaml": "1787b21acad052bd4012c7472bcff6bff31a6d27d5a8cbe52b5dd29a568ea733",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_SPEC_DIGESTS))
+def test_an_unset_held_out_digest_is_left_out_so_older_specs_keep_their_digest(name: str) -> None:
+    spec = load_spec(SPECS / name)
+
+    assert spec.data.validation.held_out_digest is None
+    assert b"held_out_digest" not in spec_bytes(spec)
+    assert spec_digest(spec).hex() == SHIPPED_SPEC_DIGESTS[name]
+
+
+def test_with_held_out_digest_pins_the_set_in_the_canonical_bytes() -> None:
+    spec = load_spec(SPECS / "digits.yaml")
+    digest = hashlib.sha256(b"held-out examples").digest()
+
+    pinned = with_held_out_digest(spec, digest)
+    own_data = _digits()
+    own_data["data"].update(builtin=None)
+    own_data["data"]["validation"]["held_out_digest"] = "0x" + digest.hex()
+
+    assert pinned.data.validation.held_out_digest == digest
+    assert json.loads(spec_bytes(pinned))["data"]["validation"]["held_out_digest"] == "0x" + digest.hex()
+    assert parse_spec_bytes(spec_bytes(pinned)) == pinned
+    assert spec_digest(pinned) != spec_digest(spec)
+    assert validate_spec(own_data).data.validation.held_out_digest == digest
+    del own_data["data"]["validation"]["held_out_digest"]
+    # An owner's spec may lack the pin only on its way to with_held_out_digest (`task post --held-out`).
+    unpinned = validate_spec(own_data, pinning_held_out=True)
+    assert unpinned.data.validation.held_out_digest is None
+    assert with_held_out_digest(unpinned, digest).data.validation.held_out_digest == digest
+    with pytest.raises(ConfigError, match=re.escape("required when data.builtin is null")):
+        validate_spec(own_data)
+    with pytest.raises(ConfigError, match=re.escape("data.validation.held_out_digest")):
+        with_held_out_digest(spec, b"short")
+
+
+def test_parse_spec_bytes_rejects_an_unset_held_out_digest_written_as_null() -> None:
+    decoded = json.loads(spec_bytes(load_spec(SPECS / "digits.yaml")))
+    decoded["data"]["validation"]["held_out_digest"] = None
+    data = json.dumps(decoded, sort_keys=True, separators=(",", ":")).encode()
+
+    with pytest.raises(IntegrityError, match="not in canonical form"):
+        parse_spec_bytes(data)
 
 
 def test_spec_is_immutable() -> None:
