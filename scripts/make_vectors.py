@@ -116,7 +116,7 @@ def _round(
     spec: dict[str, Any], plan: list[dict[str, Any]], description: str, round_budget: int = 1000003
 ) -> dict[str, Any]:
     """A round's input: each plan entry is an update (``vector`` or ``raw`` bytes) and how it is revealed."""
-    base_file = model_file(TASK_ID, -1, BASE)
+    base_file = model_file(0, -1, BASE)  # as roles/owner.py writes it
     base = {"cid": compute_cid(base_file), "digest": _hex(hashlib.sha256(base_file).digest())}
     spec = {**spec, "initial_model": base}
     files = {base["cid"]: _hex(base_file)}
@@ -319,7 +319,7 @@ def cases() -> list[tuple[str, str, str, str, dict[str, Any]]]:
             "initial_model",
             "model_file",
             "an initial model (round -1)",
-            {"tensors": _tensor_json(BASE), "task_id": "7", "after_round": "-1"},
+            {"tensors": _tensor_json(BASE), "task_id": "0", "after_round": "-1"},
         )
     )
     for name, who, task, round_ in [("one", VALIDATORS[0], "1", "0"), ("two", _address("ab"), "7", "12")]:
