@@ -17,10 +17,11 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import eth_abi
 import numpy as np
 import torch
+from eth_utils import keccak
 
-from cotrain.chain.market import Proposal
 from cotrain.errors import IntegrityError
 from cotrain.learning.data import ArrayDataset, load_builtin, split_train_test
 from cotrain.learning.models import build_model
@@ -186,18 +187,29 @@ def fixed_handler(inp: Json) -> Json:
     return {"strings": [format_fixed(float(value)) for value in inp["values"]]}
 
 
+def proposal_hash(
+    model_digest: bytes, record_digest: bytes, rewards_root: bytes, slash_root: bytes, reward_total: int
+) -> bytes:
+    """The contract's ``proposalHash`` (as ``chain.market.Proposal.proposal_hash``; protocol does not import
+    chain, and the vectors' runner checks that the two agree)."""
+    return keccak(
+        eth_abi.encode(
+            ["bytes32", "bytes32", "bytes32", "bytes32", "uint256"],
+            [model_digest, record_digest, rewards_root, slash_root, reward_total],
+        )
+    )
+
+
 def proposal_hash_handler(inp: Json) -> Json:
     """The on-chain ``proposalHash`` of a proposal's five compared fields."""
-    proposal = Proposal(
-        model_digest=_bytes(inp["model_digest"]),
-        record_digest=_bytes(inp["record_digest"]),
-        rewards_root=_bytes(inp["rewards_root"]),
-        slash_root=_bytes(inp["slash_root"]),
-        reward_total=int(inp["reward_total"]),
-        model_cid="",
-        record_cid="",
+    value = proposal_hash(
+        _bytes(inp["model_digest"]),
+        _bytes(inp["record_digest"]),
+        _bytes(inp["rewards_root"]),
+        _bytes(inp["slash_root"]),
+        int(inp["reward_total"]),
     )
-    return {"proposal_hash": _hex(proposal.proposal_hash())}
+    return {"proposal_hash": _hex(value)}
 
 
 def builtin_split_handler(inp: Json) -> Json:
@@ -283,26 +295,21 @@ def round_handler(inp: Json, *, metrics: Mapping[str, str] | None = None) -> Jso
     data = record_bytes(record)
     record_digest = hashlib.sha256(data).digest()
     model = outcome.model_file
-    proposal = Proposal(
-        model_digest=hashlib.sha256(model).digest(),
-        record_digest=record_digest,
-        rewards_root=record.rewards_root,
-        slash_root=record.slash_root,
-        reward_total=record.reward_total,
-        model_cid=compute_cid(model),
-        record_cid=compute_cid(data),
+    model_digest = hashlib.sha256(model).digest()
+    hashed = proposal_hash(
+        model_digest, record_digest, record.rewards_root, record.slash_root, record.reward_total
     )
     return {
         "record": data.decode("utf-8"),
         "record_digest": _hex(record_digest),
-        "record_cid": proposal.record_cid,
+        "record_cid": compute_cid(data),
         "model_file": _hex(model),
-        "model_digest": _hex(proposal.model_digest),
-        "model_cid": proposal.model_cid,
+        "model_digest": _hex(model_digest),
+        "model_cid": compute_cid(model),
         "rewards_root": _hex(record.rewards_root),
         "slash_root": _hex(record.slash_root),
         "reward_total": str(record.reward_total),
-        "proposal_hash": _hex(proposal.proposal_hash()),
+        "proposal_hash": _hex(hashed),
         "metrics": dict(record.metrics.model_dump()),
     }
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cotrain.chain.market import Proposal
 from cotrain.protocol.vectors import HANDLERS, MACHINE_DEPENDENT, round_handler, run_vector
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
@@ -92,3 +93,20 @@ def test_round_vector_is_consistent(path: Path) -> None:
     assert stated["rewards_root"] == output["rewards_root"]
     assert stated["slash_root"] == output["slash_root"]
     assert stated["new_model"] == {"cid": output["model_cid"], "digest": output["model_digest"]}
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if _load(p)["handler"] == "proposal_hash"], ids=_id)
+def test_the_market_client_hashes_proposals_as_the_vectors_do(path: Path) -> None:
+    # Prepare
+    vector = _load(path)
+    fields = {
+        key: bytes.fromhex(value[2:]) for key, value in vector["input"].items() if key != "reward_total"
+    }
+
+    # Execute
+    proposal = Proposal(
+        **fields, reward_total=int(vector["input"]["reward_total"]), model_cid="", record_cid=""
+    )
+
+    # Assert
+    assert "0x" + proposal.proposal_hash().hex() == vector["output"]["proposal_hash"]
