@@ -1,0 +1,338 @@
+"""The test vectors of PROTOCOL.md: what each kind of vector means (its handler) and the cases themselves.
+
+A vector is one JSON file ``{"handler": ..., "description": ..., "input": {...}, "output": {...}}``. The
+handler named there is a pure function from ``input`` to ``output`` built from this package's own protocol
+code, so ``run_vector(v) == v["output"]`` checks that the code still does what the vector says, and another
+implementation checks itself by computing the same outputs from the same inputs (tests/vectors/README.md).
+
+JSON conventions: byte strings are ``0x`` lower-case hex, integers that may pass 2**53 (wei, ids, sample
+counts) are decimal strings, tensor values are JSON numbers that are exact float32 values.
+
+``scripts/make_vectors.py`` holds the cases and rewrites tests/vectors/ with these handlers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import eth_abi
+import numpy as np
+import torch
+from eth_utils import keccak
+
+from cotrain.errors import IntegrityError
+from cotrain.learning.data import ArrayDataset, load_builtin, split_train_test
+from cotrain.learning.models import build_model
+from cotrain.learning.state import layout
+from cotrain.learning.tensor_files import RejectReason, UpdateRejected, decode_tensors, encode_update
+from cotrain.protocol.commitment import update_commitment
+from cotrain.protocol.merkle import allocation_tree
+from cotrain.protocol.rewards import allocate_rewards, rewards_root, slash_allocations
+from cotrain.protocol.round_outcome import RevealedUpdate, judge_round, model_file
+from cotrain.protocol.round_record import (
+    COMPUTED_FIELDS,
+    Metrics,
+    RoundRecord,
+    format_fixed,
+    record_bytes,
+)
+from cotrain.protocol.task_model import builtin_split, update_metadata
+from cotrain.protocol.task_spec import (
+    FileRef,
+    spec_bytes,
+    spec_digest,
+    task_params,
+    validate_spec,
+)
+from cotrain.storage.unixfs import compute_cid
+
+Json = dict[str, Any]
+MODEL_MAX_BYTES = 1 << 30
+
+
+def _hex(data: bytes) -> str:
+    return "0x" + bytes(data).hex()
+
+
+def _bytes(text: str) -> bytes:
+    if not text.startswith("0x"):
+        raise ValueError(f"expected 0x-prefixed hex, got {text[:20]!r}")
+    return bytes.fromhex(text[2:])
+
+
+def _tensors(spec: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """``{name: {"shape": [...], "values": [...]}}`` to float32 tensors (values must be float32-exact)."""
+    result = {}
+    for name, entry in spec.items():
+        array = np.asarray(entry["values"], dtype=np.float64)
+        single = array.astype(np.float32)
+        if not np.array_equal(single.astype(np.float64), array):
+            raise ValueError(f"tensor {name!r} holds values that are not exact float32 numbers")
+        result[name] = torch.from_numpy(single.reshape(entry["shape"]))
+    return result
+
+
+def _tensor_json(tensors: Mapping[str, torch.Tensor]) -> Json:
+    return {
+        name: {"shape": list(tensor.shape), "values": [float(v) for v in tensor.reshape(-1).tolist()]}
+        for name, tensor in sorted(tensors.items())
+    }
+
+
+def _file_output(data: bytes) -> Json:
+    return {"file": _hex(data), "sha256": _hex(hashlib.sha256(data).digest()), "cid": compute_cid(data)}
+
+
+def _pattern(size: int) -> bytes:
+    """The content of a CID vector: byte ``i`` is ``i mod 251``."""
+    return (bytes(range(251)) * (size // 251 + 1))[:size]
+
+
+# ------------------------------------------------------------------------------------------- handlers
+
+
+def spec_handler(inp: Json) -> Json:
+    """A spec as its author wrote it (decoded YAML/JSON) to its canonical bytes, digest and ``TaskParams``."""
+    spec = validate_spec(inp["spec"])
+    digest = spec_digest(spec)
+    params = {
+        key: _hex(value) if isinstance(value, bytes) else str(value) if isinstance(value, int) else value
+        for key, value in task_params(spec, digest).items()
+    }
+    return {
+        "spec_bytes": spec_bytes(spec).decode("utf-8"),
+        "spec_digest": _hex(digest),
+        "task_params": params,
+    }
+
+
+def model_layout_handler(inp: Json) -> Json:
+    """A built-in model's tensor names and shapes, in file (sorted-name) order."""
+    model = build_model(
+        inp["model"]["name"],
+        inp["model"]["params"],
+        input_shape=tuple(inp["input_shape"]),
+        num_classes=inp["num_classes"],
+        seed=0,
+    )
+    return {"tensors": [[name, list(shape)] for name, (shape, _) in layout(model.state_dict()).items()]}
+
+
+def update_file_handler(inp: Json) -> Json:
+    """Update tensors and their binding to the update file's metadata, bytes, sha256 and CID."""
+    binding = inp["binding"]
+    metadata = update_metadata(
+        int(binding["task_id"]),
+        int(binding["round"]),
+        binding["contributor"],
+        _bytes(binding["base_digest"]),
+        int(binding["samples"]),
+    )
+    return {"metadata": metadata, **_file_output(encode_update(_tensors(inp["tensors"]), metadata))}
+
+
+def model_file_handler(inp: Json) -> Json:
+    """Model weights, task id and round to the model file's bytes, sha256 and CID."""
+    data = model_file(int(inp["task_id"]), int(inp["after_round"]), _tensors(inp["tensors"]))
+    return _file_output(data)
+
+
+def commitment_handler(inp: Json) -> Json:
+    """The commit-reveal commitment of an update."""
+    value = update_commitment(
+        inp["contributor"],
+        int(inp["task_id"]),
+        int(inp["round"]),
+        _bytes(inp["update_digest"]),
+        _bytes(inp["salt"]),
+    )
+    return {"commitment": _hex(value)}
+
+
+def cid_handler(inp: Json) -> Json:
+    """The CIDv1 of ``size`` bytes whose byte ``i`` is ``i mod 251`` (and their sha256, to check the data)."""
+    data = _pattern(int(inp["size"]))
+    return {"sha256": _hex(hashlib.sha256(data).digest()), "cid": compute_cid(data)}
+
+
+def _allocations_output(allocations: list[Any]) -> Json:
+    if not allocations:
+        return {"allocations": [], "leaves": [], "root": _hex(rewards_root([]))}
+    tree = allocation_tree(allocations)
+    return {
+        "allocations": [[a.account.lower(), str(a.amount)] for a in allocations],
+        "leaves": [
+            {"index": i, "leaf_hash": _hex(tree.leaf(i)), "proof": [_hex(p) for p in tree.proof(i)]}
+            for i in range(len(allocations))
+        ],
+        "root": _hex(rewards_root(allocations)),
+    }
+
+
+def rewards_handler(inp: Json) -> Json:
+    """A round budget split over integer weights (largest remainder), its leaves, proofs and root."""
+    weights = [(account, int(weight)) for account, weight in inp["weights"]]
+    return _allocations_output(allocate_rewards(int(inp["budget_wei"]), weights))
+
+
+def slash_handler(inp: Json) -> Json:
+    """One slash per rejected contributor, its leaves, proofs and root."""
+    return _allocations_output(slash_allocations(inp["rejected"], int(inp["amount_wei"])))
+
+
+def fixed_handler(inp: Json) -> Json:
+    """float64 values to the record's 6-place decimal strings."""
+    return {"strings": [format_fixed(float(value)) for value in inp["values"]]}
+
+
+def proposal_hash(
+    model_digest: bytes, record_digest: bytes, rewards_root: bytes, slash_root: bytes, reward_total: int
+) -> bytes:
+    """The contract's ``proposalHash`` (as ``chain.market.Proposal.proposal_hash``; protocol does not import
+    chain, and the vectors' runner checks that the two agree)."""
+    return keccak(
+        eth_abi.encode(
+            ["bytes32", "bytes32", "bytes32", "bytes32", "uint256"],
+            [model_digest, record_digest, rewards_root, slash_root, reward_total],
+        )
+    )
+
+
+def proposal_hash_handler(inp: Json) -> Json:
+    """The on-chain ``proposalHash`` of a proposal's five compared fields."""
+    value = proposal_hash(
+        _bytes(inp["model_digest"]),
+        _bytes(inp["record_digest"]),
+        _bytes(inp["rewards_root"]),
+        _bytes(inp["slash_root"]),
+        int(inp["reward_total"]),
+    )
+    return {"proposal_hash": _hex(value)}
+
+
+def builtin_split_handler(inp: Json) -> Json:
+    """The held-out rows of a spec's built-in data set, by index into the bundled data set's row order.
+
+    ``held_out_sha256`` hashes the held-out features (float32 little-endian, row-major) then labels (int64
+    little-endian); the features are standardized with numpy's ``mean``/``std``, which PROTOCOL.md lists as
+    machine-dependent today.
+    """
+    spec = validate_spec(inp["spec"])
+    assert spec.data.builtin is not None
+    data = load_builtin(spec.data.builtin, flat=len(spec.data.input_shape) == 1)
+    rows = np.arange(len(data), dtype=np.float32).reshape(-1, 1)
+    split = spec.data.validation
+    _, test = split_train_test(
+        ArrayDataset(rows, data.labels, data.classes),
+        test_fraction=split.test_fraction,
+        seed=split.split_seed,
+    )
+    held_out = builtin_split(spec)[1]
+    blob = (
+        np.ascontiguousarray(held_out.features, dtype="<f4").tobytes()
+        + held_out.labels.astype("<i8").tobytes()
+    )
+    return {
+        "rows": len(data),
+        "held_out_indices": [int(i) for i in test.features[:, 0]],
+        "held_out_sha256": _hex(hashlib.sha256(blob).digest()),
+    }
+
+
+def round_handler(inp: Json, *, metrics: Mapping[str, str] | None = None) -> Json:
+    """A whole round judged from its public inputs: record bytes and digest, model file, roots.
+
+    With ``metrics`` (``{"accuracy": "0.xxxxxx", "loss": "x.xxxxxx"}``), the record is written with those
+    held-out metrics instead of the ones computed here, so the rest can be checked on a machine whose torch
+    kernels round differently (see PROTOCOL.md, the metrics section).
+    """
+    spec = validate_spec(inp["spec"])
+    files = {cid: _bytes(data) for cid, data in inp["files"].items()}
+    base = FileRef(cid=inp["base"]["cid"], digest=_bytes(inp["base"]["digest"]))
+    base_file = files[base.cid]
+    if compute_cid(base_file) != base.cid or hashlib.sha256(base_file).digest() != base.digest:
+        raise IntegrityError("the base model file does not match its CID and digest")
+    base_state, _ = decode_tensors(base_file, expected=None, max_bytes=MODEL_MAX_BYTES)
+    updates = [
+        RevealedUpdate(u["contributor"], u["cid"], _bytes(u["digest"]), int(u["samples"]), u["commit_order"])
+        for u in inp["updates"]
+    ]
+
+    def fetch(update: RevealedUpdate) -> bytes:
+        # What storage.base.fetch_verified and the validator's fetch do, on an in-memory store.
+        if update.cid not in files:
+            raise UpdateRejected(RejectReason.MISSING, f"{update.cid} is not in the store")
+        data = files[update.cid]
+        if len(data) > spec.limits.max_update_bytes:
+            raise UpdateRejected(RejectReason.OVERSIZE, f"{len(data)} bytes")
+        if compute_cid(data) != update.cid or hashlib.sha256(data).digest() != update.digest:
+            raise UpdateRejected(RejectReason.DIGEST_MISMATCH, "the file does not match its CID and digest")
+        return data
+
+    held = inp["held_out"]
+    held_out = ArrayDataset(
+        np.asarray(held["features"], dtype=np.float32).reshape(len(held["labels"]), *spec.data.input_shape),
+        np.asarray(held["labels"], dtype=np.int64),
+        tuple(str(i) for i in range(spec.data.num_classes)),
+    )
+    outcome = judge_round(
+        spec,
+        int(inp["task_id"]),
+        int(inp["round"]),
+        int(inp["round_budget"]),
+        base,
+        base_state,
+        updates,
+        fetch,
+        held_out,
+    )
+    record = outcome.record
+    if metrics is not None:
+        fields = record.model_dump(exclude=set(COMPUTED_FIELDS))
+        record = RoundRecord.model_validate({**fields, "metrics": Metrics.model_validate(dict(metrics))})
+    data = record_bytes(record)
+    record_digest = hashlib.sha256(data).digest()
+    model = outcome.model_file
+    model_digest = hashlib.sha256(model).digest()
+    hashed = proposal_hash(
+        model_digest, record_digest, record.rewards_root, record.slash_root, record.reward_total
+    )
+    return {
+        "record": data.decode("utf-8"),
+        "record_digest": _hex(record_digest),
+        "record_cid": compute_cid(data),
+        "model_file": _hex(model),
+        "model_digest": _hex(model_digest),
+        "model_cid": compute_cid(model),
+        "rewards_root": _hex(record.rewards_root),
+        "slash_root": _hex(record.slash_root),
+        "reward_total": str(record.reward_total),
+        "proposal_hash": _hex(hashed),
+        "metrics": dict(record.metrics.model_dump()),
+    }
+
+
+HANDLERS: dict[str, Callable[[Json], Json]] = {
+    "spec": spec_handler,
+    "model_layout": model_layout_handler,
+    "update_file": update_file_handler,
+    "model_file": model_file_handler,
+    "commitment": commitment_handler,
+    "cid": cid_handler,
+    "rewards": rewards_handler,
+    "slash": slash_handler,
+    "fixed": fixed_handler,
+    "proposal_hash": proposal_hash_handler,
+    "builtin_split": builtin_split_handler,
+    "round": round_handler,
+}
+
+#: Output fields that depend on torch's (or numpy's) kernels today, by handler: compared separately.
+MACHINE_DEPENDENT: dict[str, tuple[str, ...]] = {"round": ("metrics",), "builtin_split": ("held_out_sha256",)}
+
+
+def run_vector(vector: Mapping[str, Any]) -> Json:
+    """Compute a vector's output from its input with this package."""
+    return HANDLERS[vector["handler"]](dict(vector["input"]))
