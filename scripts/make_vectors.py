@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from cotrain.learning.data import ArrayDataset
+from cotrain.learning.dataset_digest import dataset_digest
 from cotrain.learning.tensor_files import encode_update
 from cotrain.protocol.round_outcome import model_file
 from cotrain.protocol.task_model import update_metadata
@@ -68,7 +70,7 @@ def _round_spec(**aggregation: Any) -> dict[str, Any]:
             "input_shape": [4],
             "num_classes": 2,
             "builtin": None,
-            "validation": {"split_seed": 0, "test_fraction": 0.25},
+            "validation": {"split_seed": 0, "test_fraction": 0.25, "held_out_digest": _held_out_digest()},
         },
         "training": {"local_epochs": 1, "batch_size": 8, "lr": 0.1, "optimizer": "sgd", "seed": 1},
         "aggregation": {"rule": "fedavg", "params": {}, **aggregation},
@@ -104,6 +106,13 @@ HELD_OUT = {
     ],
     "labels": [0, 1, 0, 0, 1, 1],
 }
+
+
+def _held_out_digest() -> str:
+    """The canonical digest of HELD_OUT, which every round vector's spec pins (PROTOCOL.md section 9.1)."""
+    features = np.asarray(HELD_OUT["features"], dtype=np.float32)
+    labels = np.asarray(HELD_OUT["labels"], dtype=np.int64)
+    return _hex(dataset_digest(ArrayDataset(features, labels, ("0", "1"))))
 
 
 def _delta(vector: np.ndarray) -> dict[str, torch.Tensor]:
@@ -273,6 +282,20 @@ def cases() -> list[tuple[str, str, str, str, dict[str, Any]]]:
         result.append(
             ("builtin_split", path.stem, "builtin_split", f"held-out split of {path.name}", {"spec": spec})
         )
+    result.append(
+        (
+            "dataset_digest",
+            "two_by_two",
+            "dataset_digest",
+            "three examples of 2 x 2 features (one -0.0, written as +0.0), two classes",
+            {
+                "shape": [3, 2, 2],
+                "features": [1.5, -0.0, 2.25, -3.0, 0.0, 0.5, 0.0009765625, 7.0, -1.0, 1.0, 65504.0, -0.125],
+                "labels": [1, 0, 1],
+                "classes": ["no", "yes"],
+            },
+        )
+    )
     trimmed = _round_spec(rule="trimmed_mean", screening={"max_loss_increase": "0.5"})
     result.append(
         (

@@ -24,6 +24,7 @@ from eth_utils import keccak
 
 from cotrain.errors import IntegrityError
 from cotrain.learning.data import ArrayDataset, load_builtin, split_train_test
+from cotrain.learning.dataset_digest import dataset_bytes, dataset_digest
 from cotrain.learning.models import build_model
 from cotrain.learning.state import layout
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected, decode_tensors, encode_update
@@ -215,9 +216,9 @@ def proposal_hash_handler(inp: Json) -> Json:
 def builtin_split_handler(inp: Json) -> Json:
     """The held-out rows of a spec's built-in data set, by index into the bundled data set's row order.
 
-    ``held_out_sha256`` hashes the held-out features (float32 little-endian, row-major) then labels (int64
-    little-endian); the features are standardized with numpy's ``mean``/``std``, which PROTOCOL.md lists as
-    machine-dependent today.
+    ``held_out_digest`` is the held-out set's canonical digest (PROTOCOL.md section 9.1), the value a spec's
+    ``data.validation.held_out_digest`` may pin; the features are standardized with numpy's ``mean``/``std``,
+    which PROTOCOL.md lists as machine-dependent today.
     """
     spec = validate_spec(inp["spec"])
     assert spec.data.builtin is not None
@@ -229,16 +230,18 @@ def builtin_split_handler(inp: Json) -> Json:
         test_fraction=split.test_fraction,
         seed=split.split_seed,
     )
-    held_out = builtin_split(spec)[1]
-    blob = (
-        np.ascontiguousarray(held_out.features, dtype="<f4").tobytes()
-        + held_out.labels.astype("<i8").tobytes()
-    )
     return {
         "rows": len(data),
         "held_out_indices": [int(i) for i in test.features[:, 0]],
-        "held_out_sha256": _hex(hashlib.sha256(blob).digest()),
+        "held_out_digest": _hex(dataset_digest(builtin_split(spec)[1])),
     }
+
+
+def dataset_digest_handler(inp: Json) -> Json:
+    """A data set's canonical bytes and digest (PROTOCOL.md section 9.1) from its features and labels."""
+    features = np.asarray(inp["features"], dtype=np.float32).reshape(inp["shape"])
+    dataset = ArrayDataset(features, np.asarray(inp["labels"], dtype=np.int64), tuple(inp["classes"]))
+    return {"bytes": _hex(dataset_bytes(dataset)), "digest": _hex(dataset_digest(dataset))}
 
 
 def round_handler(inp: Json, *, metrics: Mapping[str, str] | None = None) -> Json:
@@ -326,11 +329,12 @@ HANDLERS: dict[str, Callable[[Json], Json]] = {
     "fixed": fixed_handler,
     "proposal_hash": proposal_hash_handler,
     "builtin_split": builtin_split_handler,
+    "dataset_digest": dataset_digest_handler,
     "round": round_handler,
 }
 
 #: Output fields that depend on torch's (or numpy's) kernels today, by handler: compared separately.
-MACHINE_DEPENDENT: dict[str, tuple[str, ...]] = {"round": ("metrics",), "builtin_split": ("held_out_sha256",)}
+MACHINE_DEPENDENT: dict[str, tuple[str, ...]] = {"round": ("metrics",), "builtin_split": ("held_out_digest",)}
 
 
 def run_vector(vector: Mapping[str, Any]) -> Json:
