@@ -157,7 +157,7 @@ def run_local(settings: DemoSettings) -> dict[str, Any]:
                 "storage_s": 0.0,
                 "chain_s": 0.0,
                 "validation_s": validation,
-                "accuracy": float(outcome.record.metrics.accuracy),
+                "accuracy": outcome.advisory_metrics.accuracy,
                 "model_cid": base.cid,
             }
         )

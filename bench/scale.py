@@ -301,13 +301,14 @@ def run_round(n: int, workdir: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
         validation["traced_peak_mb"] = traced.traced / MB
         validation["second_validator_rss_peak_above_baseline_mb"] = traced.rss_above_baseline / MB
         assert market.get_round(task_id, 0).status == RoundStatus.ACCEPTED, "two equal proposals accept"
-        record = first.outcomes[0].record
+        outcome = first.outcomes[0]
+        record = outcome.record
         verdicts: dict[str, int] = {}
         for entry in record.updates:
             reason = str(getattr(entry.reason, "value", entry.reason))
             verdicts[reason] = verdicts.get(reason, 0) + 1
         validation["verdicts"] = verdicts
-        validation["accuracy"] = record.metrics.accuracy
+        validation["accuracy"] = outcome.advisory_metrics.accuracy  # advisory, this machine's
         validation["aggregation"] = spec.aggregation.model_dump(mode="json")
         phases["validation"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in validation.items()}
 

@@ -344,7 +344,7 @@ def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
             reasons[side[entry.contributor]][entry.reason.value] += 1
             if side[entry.contributor] == "attacker":
                 slashes += entry.slash
-        accuracy.append(float(outcome.record.metrics.accuracy))
+        accuracy.append(outcome.advisory_metrics.accuracy)
         state = outcome.state
         base = _file_ref(outcome.model_file)
     budget = ROUND_BUDGET * grid.rounds

@@ -1,7 +1,9 @@
 """The canonical digest of a data set: what a task spec pins its held-out set by.
 
-Validators compute the held-out metrics of the round record from their held-out set, so two of them with
-different sets propose different records and no quorum forms. The spec therefore pins the set by this digest,
+Validators measure each new model on their held-out set (advisory metrics, and the optional
+``max_loss_increase`` screening, whose verdicts enter the round record), so two of them with different sets
+report different numbers, or, with that screening, propose different records and no quorum forms. The spec
+therefore pins the set by this digest,
 and a validator or auditor refuses to use a set whose digest differs. It is a digest of the arrays as the node
 loads them (an :class:`~cotrain.learning.data.ArrayDataset` shaped to the task's ``input_shape``), not of a
 file, so the same examples give the same digest whether they come from a ``.npz`` (whose zip entries carry

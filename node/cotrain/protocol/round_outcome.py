@@ -2,7 +2,10 @@
 
 Validators run it to build their proposal; auditors run it again from chain events and stored files and
 must get the same bytes. Given the same spec, base model, revealed updates (in any order) and file contents,
-it returns the same round record, model file and Merkle roots on every machine.
+it returns the same round record, model file and Merkle roots on every machine. The new model's held-out
+accuracy and loss come from torch kernels, whose last bits depend on the CPU, thread count and batch size, so
+they are advisory: returned beside the record (:attr:`RoundOutcome.advisory_metrics`), never hashed. (The
+optional ``max_loss_increase`` screening is the exception: its verdicts read the same torch loss.)
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ import torch
 from cotrain.errors import IntegrityError
 from cotrain.learning.aggregation import apply_delta
 from cotrain.learning.data import ArrayDataset
-from cotrain.learning.evaluation import evaluate
+from cotrain.learning.evaluation import Metrics, evaluate
 from cotrain.learning.state import layout
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected, decode_tensors, encode_model
 from cotrain.protocol.rewards import allocate_rewards
-from cotrain.protocol.round_record import Metrics, Reason, RoundRecord, UpdateEntry, record_bytes
+from cotrain.protocol.round_record import Reason, RoundRecord, UpdateEntry, record_bytes
 from cotrain.protocol.screening import RoundPipeline
 from cotrain.protocol.task_model import binding_matches, task_model, update_metadata
 from cotrain.protocol.task_spec import FileRef, TaskSpec
@@ -58,12 +61,18 @@ class RevealedUpdate:
 
 @dataclass(frozen=True)
 class RoundOutcome:
-    """Everything a validator stores and proposes for a round."""
+    """Everything a validator stores and proposes for a round, and the new model's advisory metrics.
+
+    ``advisory_metrics`` is the new model's accuracy and loss on the held-out set as this machine's torch
+    computes them: for logs and reports only. It is neither in the record nor in the proposal, so two honest
+    machines whose kernels round differently still propose the same result.
+    """
 
     record: RoundRecord
     record_file: bytes
     model_file: bytes
     state: dict[str, torch.Tensor]
+    advisory_metrics: Metrics
 
     @property
     def record_ref(self) -> FileRef:
@@ -98,7 +107,8 @@ def judge_round(
         Returns an update's file after checking it against its CID and digest; raises
         :class:`~cotrain.errors.IntegrityError` (or ``UpdateRejected``) when it cannot.
     held_out
-        The task's held-out set the new model is evaluated on.
+        The task's held-out set. The new model is evaluated on it for the outcome's advisory metrics; the
+        record depends on it only through the optional ``max_loss_increase`` screening.
     """
     expected = layout(base_state)
     model = task_model(spec)
@@ -158,10 +168,9 @@ def judge_round(
             "aggregation": spec.aggregation,
             "updates": entries,
             "new_model": _file_ref(model_bytes),
-            "metrics": Metrics.model_validate({"accuracy": metrics.accuracy, "loss": metrics.loss}),
         }
     )
-    return RoundOutcome(record, record_bytes(record), model_bytes, state)
+    return RoundOutcome(record, record_bytes(record), model_bytes, state, advisory_metrics=metrics)
 
 
 def _check(

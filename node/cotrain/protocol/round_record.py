@@ -1,11 +1,13 @@
 """The round record: what every validator writes for a round and every auditor re-derives.
 
 A record lists the round's inputs (base model, rule and parameters, each revealed update), the verdict on
-each update with its reason, score, weight, reward and slash, the new model, the held-out metrics, and the
-reward and slash Merkle roots, which are computed from the per-update amounts rather than stated.
+each update with its reason, score, weight, reward and slash, the new model, and the reward and slash Merkle
+roots, which are computed from the per-update amounts rather than stated. It holds nothing that depends on the
+machine: the held-out metrics, which come from torch kernels, are advisory and reported beside it
+(:class:`cotrain.protocol.round_outcome.RoundOutcome`), never inside it.
 
 Its canonical bytes (:func:`record_bytes`) are what validators store and hash, so two validators that reach
-the same results write identical files. The JSON holds no floats: scores, weights and metrics are decimal
+the same results write identical files. The JSON holds no floats: scores and weights are decimal
 strings with :data:`FLOAT_PLACES` places, float parameters are written as their shortest repr, and integers
 that may pass 2**53 (wei, task id, sample counts) are decimal strings. Byte strings are ``0x`` lower-case
 hex, addresses lower-case hex, and updates sorted by contributor. :func:`parse_record` accepts exactly
@@ -57,7 +59,8 @@ from cotrain.protocol.task_spec import (
     format_errors,
 )
 
-RECORD_VERSION: Final = 1
+# Version 2 dropped the held-out metrics (version 1 hashed them, so honest machines could disagree).
+RECORD_VERSION: Final = 2
 FLOAT_PLACES = 6
 Verdict = Literal["accepted", "rejected"]
 COMPUTED_FIELDS: tuple[str, ...] = ("reward_total", "rewards_root", "slash_root")
@@ -122,12 +125,6 @@ def _non_negative(value: str) -> str:
     return value
 
 
-def _at_most_one(value: str) -> str:
-    if Decimal(value) > 1:
-        raise ValueError(f"must be between 0 and 1, got {value}")
-    return value
-
-
 def _int_from_decimal(value: Any) -> Any:
     if isinstance(value, str) and _DIGITS.fullmatch(value):
         return int(value)
@@ -161,9 +158,6 @@ def _from_spec(value: Any) -> Any:
 
 Fixed = Annotated[str, BeforeValidator(_fixed)]
 NonNegativeFixed = Annotated[str, BeforeValidator(_fixed), AfterValidator(_non_negative)]
-Fraction01 = Annotated[
-    str, BeforeValidator(_fixed), AfterValidator(_non_negative), AfterValidator(_at_most_one)
-]
 LowerAddress = Annotated[str, AfterValidator(_lower_address)]
 TaskId = Annotated[
     int,
@@ -241,13 +235,6 @@ class UpdateEntry(_Strict):
         return self
 
 
-class Metrics(_Strict):
-    """The new model's evaluation on the task's held-out set."""
-
-    accuracy: Fraction01
-    loss: NonNegativeFixed
-
-
 class RoundRecord(_Strict):
     """A validator's account of one round. ``updates`` are kept sorted by contributor address.
 
@@ -255,14 +242,13 @@ class RoundRecord(_Strict):
     ``slash`` (leaves in update order, zero amounts left out); they are what the validator proposes.
     """
 
-    version: Literal[1] = RECORD_VERSION
+    version: Literal[2] = RECORD_VERSION
     task_id: TaskId
     round: Uint32
     base_model: FileRef
     aggregation: Annotated[RecordAggregation, BeforeValidator(_from_spec)]
     updates: Annotated[list[UpdateEntry], Field(min_length=1)]
     new_model: FileRef
-    metrics: Metrics
 
     @field_validator("updates")
     @classmethod
@@ -340,6 +326,11 @@ def parse_record(data: bytes) -> RoundRecord:
     missing = [name for name in COMPUTED_FIELDS if name not in decoded]
     if missing:
         raise IntegrityError(f"round record lacks {', '.join(missing)}")
+    if decoded.get("version") != RECORD_VERSION:
+        raise IntegrityError(
+            f"round record has version {decoded.get('version')!r}, this node reads version {RECORD_VERSION} "
+            "only (version 1 hashed machine-dependent held-out metrics); judge the round again with this node"
+        )
     stated = {name: decoded.pop(name) for name in COMPUTED_FIELDS}
     try:
         record = RoundRecord.model_validate(decoded)

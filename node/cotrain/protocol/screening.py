@@ -12,7 +12,8 @@ order; the first it fails names its reason in the round record:
    norm of those that are not free-riders (a scaled update).
 3. ``low_score``: its cosine similarity to the coordinate-wise median of the updates left after step 2 is
    below ``min_score`` (sign flipping, noise, inner-product manipulation), or, when ``max_loss_increase`` is
-   set, applying it alone raises the held-out loss by more than that.
+   set, applying it alone raises the held-out loss by more than that (a torch loss, so those verdicts are
+   machine-dependent; PROTOCOL.md, section 19).
 
 The updates left are accepted; those whose norm exceeds ``clip_norm_ratio`` times that second median norm
 are scaled down to it, and the spec's rule (from the registry in :mod:`cotrain.learning.rules`) aggregates

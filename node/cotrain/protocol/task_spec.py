@@ -252,7 +252,9 @@ class ScreeningSpec(_Strict):
 
     Norm bounds are multiples of the median norm of the round's updates; ``min_score`` bounds the cosine
     similarity to their coordinate-wise median; ``max_loss_increase`` (nats, off when null) bounds how much
-    one update alone may raise the held-out loss.
+    one update alone may raise the held-out loss. That loss comes from torch kernels, whose last bits depend
+    on the machine, so with ``max_loss_increase`` set the verdicts, and with them the record's digest, are
+    machine-dependent: honest validators may disagree on an update near the bound (PROTOCOL.md, section 19).
     """
 
     enabled: bool = True

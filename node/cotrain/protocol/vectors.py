@@ -32,13 +32,7 @@ from cotrain.protocol.commitment import update_commitment
 from cotrain.protocol.merkle import allocation_tree
 from cotrain.protocol.rewards import allocate_rewards, rewards_root, slash_allocations
 from cotrain.protocol.round_outcome import RevealedUpdate, judge_round, model_file
-from cotrain.protocol.round_record import (
-    COMPUTED_FIELDS,
-    Metrics,
-    RoundRecord,
-    format_fixed,
-    record_bytes,
-)
+from cotrain.protocol.round_record import format_fixed, record_bytes
 from cotrain.protocol.task_model import builtin_split, update_metadata
 from cotrain.protocol.task_spec import (
     FileRef,
@@ -244,13 +238,10 @@ def dataset_digest_handler(inp: Json) -> Json:
     return {"bytes": _hex(dataset_bytes(dataset)), "digest": _hex(dataset_digest(dataset))}
 
 
-def round_handler(inp: Json, *, metrics: Mapping[str, str] | None = None) -> Json:
-    """A whole round judged from its public inputs: record bytes and digest, model file, roots.
-
-    With ``metrics`` (``{"accuracy": "0.xxxxxx", "loss": "x.xxxxxx"}``), the record is written with those
-    held-out metrics instead of the ones computed here, so the rest can be checked on a machine whose torch
-    kernels round differently (see PROTOCOL.md, the metrics section).
-    """
+def round_handler(inp: Json) -> Json:
+    """A whole round judged from its public inputs: record bytes and digest, model file, roots, and the new
+    model's advisory held-out metrics (6-place strings; not in the record, machine-dependent: PROTOCOL.md
+    section 12)."""
     spec = validate_spec(inp["spec"])
     files = {cid: _bytes(data) for cid, data in inp["files"].items()}
     base = FileRef(cid=inp["base"]["cid"], digest=_bytes(inp["base"]["digest"]))
@@ -292,9 +283,6 @@ def round_handler(inp: Json, *, metrics: Mapping[str, str] | None = None) -> Jso
         held_out,
     )
     record = outcome.record
-    if metrics is not None:
-        fields = record.model_dump(exclude=set(COMPUTED_FIELDS))
-        record = RoundRecord.model_validate({**fields, "metrics": Metrics.model_validate(dict(metrics))})
     data = record_bytes(record)
     record_digest = hashlib.sha256(data).digest()
     model = outcome.model_file
@@ -313,7 +301,10 @@ def round_handler(inp: Json, *, metrics: Mapping[str, str] | None = None) -> Jso
         "slash_root": _hex(record.slash_root),
         "reward_total": str(record.reward_total),
         "proposal_hash": _hex(hashed),
-        "metrics": dict(record.metrics.model_dump()),
+        "metrics": {
+            "accuracy": format_fixed(outcome.advisory_metrics.accuracy),
+            "loss": format_fixed(outcome.advisory_metrics.loss),
+        },
     }
 
 
@@ -333,7 +324,8 @@ HANDLERS: dict[str, Callable[[Json], Json]] = {
     "round": round_handler,
 }
 
-#: Output fields that depend on torch's (or numpy's) kernels today, by handler: compared separately.
+#: Output fields that depend on torch's (or numpy's) kernels, by handler: compared separately. A round's
+#: ``metrics`` are advisory (not in its record); the built-in split's digest follows numpy's standardization.
 MACHINE_DEPENDENT: dict[str, tuple[str, ...]] = {"round": ("metrics",), "builtin_split": ("held_out_digest",)}
 
 

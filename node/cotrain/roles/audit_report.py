@@ -18,10 +18,16 @@ def _verdict(audit: RoundAudit) -> str:
     return {True: "PASS", False: "FAIL", None: "-"}[audit.passed]
 
 
+ADVISORY_NOTE = (
+    "accuracy (and loss): the new model on the held-out set as this machine measures it; advisory, not in "
+    "the round record, so not audited"
+)
+
+
 def print_audit(console: Console, task_id: int, rounds: list[RoundAudit]) -> None:
-    """Print one row per round: status, verdict counts, accuracy, PASS/FAIL and what differed."""
-    table = Table(title=f"audit of task {task_id}")
-    for column in ("round", "status", "accepted", "rejected", "accuracy", "audit", "problems"):
+    """Print one row per round: status, verdict counts, advisory accuracy, PASS/FAIL and what differed."""
+    table = Table(title=f"audit of task {task_id}", caption=ADVISORY_NOTE)
+    for column in ("round", "status", "accepted", "rejected", "accuracy*", "audit", "problems"):
         table.add_column(column)
     for r in rounds:
         style = {True: "green", False: "bold red", None: "dim"}[r.passed]
@@ -79,6 +85,7 @@ def audit_summary(task_id: int, rounds: list[RoundAudit]) -> dict:
         "task_id": task_id,
         "rounds_passed": sum(r.passed is True for r in rounds),
         "rounds_failed": sum(r.passed is False for r in rounds),
+        "metrics_note": ADVISORY_NOTE,
         "rounds": [
             {
                 "round": r.round,
@@ -86,6 +93,7 @@ def audit_summary(task_id: int, rounds: list[RoundAudit]) -> dict:
                 "audit": _verdict(r),
                 "problems": r.problems,
                 "accuracy": r.accuracy,
+                "loss": r.loss,
                 "accepted": r.accepted,
                 "rejected": r.rejected,
                 "model_cid": r.model_cid,
@@ -121,12 +129,13 @@ def write_html(path: Path, task_id: int, rounds: list[RoundAudit]) -> None:
 </style>
 </head><body><h1>Audit of task {task_id}</h1>
 <p>{summary["rounds_passed"]} rounds passed, {summary["rounds_failed"]} failed.</p>
-<table><tr><th>round</th><th>status</th><th>accepted</th><th>rejected</th><th>accuracy</th><th>audit</th>
+<table><tr><th>round</th><th>status</th><th>accepted</th><th>rejected</th><th>accuracy*</th><th>audit</th>
 <th>problems</th></tr>{rows}</table>
+<p>* {html.escape(ADVISORY_NOTE)}.</p>
 <h2>Verdicts and rewards per update</h2>
 <table><tr><th>round</th><th>contributor</th><th>verdict</th><th>reason</th><th>score</th>
 <th>reward (wei)</th><th>slash (wei)</th></tr>{update_rows}</table>
-<h2>Accuracy per round</h2>{_line_svg(accuracy)}
+<h2>Accuracy per round (advisory, this machine)</h2>{_line_svg(accuracy)}
 <h2>Rewards per contributor (wei)</h2>{_bar_svg(rewards)}
 <script type="application/json" id="summary">{html.escape(json.dumps(summary))}</script>
 </body></html>

@@ -1,5 +1,6 @@
 """The auditor: rebuilds a task's history from chain events alone, re-runs every accepted round from the
-stored inputs and checks each digest and Merkle root the validators proposed."""
+stored inputs and checks each digest and Merkle root the validators proposed. The accuracy and loss it
+reports are its own, measured on this machine: advisory, not part of the record, so not checked."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ class RoundAudit:
     status: str
     passed: bool | None  # None: nothing to check (failed, voided or still open)
     problems: list[str] = field(default_factory=list)
+    # The new model's held-out accuracy and loss as this machine measures them (advisory, never hashed).
     accuracy: float | None = None
+    loss: float | None = None
     accepted: int = 0
     rejected: int = 0
     model_cid: str | None = None
@@ -69,7 +72,8 @@ def audit_round(view: TaskView, round_: int, held_out: ArrayDataset) -> RoundAud
         if onchain != mine
     ]
     audit.passed = not audit.problems
-    audit.accuracy = float(record.metrics.accuracy)
+    audit.accuracy = outcome.advisory_metrics.accuracy
+    audit.loss = outcome.advisory_metrics.loss
     audit.accepted = sum(u.verdict == "accepted" for u in record.updates)
     audit.rejected = len(record.updates) - audit.accepted
     audit.model_cid = proposal.model_cid

@@ -43,7 +43,7 @@ def differing_fields(mine: Any, theirs: Any, path: str = "") -> list[str]:
 
 
 def describe_differences(mine: RoundRecord, theirs: RoundRecord) -> str:
-    """``"metrics.accuracy (0.95 here, 0.96 there), ..."``: what differs between two round records."""
+    """``"updates[1].reward (500 here, 250 there), ..."``: what differs between two round records."""
     a, b = mine.model_dump(mode="json"), theirs.model_dump(mode="json")
     paths = differing_fields(a, b)
     shown = [f"{p} ({_at(a, p)} here, {_at(b, p)} there)" for p in paths[:SHOWN_FIELDS]]

@@ -142,11 +142,11 @@ class ValidatorNode:
         )
         accepted = sum(u.verdict == "accepted" for u in record.updates)
         log.info(
-            "round %d: %d accepted, %d rejected, accuracy %s; proposing",
+            "round %d: %d accepted, %d rejected, accuracy %.4f (advisory, this machine); proposing",
             round_,
             accepted,
             len(record.updates) - accepted,
-            record.metrics.accuracy,
+            outcome.advisory_metrics.accuracy,
         )
         self._send(round_, lambda: self.market.propose(self.task_id, round_, proposal))
 

@@ -21,10 +21,11 @@ import pytest
 from cotrain.chain.market import Market, Phase, Proposal, RoundStatus, TaskStatus
 from cotrain.demo import DemoSettings, demo_spec
 from cotrain.learning.data import ArrayDataset
+from cotrain.learning.evaluation import evaluate
 from cotrain.learning.partition import partition_iid
 from cotrain.localnet import LocalNetwork, local_network
 from cotrain.protocol.round_record import COMPUTED_FIELDS, RoundRecord, parse_record, record_bytes
-from cotrain.protocol.task_model import builtin_split
+from cotrain.protocol.task_model import builtin_split, task_model
 from cotrain.protocol.task_spec import TaskSpec, validate_spec
 from cotrain.roles.auditor import audit_task
 from cotrain.roles.contributor import ContributorNode
@@ -123,6 +124,7 @@ def test_honest_history_passes_the_audit(run_cli: RunCli, tmp_path: Path) -> Non
         summary = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
         assert summary["task_id"] == task_id
         assert (summary["rounds_passed"], summary["rounds_failed"]) == (ROUNDS, 0), summary
+        assert "advisory" in summary["metrics_note"] and "this machine" in summary["metrics_note"]
 
         round_budget = market.get_task(task_id).round_budget
         claimed: Counter[str] = Counter()
@@ -134,7 +136,10 @@ def test_honest_history_passes_the_audit(run_cli: RunCli, tmp_path: Path) -> Non
             record = view.record(r["round"])
             assert (r["status"], r["audit"], r["problems"]) == ("finalized", "PASS", []), r
             assert (r["accepted"], r["rejected"]) == (CONTRIBUTORS, 0), r
-            assert r["accuracy"] == float(record.metrics.accuracy), (r, record.metrics)
+            # Accuracy and loss: the accepted model measured on this machine (advisory, not in the record).
+            measured = evaluate(task_model(task.spec), view.load_model(record.new_model), task.held_out)
+            assert r["accuracy"] == measured.accuracy, (r, measured)
+            assert r["loss"] == pytest.approx(measured.loss, rel=1e-5), (r, measured)
             assert r["model_cid"] == record.new_model.cid
             assert r["rewards"] == {a.account: str(a.amount) for a in record.reward_allocations}, r
             assert sorted(r["rewards"]) == contributors, r
@@ -159,6 +164,7 @@ def test_honest_history_passes_the_audit(run_cli: RunCli, tmp_path: Path) -> Non
 
         report = (tmp_path / "out.html").read_text(encoding="utf-8")
         assert report.count("<table>") == 2 and report.count("</table>") == 2
+        assert "Accuracy per round (advisory, this machine)" in report
         for r in summary["rounds"]:
             row = f"<tr><td>{r['round']}</td><td>finalized</td><td>{CONTRIBUTORS}</td><td>0</td>"
             assert f"{row}<td>{r['accuracy']:.4f}</td><td>PASS</td><td></td></tr>" in report

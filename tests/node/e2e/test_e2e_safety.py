@@ -13,6 +13,7 @@ through the real `cotrain` command on a real anvil.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,6 +30,8 @@ from cotrain.demo import DemoSettings, demo_spec
 from cotrain.errors import NodeStateError
 from cotrain.learning.partition import partition_iid
 from cotrain.localnet import LocalNetwork, local_network
+from cotrain.protocol.round_outcome import RoundOutcome
+from cotrain.protocol.round_record import COMPUTED_FIELDS, RoundRecord, record_bytes
 from cotrain.protocol.task_model import builtin_split
 from cotrain.protocol.task_spec import TaskSpec
 from cotrain.roles.contributor import ContributorNode
@@ -355,13 +359,36 @@ def test_a_journal_that_does_not_match_the_commitment_stops_the_node(
 # ---------------------------------------------------------------- validators that disagree
 
 
+class MiscountingValidator(ValidatorNode):
+    """A faulty validator (fault injection): it judges like the others, then pays the first contributor in
+    address order half its reward (the rest stays unpaid), in a record re-encoded to be well formed, so
+    its proposal differs from the honest ones in that reward and the rewards root and total only."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.miscounted: set[int] = set()
+
+    def _outcome(self, round_: int) -> RoundOutcome:
+        outcome = super()._outcome(round_)
+        if round_ not in self.miscounted:
+            data = json.loads(outcome.record_file)
+            for name in COMPUTED_FIELDS:
+                del data[name]  # derived from the updates
+            data["updates"][0]["reward"] = str(int(data["updates"][0]["reward"]) // 2)
+            record = RoundRecord.model_validate(data)
+            outcome = dataclasses.replace(outcome, record=record, record_file=record_bytes(record))
+            self.outcomes[round_] = outcome
+            self.miscounted.add(round_)
+        return outcome
+
+
 def judged_task(
-    live: LocalNetwork, tmp_path: Path, held_outs: dict[int, int | None]
+    live: LocalNetwork, tmp_path: Path, faulty: dict[int, bool]
 ) -> tuple[Market, int, TaskSpec, list[ContributorNode], list[ValidatorNode]]:
-    """A one-round task whose validators (dev account -> held-out rows, None for all) judge with different
-    held-out sets, and its participants, stepped until every validator proposed."""
+    """A one-round task whose validators (dev account -> whether it miscounts rewards) judge it, and its
+    participants, stepped until every validator proposed."""
     market, store = live.config.connect(live.signer(0))
-    validators = [live.anvil.addresses[index] for index in held_outs]
+    validators = [live.anvil.addresses[index] for index in faulty]
     settings = DemoSettings(CONTRIBUTORS, len(validators), 1, "breast_cancer")
     task_id, spec = post_task(market, store, demo_spec(settings, live.anvil.addresses[0], validators))
     train, held_out = builtin_split(spec)
@@ -372,12 +399,10 @@ def judged_task(
         for i, shard in enumerate(train.subset(p) for p in partition_iid(len(train), CONTRIBUTORS, 0))
     ]
     judges = [
-        ValidatorNode(
-            *live.config.connect(live.signer(index)),
-            task_id,
-            held_out if rows is None else held_out.subset(range(rows)),
+        (MiscountingValidator if miscounts else ValidatorNode)(
+            *live.config.connect(live.signer(index)), task_id, held_out
         )
-        for index, rows in held_outs.items()
+        for index, miscounts in faulty.items()
     ]
     deadline = time.monotonic() + DEADLINE_S
     while any(market.proposal_of(task_id, 0, v) == bytes(32) for v in validators):
@@ -395,9 +420,9 @@ def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
 def test_validators_that_disagree_say_on_which_fields(
     run_cli: RunCli, live: LocalNetwork, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Two validators, quorum 2, judging with different held-out sets: their records' metrics differ.
+    # Two validators, quorum 2, one of them faulty: their records differ in one reward and what follows.
     caplog.set_level("INFO", logger="cotrain")
-    market, task_id, spec, _, judges = judged_task(live, tmp_path, {VALIDATOR: None, OUTSIDER: 40})
+    market, task_id, spec, _, judges = judged_task(live, tmp_path, {VALIDATOR: False, OUTSIDER: True})
     live.anvil.increase_time(spec.phases.validation)  # no quorum: the round expires
     live.anvil.mine()
     deadline = time.monotonic() + DEADLINE_S
@@ -410,8 +435,9 @@ def test_validators_that_disagree_say_on_which_fields(
     assert failed and "2 different results" in failed[0], failed
     fields = logged(caplog, "fields where")
     assert len(fields) == 2, fields  # each validator names the other's differences
-    assert all("metrics." in line and "here" in line and "there" in line for line in fields), fields
-    assert all("updates[" not in line for line in fields), "the verdicts agree; only the metrics differ"
+    assert all("updates[0].reward (" in line and "here, " in line for line in fields), fields
+    assert all("rewards_root (" in line and "reward_total (" in line for line in fields), fields
+    assert all("verdict" not in line and "new_model" not in line for line in fields), "only rewards differ"
 
     network = live.accounts_file.parent / "network.json"
     result = run_cli("task", "status", task_id, "--network", network, env=ENV)
@@ -423,15 +449,15 @@ def test_validators_that_disagree_say_on_which_fields(
 def test_a_validator_outvoted_by_the_quorum_says_on_which_fields(
     live: LocalNetwork, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Three validators, quorum 2: two judge with the spec's held-out split, one with a part of it.
+    # Three validators, quorum 2: two judge honestly, one miscounts a reward.
     caplog.set_level("INFO", logger="cotrain")
-    held_outs = {VALIDATOR: None, SECOND_OUTSIDER: None, OUTSIDER: 40}
-    market, task_id, _, _, judges = judged_task(live, tmp_path, held_outs)
+    faulty = {VALIDATOR: False, SECOND_OUTSIDER: False, OUTSIDER: True}
+    market, task_id, _, _, judges = judged_task(live, tmp_path, faulty)
     assert market.get_round(task_id, 0).status == RoundStatus.ACCEPTED
     for node in judges:
         node.step()
 
     lost = logged(caplog, "the quorum accepted another result")
     assert len(lost) == 1, lost  # only the outvoted validator
-    assert "metrics.accuracy" in lost[0] and "metrics.loss" in lost[0], lost
-    assert "updates[" not in lost[0], lost
+    assert "updates[0].reward (" in lost[0] and "rewards_root (" in lost[0], lost
+    assert "verdict" not in lost[0] and "new_model" not in lost[0], lost

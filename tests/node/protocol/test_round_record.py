@@ -14,6 +14,7 @@ from cotrain.protocol.merkle import Allocation
 from cotrain.protocol.rewards import EMPTY_ROOT, allocate_rewards, rewards_root, slash_allocations
 from cotrain.protocol.round_record import (
     FLOAT_PLACES,
+    RECORD_VERSION,
     Reason,
     RoundRecord,
     format_fixed,
@@ -83,7 +84,6 @@ def _fields(**overrides: Any) -> dict[str, Any]:
         "aggregation": {"rule": "fedavg", "params": {}},
         "updates": _updates(),
         "new_model": {"cid": "bafkreimodel2", "digest": _digest("model 2")},
-        "metrics": {"accuracy": 0.9123456789, "loss": 0.25},
     }
     fields.update(overrides)
     return fields
@@ -120,7 +120,6 @@ def test_independent_validators_write_identical_bytes() -> None:
         update["reward"] = str(update["reward"])
     other["updates"].reverse()
     other["task_id"] = "1"
-    other["metrics"] = {"accuracy": "0.912346", "loss": "0.250000"}
 
     # Execute
     second = RoundRecord(**other)
@@ -162,10 +161,10 @@ def test_canonical_bytes_hold_no_floats_and_no_whitespace() -> None:
 def test_canonical_bytes_field_formats() -> None:
     decoded = _decoded(_record())
 
-    assert decoded["version"] == 1
+    assert decoded["version"] == RECORD_VERSION == 2
     assert decoded["task_id"] == "1"
     assert decoded["round"] == 2
-    assert decoded["metrics"] == {"accuracy": "0.912346", "loss": "0.250000"}
+    assert "metrics" not in decoded, "held-out metrics are advisory, beside the record"
     assert decoded["base_model"]["digest"] == "0x" + _digest("model 1").hex()
     accepted = decoded["updates"][[u["contributor"] for u in decoded["updates"]].index(_account(1).lower())]
     assert accepted["score"] == "0.100000"
@@ -303,11 +302,9 @@ def test_inconsistent_update_is_refused(change: dict[str, Any], message: str) ->
         ({"task_id": 0}, "greater than or equal to 1"),
         ({"round": -1}, "greater than or equal to 0"),
         ({"round": "2"}, "valid integer"),
-        ({"metrics": {"accuracy": 1.5, "loss": 0.1}}, "between 0 and 1"),
-        ({"metrics": {"accuracy": 0.5, "loss": -0.1}}, "must not be negative"),
-        ({"metrics": {"accuracy": "0.5", "loss": 0.1}}, "exactly 6 places"),
+        ({"metrics": {"accuracy": "0.912346", "loss": "0.250000"}}, "Extra inputs are not permitted"),
         ({"aggregation": {"rule": "mean", "params": {}}}, "'fedavg'"),
-        ({"version": 2}, "Input should be 1"),
+        ({"version": 1}, "Input should be 2"),
     ],
 )
 def test_inconsistent_record_is_refused(overrides: dict[str, Any], message: str) -> None:
@@ -365,13 +362,13 @@ TAMPERED = {
         lambda d: _first_update(d).update(note=1),
         "updates[0].note: unknown field; allowed fields: contributor, cid",
     ),
-    "missing field": (lambda d: d.pop("metrics"), "metrics: required field is missing"),
+    "missing field": (lambda d: d.pop("new_model"), "new_model: required field is missing"),
     "missing root": (lambda d: d.pop("rewards_root"), "lacks rewards_root"),
     "float score": (lambda d: _accepted(d).update(score=0.5), "not in canonical form"),
     "number for wei": (lambda d: _accepted(d).update(slash=0), "not in canonical form"),
     "number for task id": (lambda d: d.update(task_id=1), "not in canonical form"),
     "string for round": (lambda d: d.update(round="2"), "round: Input should be a valid integer"),
-    "more places": (lambda d: d["metrics"].update(loss="0.2500000"), "exactly 6 places"),
+    "more places": (lambda d: _accepted(d).update(weight="0.5000000"), "exactly 6 places"),
     "negative zero": (lambda d: _first_update(d).update(score="-0.000000"), "exactly 6 places"),
     "checksummed address": (
         lambda d: _first_update(d).update(contributor=to_checksum_address(_first_update(d)["contributor"])),
@@ -389,7 +386,19 @@ TAMPERED = {
     "tampered total": (lambda d: d.update(reward_total="1"), "states reward_total"),
     "inconsistent verdict": (lambda d: _rejected(d).update(reason="ok"), "must say why"),
     "unknown reason": (lambda d: _first_update(d).update(reason="tired"), "updates[0].reason"),
-    "future version": (lambda d: d.update(version=2), "version: Input should be 1"),
+    "future version": (
+        lambda d: d.update(version=3),
+        "round record has version 3, this node reads version 2",
+    ),
+    "version 1 with metrics": (
+        lambda d: d.update(version=1, metrics={"accuracy": "0.912346", "loss": "0.250000"}),
+        "round record has version 1, this node reads version 2 only (version 1 hashed machine-dependent",
+    ),
+    "metrics in version 2": (
+        lambda d: d.update(metrics={"accuracy": "0.912346", "loss": "0.250000"}),
+        "metrics: unknown field",
+    ),
+    "no version": (lambda d: d.pop("version"), "round record has version None"),
 }
 
 
@@ -421,7 +430,7 @@ def test_parse_refuses_whitespace_and_duplicate_keys() -> None:
     decoded = _decoded(record)
     pretty = json.dumps(decoded, sort_keys=True, indent=1).encode()
     data = record_bytes(record)
-    duplicated = data[:-1] + b',"version":1}'
+    duplicated = data[:-1] + b',"version":2}'
 
     for bad in (pretty, duplicated, data + b"\n"):
         with pytest.raises(IntegrityError, match="not in canonical form"):

@@ -6,19 +6,22 @@ from cotrain.roles.disagreement import differing_fields
 
 
 def test_equal_documents_differ_nowhere() -> None:
-    document = {"metrics": {"accuracy": "0.9"}, "updates": [{"verdict": "accepted"}]}
+    document = {"new_model": {"digest": "0x01"}, "updates": [{"verdict": "accepted"}]}
 
     assert differing_fields(document, dict(document)) == []
 
 
 def test_nested_values_are_named_by_dotted_paths_in_document_order() -> None:
-    mine = {"metrics": {"accuracy": "0.9", "loss": "0.1"}, "updates": [{"verdict": "accepted", "score": "1"}]}
+    mine = {
+        "new_model": {"cid": "bafy1", "digest": "0x01"},
+        "updates": [{"verdict": "accepted", "score": "1"}],
+    }
     theirs = {
-        "metrics": {"accuracy": "0.8", "loss": "0.1"},
+        "new_model": {"cid": "bafy1", "digest": "0x02"},
         "updates": [{"verdict": "rejected", "score": "1"}],
     }
 
-    assert differing_fields(mine, theirs) == ["metrics.accuracy", "updates[0].verdict"]
+    assert differing_fields(mine, theirs) == ["new_model.digest", "updates[0].verdict"]
 
 
 def test_missing_keys_and_lists_of_other_lengths_are_differences() -> None:
