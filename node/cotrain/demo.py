@@ -358,7 +358,7 @@ def _print_summary(console: Console, summary: dict) -> None:
     for column in (
         "round",
         "status",
-        "accuracy",
+        "accuracy*",
         "accepted",
         "rejected",
         "round s",
@@ -380,6 +380,7 @@ def _print_summary(console: Console, summary: dict) -> None:
             *(f"{s.get(k, 0.0):.2f}" for k in ("training", "storage", "chain", "validation")),
         )
     console.print(table)
+    console.print("* advisory: the auditor's held-out accuracy on this machine, not part of the record")
     rewards = Table(title="rewards claimed")
     rewards.add_column("contributor")
     rewards.add_column("wei", justify="right")
