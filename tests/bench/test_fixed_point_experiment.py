@@ -36,6 +36,8 @@ def test_a_fine_format_lands_within_a_tenth_of_a_point_of_float32(cell: dict) ->
 
     assert abs(fine["accuracy_difference"]) <= 0.1
     assert abs(fine["loss_difference"]) < 1e-4
+    assert 0 < fine["first_round_max_abs_difference"] < 1e-6  # 2**-25 from the mean, plus float32 rounding
+    assert cell["runs"][FLOAT32]["first_round_max_abs_difference"] == 0
     assert fine["overflowing_updates"] == 0
 
 
