@@ -527,7 +527,7 @@ def bench_checkout(candidates: list[Path] | None = None) -> Path:
 @app.command()
 def bench(
     quick: bool = typer.Option(False, "--quick", help="The reduced versions (under 5 minutes)."),
-    only: str = typer.Option("", "--only", help="Sections: overhead,gas,scale,storage,accuracy."),
+    only: str = typer.Option("", "--only", help="Sections: overhead,gas,scale,storage,accuracy,fixed_point."),
 ) -> None:
     """Run the benchmark suite of this checkout; results go to bench/results (see BENCHMARKS.md)."""
     import subprocess
