@@ -41,8 +41,9 @@ from cotrain.errors import CotrainError
 from cotrain.learning.partition import partition_iid
 from cotrain.learning.tensor_files import encode_update
 from cotrain.protocol.round_outcome import RevealedUpdate, judge_round, model_file
-from cotrain.protocol.task_model import builtin_split, initial_state, train_round, update_metadata
+from cotrain.protocol.task_model import builtin_split, initial_state, train_round
 from cotrain.protocol.task_spec import FileRef, TaskSpec, with_initial_model
+from cotrain.protocol.update_binding import update_metadata
 from cotrain.storage.unixfs import compute_cid
 from eth_account import Account
 from eth_utils import keccak

@@ -20,7 +20,7 @@ from cotrain.learning.data import ArrayDataset
 from cotrain.learning.dataset_digest import dataset_digest
 from cotrain.learning.tensor_files import encode_update
 from cotrain.protocol.round_outcome import model_file
-from cotrain.protocol.task_model import update_metadata
+from cotrain.protocol.update_binding import update_metadata
 from cotrain.protocol.vectors import run_vector
 from cotrain.storage.unixfs import compute_cid
 

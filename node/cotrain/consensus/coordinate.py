@@ -1,8 +1,9 @@
 """One coordinate of each per-coordinate aggregation rule, in exact integer arithmetic.
 
-These are the integer counterparts of :mod:`cotrain.learning.robust`'s float64 ``weighted_mean``,
-``coordinate_median`` and ``trimmed_mean``: each rule keeps its meaning, and every division is rounded once,
-half to even. ``contracts/libraries/CoordinateRules.sol`` computes the same functions on ``int256[]`` and
+These are the per-coordinate rules of :mod:`.exact` (the median and trimmed mean are those functions on
+one-coordinate vectors; the weighted mean is :class:`.exact.WeightedSum`'s formula without its int64 limbs,
+since values here may be as wide as ``2**127``): every division is rounded once, half to even.
+``contracts/libraries/CoordinateRules.sol`` computes the same functions on ``int256[]`` and
 ``uint256[]`` and returns the same integers for every input inside the bounds below (the differential test
 ``tests/contracts/test_coordinate_rules.py`` checks it), so a fraud proof can recompute one coordinate of an
 aggregate on-chain.
@@ -32,9 +33,12 @@ result lies between the smallest and the largest value, so it satisfies the valu
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
+import numpy as np
+
+from cotrain.consensus import exact
+from cotrain.consensus.exact import WEIGHT_BOUND, integer, round_half_even_div
 from cotrain.errors import IntegrityError
 
 MAX_VALUES = 1 << 16
@@ -42,41 +46,6 @@ MAX_VALUES = 1 << 16
 
 VALUE_BOUND = 1 << 127
 """Every value ``v`` satisfies ``-VALUE_BOUND < v < VALUE_BOUND``."""
-
-WEIGHT_BOUND = 1 << 64
-"""Every weight ``w`` satisfies ``1 <= w < WEIGHT_BOUND``."""
-
-
-def round_half_even_div(a: int, b: int) -> int:
-    """Return ``a / b`` rounded to the nearest integer, a tie (remainder exactly ``b / 2``) to the even one.
-
-    Parameters
-    ----------
-    a : int
-        The numerator, any integer.
-    b : int
-        The denominator, a positive integer.
-
-    Returns
-    -------
-    int
-        ``q`` with ``|a / b - q| <= 1/2``; when it is exactly ``1/2``, ``q`` is even. For example
-        ``5 / 2 -> 2``, ``7 / 2 -> 4``, ``-5 / 2 -> -2``, ``-7 / 2 -> -4``, ``7 / 3 -> 2``, ``-8 / 3 -> -3``.
-
-    Raises
-    ------
-    IntegrityError
-        If ``a`` or ``b`` is not an integer or ``b <= 0``.
-    """
-    a = _integer(a, "the numerator")
-    b = _integer(b, "the denominator")
-    if b <= 0:
-        raise IntegrityError(f"the denominator must be positive, got {b}")
-    quotient, remainder = divmod(a, b)  # floor division: 0 <= remainder < b
-    twice = 2 * remainder
-    if twice > b or (twice == b and quotient % 2 == 1):
-        quotient += 1
-    return quotient
 
 
 def weighted_mean(values: Sequence[int], weights: Sequence[int]) -> int:
@@ -105,60 +74,36 @@ def weighted_mean(values: Sequence[int], weights: Sequence[int]) -> int:
 
 
 def median(values: Sequence[int]) -> int:
-    """Return the median of one coordinate (Yin et al., ICML 2018).
+    """Return the median of one coordinate (Yin et al., ICML 2018): :func:`.exact.coordinate_median`.
 
-    Parameters
-    ----------
-    values : Sequence[int]
-        The coordinate's ``n`` values, ``1 <= n <= MAX_VALUES``, each ``|v| < VALUE_BOUND``.
-
-    Returns
-    -------
-    int
-        With ``s`` the values sorted ascending (0-based): ``s[n // 2]`` for odd ``n``, and
-        ``round_half_even_div(s[n // 2 - 1] + s[n // 2], 2)`` for even ``n``.
+    With ``s`` the values sorted ascending (0-based): ``s[n // 2]`` for odd ``n``, and
+    ``round_half_even_div(s[n // 2 - 1] + s[n // 2], 2)`` for even ``n``.
 
     Raises
     ------
     IntegrityError
         If a value is outside its bounds or there are none or too many.
     """
-    ordered = sorted(check_values(values))
-    n = len(ordered)
-    if n % 2:
-        return ordered[n // 2]
-    return round_half_even_div(ordered[n // 2 - 1] + ordered[n // 2], 2)
+    return int(exact.coordinate_median(_columns(values))[0])
 
 
 def trimmed_mean(values: Sequence[int], trim: int) -> int:
-    """Return the trimmed mean of one coordinate (Yin et al., ICML 2018), unweighted like the float rule.
+    """Return the trimmed mean of one coordinate (Yin et al., ICML 2018): :func:`.exact.trimmed_mean`.
 
-    Parameters
-    ----------
-    values : Sequence[int]
-        The coordinate's ``n`` values, ``1 <= n <= MAX_VALUES``, each ``|v| < VALUE_BOUND``.
-    trim : int
-        How many of the smallest and, separately, of the largest values to drop; ``0 <= 2 trim < n``.
-
-    Returns
-    -------
-    int
-        With ``s`` the values sorted ascending (0-based):
-        ``round_half_even_div(s[trim] + ... + s[n - trim - 1], n - 2 trim)``.
+    With ``s`` the values sorted ascending (0-based):
+    ``round_half_even_div(s[trim] + ... + s[n - trim - 1], n - 2 trim)``, for ``0 <= 2 trim < n``.
 
     Raises
     ------
     IntegrityError
-        If a value is outside its bounds, there are none or too many, or ``trim`` is not an integer
-        with ``0 <= 2 trim < n``.
+        If a value is outside its bounds, there are none or too many, or ``trim`` is out of range.
     """
-    ordered = sorted(check_values(values))
-    n = len(ordered)
-    trim = _integer(trim, "trim")
-    if trim < 0 or 2 * trim >= n:
-        most = (n - 1) // 2
-        raise IntegrityError(f"a trimmed mean of {n} values can drop 0 to {most} at each end, not {trim}")
-    return round_half_even_div(sum(ordered[trim : n - trim]), n - 2 * trim)
+    return int(exact.trimmed_mean(_columns(values), trim)[0])
+
+
+def _columns(values: Sequence[int]) -> list[np.ndarray]:
+    """The values as ``n`` one-coordinate vectors of Python ints, the form :mod:`.exact`'s rules take."""
+    return [np.array([value], dtype=object) for value in check_values(values)]
 
 
 def check_values(values: Sequence[int]) -> list[int]:
@@ -174,7 +119,7 @@ def check_values(values: Sequence[int]) -> list[int]:
         raise IntegrityError(f"a coordinate needs 1 to {MAX_VALUES} values, got {len(values)}")
     checked = []
     for i, value in enumerate(values):
-        number = _integer(value, f"value {i}")
+        number = integer(value, f"value {i}")
         if not -VALUE_BOUND < number < VALUE_BOUND:
             raise IntegrityError(f"value {i} = {number} is outside (-2**127, 2**127)")
         checked.append(number)
@@ -182,14 +127,7 @@ def check_values(values: Sequence[int]) -> list[int]:
 
 
 def _weight(value: object, index: int) -> int:
-    number = _integer(value, f"weight {index}")
+    number = integer(value, f"weight {index}")
     if not 1 <= number < WEIGHT_BOUND:
         raise IntegrityError(f"weight {index} = {number} is outside [1, 2**64)")
     return number
-
-
-def _integer(value: object, what: str) -> int:
-    """``value`` as a Python int: ints and numpy integers are accepted, bools and floats are not."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise IntegrityError(f"{what} must be an integer, got {value!r}")
-    return int(value)

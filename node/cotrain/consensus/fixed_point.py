@@ -26,6 +26,9 @@ import numpy.typing as npt
 
 from cotrain.errors import IntegrityError
 
+NUMBER_FORMATS: dict[str, tuple[int, int]] = {"q32.24": (32, 24)}
+"""The formats a task spec may name (``aggregation.number_format``): name to ``(width_bits, scale_bits)``."""
+
 MIN_WIDTH_BITS = 2
 """The narrowest format: one sign bit and one magnitude bit."""
 

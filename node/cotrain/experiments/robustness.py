@@ -45,10 +45,11 @@ from cotrain.learning.data import ArrayDataset
 from cotrain.learning.partition import partition_dirichlet, partition_iid
 from cotrain.learning.rules import get_rule, rule_names
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected, encode_update
+from cotrain.protocol.round_judge import file_ref
 from cotrain.protocol.round_outcome import RevealedUpdate, judge_round, model_file
-from cotrain.protocol.task_model import builtin_split, initial_state, train_round, update_metadata
-from cotrain.protocol.task_spec import FileRef, TaskSpec, load_spec, spec_digest, validate_spec
-from cotrain.storage.unixfs import compute_cid
+from cotrain.protocol.task_model import builtin_split, initial_state, train_round
+from cotrain.protocol.task_spec import TaskSpec, load_spec, spec_digest, validate_spec
+from cotrain.protocol.update_binding import update_metadata
 
 SPECS = Path(__file__).resolve().parents[1] / "protocol" / "specs"
 TASK_ID = 1
@@ -71,13 +72,10 @@ class PipelineConfig:
 
 
 def registered_pipelines() -> tuple[PipelineConfig, ...]:
-    """The baselines (no screening, held-out loss) and every registered rule with screening."""
+    """The baselines (no screening) and every registered rule with screening."""
     pipelines = [
         PipelineConfig("fedavg (no screening)", {"rule": "fedavg", "screening": {"enabled": False}}),
         PipelineConfig("fedavg + screening", {"rule": "fedavg"}),
-        PipelineConfig(
-            "fedavg + screening + held-out loss", {"rule": "fedavg", "screening": {"max_loss_increase": 0.05}}
-        ),
         PipelineConfig("median (no screening)", {"rule": "median", "screening": {"enabled": False}}),
     ]
     for name in rule_names():
@@ -282,10 +280,6 @@ def contributor_address(index: int) -> str:
     return to_checksum_address(keccak(f"cotrain-robustness-{index}".encode())[-20:])
 
 
-def _file_ref(data: bytes) -> FileRef:
-    return FileRef(cid=compute_cid(data), digest=hashlib.sha256(data).digest())
-
-
 def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
     """Simulate ``cell`` round by round and return its result as JSON data.
 
@@ -309,7 +303,7 @@ def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
     poisoned = {i: attack.poison(local[i]) if attack and attack.poison else local[i] for i in bad}
 
     state = initial_state(spec)
-    base = _file_ref(model_file(TASK_ID, -1, state))
+    base = file_ref(model_file(TASK_ID, -1, state))
     accuracy: list[float] = []
     rewards = Counter[str]()
     slashes = 0
@@ -332,7 +326,7 @@ def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
             data = encode_update(
                 deltas[i], update_metadata(TASK_ID, round_, addresses[i], base.digest, samples)
             )
-            ref = _file_ref(data)
+            ref = file_ref(data)
             files[ref.cid] = data
             updates.append(RevealedUpdate(addresses[i], ref.cid, ref.digest, samples, commit_order[i]))
         outcome = judge_round(
@@ -346,7 +340,7 @@ def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
                 slashes += entry.slash
         accuracy.append(outcome.advisory_metrics.accuracy)
         state = outcome.state
-        base = _file_ref(outcome.model_file)
+        base = file_ref(outcome.model_file)
     budget = ROUND_BUDGET * grid.rounds
     return {
         "key": cell_key(cell, grid),

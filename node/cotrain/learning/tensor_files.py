@@ -17,14 +17,22 @@ import json
 import math
 from collections.abc import Mapping
 from enum import Enum
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Union
 
 import numpy as np
-import torch
 
 from cotrain.errors import ConfigError, IntegrityError
 
-Expected = Mapping[str, tuple[tuple[int, ...], torch.dtype]]
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported only where tensors are built, so the consensus core (which reads and writes these files as
+# numpy arrays) runs without it.
+Expected = Mapping[str, tuple[tuple[int, ...], "torch.dtype"]]
+#: The names and shapes a file must hold, all float32.
+Shapes = Mapping[str, tuple[int, ...]]
+#: What the encoders take: float32 numpy arrays or float32 torch tensors.
+Tensors = Mapping[str, Union[np.ndarray, "torch.Tensor"]]
 
 FORMAT_KEY = "cotrain.format"
 UPDATE_FORMAT = "cotrain.update/1"
@@ -64,7 +72,17 @@ def _reject(reason: RejectReason, detail: str) -> NoReturn:
     raise UpdateRejected(reason, detail)
 
 
-def _encode(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], file_format: str) -> bytes:
+def _float32_array(name: str, tensor: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(tensor, np.ndarray):
+        if tensor.dtype != np.float32:
+            raise ConfigError(f"tensor {name!r} must be a float32 array")
+        return np.ascontiguousarray(tensor).astype("<f4", copy=False)
+    if getattr(tensor, "dtype", None) is None or str(tensor.dtype) != "torch.float32":
+        raise ConfigError(f"tensor {name!r} must be a float32 tensor")
+    return tensor.detach().cpu().contiguous().numpy().astype("<f4", copy=False)
+
+
+def _encode(tensors: Tensors, metadata: Mapping[str, str], file_format: str) -> bytes:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise ConfigError("metadata must map strings to strings")
     if FORMAT_KEY in metadata:
@@ -76,9 +94,7 @@ def _encode(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], fi
         tensor = tensors[name]
         if not isinstance(name, str) or not name or name == _METADATA:
             raise ConfigError(f"tensor name {name!r} is not allowed")
-        if not isinstance(tensor, torch.Tensor) or tensor.dtype != torch.float32:
-            raise ConfigError(f"tensor {name!r} must be a float32 tensor")
-        array = tensor.detach().cpu().contiguous().numpy().astype("<f4", copy=False)
+        array = _float32_array(name, tensor)
         if not np.isfinite(array).all():
             raise IntegrityError(
                 f"tensor {name!r} holds NaN or infinite values; no node would accept the file"
@@ -96,13 +112,13 @@ def _encode(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], fi
     return len(text).to_bytes(8, "little") + text + b"".join(chunks)
 
 
-def encode_update(delta: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+def encode_update(delta: Tensors, metadata: Mapping[str, str]) -> bytes:
     """Serialize an update (a delta) to canonical safetensors bytes.
 
     Parameters
     ----------
-    delta : Mapping[str, torch.Tensor]
-        Finite float32 tensors.
+    delta : Mapping[str, numpy.ndarray | torch.Tensor]
+        Finite float32 arrays or tensors.
     metadata : Mapping[str, str]
         Strings stored in the header, e.g. the task, round and contributor the update is bound to. The key
         ``"cotrain.format"`` is reserved and set to ``"cotrain.update/1"``.
@@ -122,7 +138,7 @@ def encode_update(delta: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
     return _encode(delta, metadata, UPDATE_FORMAT)
 
 
-def encode_model(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+def encode_model(state: Tensors, metadata: Mapping[str, str]) -> bytes:
     """Serialize model weights to canonical safetensors bytes, like :func:`encode_update` but with
     ``"cotrain.format"`` set to ``"cotrain.model/1"``."""
     return _encode(state, metadata, MODEL_FORMAT)
@@ -209,7 +225,34 @@ def _names(keys: set[str]) -> str:
 def decode_tensors(
     data: bytes, *, expected: Expected | None, max_bytes: int
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Check a safetensors file completely, then build its tensors.
+    """:func:`decode_arrays`, with the tensors as torch tensors and ``expected`` naming dtypes too.
+
+    Parameters
+    ----------
+    expected : Mapping[str, tuple[tuple[int, ...], torch.dtype]] or None
+        The exact names and shapes the file must hold (see ``cotrain.learning.state.layout``), all float32;
+        ``None`` accepts any set of float32 tensors.
+
+    Raises
+    ------
+    UpdateRejected
+        As :func:`decode_arrays` does.
+    ConfigError
+        If ``expected`` names a dtype other than float32 or ``max_bytes`` is not a positive integer.
+    """
+    import torch
+
+    if expected is not None and any(dtype != torch.float32 for _, dtype in expected.values()):
+        raise ConfigError("only float32 tensors can be expected")
+    shapes = None if expected is None else {name: tuple(shape) for name, (shape, _) in expected.items()}
+    arrays, metadata = decode_arrays(data, expected=shapes, max_bytes=max_bytes)
+    return {name: torch.from_numpy(array) for name, array in arrays.items()}, metadata
+
+
+def decode_arrays(
+    data: bytes, *, expected: Shapes | None, max_bytes: int
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Check a safetensors file completely, then build its tensors as numpy arrays.
 
     The checks run in this order, and the first failure raises :class:`UpdateRejected` with its reason:
     ``OVERSIZE`` (more than ``max_bytes``); ``MALFORMED`` (too short, header length out of range, header not a
@@ -222,28 +265,26 @@ def decode_tensors(
     ----------
     data : bytes
         The whole file, already checked against its digest.
-    expected : Mapping[str, tuple[tuple[int, ...], torch.dtype]] or None
-        The exact names and shapes the file must hold (see ``cotrain.learning.state.layout``), all float32;
-        ``None`` accepts any set of float32 tensors.
+    expected : Mapping[str, tuple[int, ...]] or None
+        The exact names and shapes the file must hold, all float32; ``None`` accepts any set of float32
+        tensors.
     max_bytes : int
         The largest file accepted.
 
     Returns
     -------
-    tuple[dict[str, torch.Tensor], dict[str, str]]
-        The tensors (float32, sorted by name, owning their memory) and the header metadata.
+    tuple[dict[str, numpy.ndarray], dict[str, str]]
+        The tensors (float32 arrays, sorted by name, owning their memory) and the header metadata.
 
     Raises
     ------
     UpdateRejected
         As above.
     ConfigError
-        If ``expected`` names a dtype other than float32 or ``max_bytes`` is not a positive integer.
+        If ``max_bytes`` is not a positive integer.
     """
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
         raise ConfigError(f"max_bytes must be a positive integer, got {max_bytes!r}")
-    if expected is not None and any(dtype != torch.float32 for _, dtype in expected.values()):
-        raise ConfigError("only float32 tensors can be expected")
     if len(data) > max_bytes:
         _reject(RejectReason.OVERSIZE, f"{len(data)} bytes exceeds the limit of {max_bytes}")
     data = bytes(data)
@@ -263,10 +304,10 @@ def decode_tensors(
         if missing or unexpected:
             _reject(RejectReason.WRONG_KEYS, f"missing {_names(missing)}; unexpected {_names(unexpected)}")
         for name in sorted(entries):
-            if entries[name][1] != tuple(expected[name][0]):
+            if entries[name][1] != tuple(expected[name]):
                 _reject(
                     RejectReason.WRONG_SHAPE,
-                    f"tensor {name!r} has shape {entries[name][1]}, expected {tuple(expected[name][0])}",
+                    f"tensor {name!r} has shape {entries[name][1]}, expected {tuple(expected[name])}",
                 )
     arrays: dict[str, np.ndarray] = {}
     for name in sorted(entries):
@@ -275,5 +316,4 @@ def decode_tensors(
         if not np.isfinite(array).all():
             _reject(RejectReason.NON_FINITE, f"tensor {name!r} holds NaN or infinite values")
         arrays[name] = array.reshape(shape)
-    tensors = {name: torch.from_numpy(array.astype(np.float32, copy=True)) for name, array in arrays.items()}
-    return tensors, dict(metadata)
+    return {name: array.astype(np.float32, copy=True) for name, array in arrays.items()}, dict(metadata)

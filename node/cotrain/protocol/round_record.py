@@ -59,8 +59,9 @@ from cotrain.protocol.task_spec import (
     format_errors,
 )
 
-# Version 2 dropped the held-out metrics (version 1 hashed them, so honest machines could disagree).
-RECORD_VERSION: Final = 2
+# Version 2 dropped the held-out metrics (version 1 hashed them, so honest machines could disagree); version 3
+# is the exact integer arithmetic (fixed-point updates, scores and shares in millionths, number_format).
+RECORD_VERSION: Final = 3
 FLOAT_PLACES = 6
 Verdict = Literal["accepted", "rejected"]
 COMPUTED_FIELDS: tuple[str, ...] = ("reward_total", "rewards_root", "slash_root")
@@ -82,10 +83,11 @@ class Reason(str, Enum):
     SAMPLES_MISMATCH = "samples_mismatch"  # metadata sample count differs from the revealed one
     SHAPE_MISMATCH = "shape_mismatch"  # tensor shapes differ from the task's model
     NON_FINITE = "non_finite"  # NaN or infinite values
+    OUT_OF_RANGE = "out_of_range"  # a value does not fit the spec's fixed-point format
     DUPLICATE = "duplicate"  # the same (or nearly) as an update committed earlier in the round
     OUTLIER = "outlier"  # its norm is far above the round's median norm
     FREE_RIDER = "free_rider"  # no or negligible change: its norm is far below the round's median norm
-    LOW_SCORE = "low_score"  # points away from the round's consensus, or harms the held-out loss
+    LOW_SCORE = "low_score"  # points away from the round's consensus
 
 
 def format_fixed(value: float) -> str:
@@ -109,6 +111,15 @@ def format_fixed(value: float) -> str:
         raise ValueError(f"{value!r} is not a finite number; a record holds finite numbers only")
     text = f"{number:.{FLOAT_PLACES}f}"
     return text[1:] if text.startswith("-") and Decimal(text) == 0 else text
+
+
+def format_micro(value: int) -> str:
+    """Return a count of millionths as the record's decimal string, e.g. ``-707107 -> "-0.707107"``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer number of millionths, got {value!r}")
+    sign = "-" if value < 0 else ""
+    whole, fraction = divmod(abs(value), 10**FLOAT_PLACES)
+    return f"{sign}{whole}.{fraction:0{FLOAT_PLACES}d}"
 
 
 def _fixed(value: Any) -> Any:
@@ -195,6 +206,7 @@ class RecordAggregation(_Strict):
     """
 
     rule: RuleName
+    number_format: Literal["q32.24"]
     params: Annotated[JsonParams, AfterValidator(_json_exact)] = Field(default_factory=dict)
     screening: Annotated[JsonParams, AfterValidator(_json_exact)] = Field(default_factory=dict)
 
@@ -242,7 +254,7 @@ class RoundRecord(_Strict):
     ``slash`` (leaves in update order, zero amounts left out); they are what the validator proposes.
     """
 
-    version: Literal[2] = RECORD_VERSION
+    version: Literal[3] = RECORD_VERSION
     task_id: TaskId
     round: Uint32
     base_model: FileRef

@@ -18,9 +18,6 @@ from cotrain.learning.state import model_state
 from cotrain.learning.training import TrainResult, train_local
 from cotrain.protocol.task_spec import TaskSpec
 
-#: Metadata keys binding an update file to its task, round, contributor and base model.
-UPDATE_BINDING = ("task_id", "round", "contributor", "base_digest", "samples")
-
 
 def task_model(spec: TaskSpec) -> nn.Module:
     """The spec's registry model, with the initial weights drawn from ``training.seed``."""
@@ -118,19 +115,3 @@ def check_held_out_pin(spec: TaskSpec) -> None:
             f"data.validation.held_out_digest 0x{pinned.hex()} is not the digest of the {spec.data.builtin} "
             f"split the spec names (0x{split.hex()}); correct it or leave it out"
         )
-
-
-def update_metadata(task_id: int, round_: int, contributor: str, base_digest: bytes, samples: int) -> dict:
-    """The header metadata of an update file (all strings, as safetensors requires)."""
-    return {
-        "task_id": str(task_id),
-        "round": str(round_),
-        "contributor": contributor.lower(),
-        "base_digest": "0x" + base_digest.hex(),
-        "samples": str(samples),
-    }
-
-
-def binding_matches(metadata: Mapping[str, str], expected: Mapping[str, str]) -> bool:
-    """Whether an update's metadata binds it to exactly the expected task, round, contributor and base."""
-    return all(metadata.get(key) == expected[key] for key in UPDATE_BINDING if key != "samples")

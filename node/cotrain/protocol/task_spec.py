@@ -41,7 +41,7 @@ from pydantic import (
 
 from cotrain.errors import ConfigError, IntegrityError
 from cotrain.learning.rules import get_rule, rule_names
-from cotrain.learning.rules.params import Ratio, float_from_text
+from cotrain.learning.rules.params import float_from_text
 
 ModelName = Literal["logistic", "mlp", "cnn"]
 BuiltinDataset = Literal["digits", "breast_cancer"]
@@ -251,10 +251,8 @@ class ScreeningSpec(_Strict):
     """How validators screen updates before aggregating (see docs/robustness.md).
 
     Norm bounds are multiples of the median norm of the round's updates; ``min_score`` bounds the cosine
-    similarity to their coordinate-wise median; ``max_loss_increase`` (nats, off when null) bounds how much
-    one update alone may raise the held-out loss. That loss comes from torch kernels, whose last bits depend
-    on the machine, so with ``max_loss_increase`` set the verdicts, and with them the record's digest, are
-    machine-dependent: honest validators may disagree on an update near the bound (PROTOCOL.md, section 19).
+    similarity to their coordinate-wise median. Every comparison uses the exact decimal value of the number
+    the canonical spec writes (PROTOCOL.md, section 11).
     """
 
     enabled: bool = True
@@ -267,7 +265,6 @@ class ScreeningSpec(_Strict):
         2.0
     )
     min_score: Annotated[float, BeforeValidator(float_from_text), Field(ge=-1, lt=1)] = 0.0
-    max_loss_increase: Ratio | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> ScreeningSpec:
@@ -280,9 +277,12 @@ class ScreeningSpec(_Strict):
 
 
 class AggregationSpec(_Strict):
-    """The aggregation rule, its parameters (defaults written out) and the screening before it."""
+    """The aggregation rule, its parameters (defaults written out), the screening before it, and the
+    fixed-point format updates are quantized to (``q32.24``: 32-bit integers with 24 fraction bits, the one
+    format the protocol defines; see BENCHMARKS.md section 6 for why)."""
 
     rule: RuleName
+    number_format: Literal["q32.24"] = "q32.24"
     params: JsonParams = Field(default_factory=dict)
     screening: ScreeningSpec = Field(default_factory=ScreeningSpec)
 

@@ -33,7 +33,7 @@ from cotrain.protocol.merkle import allocation_tree
 from cotrain.protocol.rewards import allocate_rewards, rewards_root, slash_allocations
 from cotrain.protocol.round_outcome import RevealedUpdate, judge_round, model_file
 from cotrain.protocol.round_record import format_fixed, record_bytes
-from cotrain.protocol.task_model import builtin_split, update_metadata
+from cotrain.protocol.task_model import builtin_split
 from cotrain.protocol.task_spec import (
     FileRef,
     spec_bytes,
@@ -41,6 +41,7 @@ from cotrain.protocol.task_spec import (
     task_params,
     validate_spec,
 )
+from cotrain.protocol.update_binding import update_metadata
 from cotrain.storage.unixfs import compute_cid
 
 Json = dict[str, Any]

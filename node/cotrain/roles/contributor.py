@@ -21,7 +21,8 @@ from cotrain.learning.data import ArrayDataset
 from cotrain.learning.tensor_files import encode_update
 from cotrain.protocol.commitment import new_salt, update_commitment
 from cotrain.protocol.rewards import allocation_proof
-from cotrain.protocol.task_model import train_round, update_metadata
+from cotrain.protocol.task_model import train_round
+from cotrain.protocol.update_binding import update_metadata
 from cotrain.roles.account_status import describe, round_result, task_standing
 from cotrain.roles.journal import Journal
 from cotrain.roles.task_view import TaskView

@@ -27,8 +27,9 @@ from cotrain.learning.training import train_local
 from cotrain.protocol import round_outcome
 from cotrain.protocol.round_outcome import RevealedUpdate, RoundOutcome, judge_round, model_file
 from cotrain.protocol.round_record import Reason
-from cotrain.protocol.task_model import builtin_split, initial_state, task_model, update_metadata
+from cotrain.protocol.task_model import builtin_split, initial_state, task_model
 from cotrain.protocol.task_spec import FileRef, TaskSpec, load_spec, validate_spec, with_initial_model
+from cotrain.protocol.update_binding import update_metadata
 from cotrain.storage.unixfs import compute_cid
 from eth_utils import keccak, to_checksum_address
 

@@ -34,8 +34,9 @@ from cotrain.protocol.rewards import EMPTY_ROOT, allocate_rewards, rewards_root,
 from cotrain.protocol.round_outcome import RevealedUpdate, RoundOutcome, judge_round, model_file
 from cotrain.protocol.round_record import Reason, RoundRecord, UpdateEntry, format_fixed, parse_record
 from cotrain.protocol.screening import reward_weight
-from cotrain.protocol.task_model import builtin_split, initial_state, task_model, update_metadata
+from cotrain.protocol.task_model import builtin_split, initial_state, task_model
 from cotrain.protocol.task_spec import FileRef, TaskSpec, load_spec, with_initial_model
+from cotrain.protocol.update_binding import update_metadata
 from cotrain.roles.validator import verified_fetch
 from cotrain.storage.embedded import EmbeddedStore
 from cotrain.storage.unixfs import compute_cid

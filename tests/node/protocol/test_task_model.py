@@ -13,17 +13,15 @@ from cotrain.learning.data import load_breast_cancer
 from cotrain.learning.dataset_digest import dataset_digest
 from cotrain.learning.state import model_state
 from cotrain.protocol.task_model import (
-    UPDATE_BINDING,
-    binding_matches,
     builtin_split,
     check_held_out,
     check_held_out_pin,
     initial_state,
     pinned_held_out_digest,
     task_model,
-    update_metadata,
 )
 from cotrain.protocol.task_spec import TaskSpec, load_spec, validate_spec
+from cotrain.protocol.update_binding import UPDATE_BINDING, binding_matches, update_metadata
 
 SPECS = Path(__file__).resolve().parents[3] / "node" / "cotrain" / "protocol" / "specs"
 CONTRIBUTOR = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-import numpy as np
-
-from cotrain.learning.robust import weighted_mean
+from cotrain.consensus.exact import IntVector, WeightedSum
 from cotrain.learning.rules.params import RuleParams
-from cotrain.learning.rules.registry import Aggregate, Rule
+from cotrain.learning.rules.registry import Aggregate, Rule, shares_of
 
 
-def aggregate(vectors: Sequence[np.ndarray], samples: Sequence[int], params: RuleParams) -> Aggregate:
-    """Average ``vectors`` weighted by ``samples`` with :func:`~cotrain.learning.robust.weighted_mean`.
+def aggregate(vectors: Sequence[IntVector], samples: Sequence[int], params: RuleParams) -> Aggregate:
+    """Average ``vectors`` weighted by ``samples``: :class:`~cotrain.consensus.exact.WeightedSum`'s mean.
 
     McMahan, Moore, Ramage, Hampson, Agüera y Arcas, "Communication-Efficient Learning of Deep Networks
     from Decentralized Data", AISTATS 2017.
 
     Parameters
     ----------
-    vectors : Sequence[np.ndarray]
-        The accepted updates, float64 vectors of one length.
+    vectors : Sequence[IntVector]
+        The accepted updates, fixed-point integer vectors of one length.
     samples : Sequence[int]
-        Each update's revealed sample count.
+        Each update's revealed sample count, the weights.
     params : RuleParams
         None (the rule has no parameters).
 
@@ -32,10 +29,10 @@ def aggregate(vectors: Sequence[np.ndarray], samples: Sequence[int], params: Rul
     Aggregate
         The weighted mean, and each update's share ``samples_i / sum(samples)``.
     """
-    # float64, exact up to 2**53 samples; larger counts cannot have been revealed honestly anyway.
-    weights = [float(s) for s in samples]
-    total = math.fsum(weights)
-    return Aggregate(weighted_mean(vectors, weights), [w / total for w in weights])
+    total = WeightedSum()
+    for vector, weight in zip(vectors, samples, strict=True):
+        total.add(vector, weight)
+    return Aggregate(total.mean(), shares_of(samples))
 
 
 RULE = Rule("fedavg", RuleParams, aggregate, streams=True)

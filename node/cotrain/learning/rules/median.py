@@ -4,30 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
-from cotrain.learning.robust import coordinate_median
+from cotrain.consensus.exact import IntVector, coordinate_median
 from cotrain.learning.rules.params import RuleParams
-from cotrain.learning.rules.registry import Aggregate, Rule
+from cotrain.learning.rules.registry import Aggregate, Rule, shares_of
 
 
-def aggregate(vectors: Sequence[np.ndarray], samples: Sequence[int], params: RuleParams) -> Aggregate:
-    """The :func:`~cotrain.learning.robust.coordinate_median` of ``vectors``; every share is ``1 / n``.
+def aggregate(vectors: Sequence[IntVector], samples: Sequence[int], params: RuleParams) -> Aggregate:
+    """The :func:`~cotrain.consensus.exact.coordinate_median` of ``vectors``; every share is ``1 / n``.
 
     Yin, Chen, Kannan, Bartlett, "Byzantine-Robust Distributed Learning: Towards Optimal Statistical
-    Rates", ICML 2018.
-
-    Parameters
-    ----------
-    vectors : Sequence[np.ndarray]
-        The accepted updates, float64 vectors of one length.
-    samples : Sequence[int]
-        Unused: the median weighs every update alike.
-    params : RuleParams
-        None (the rule has no parameters).
+    Rates", ICML 2018. ``samples`` is unused: the median weighs every update alike.
     """
-    n = len(vectors)
-    return Aggregate(coordinate_median(vectors), [1.0 / n] * n)
+    return Aggregate(coordinate_median(vectors), shares_of([1] * len(vectors)))
 
 
 RULE = Rule("median", RuleParams, aggregate)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
+from cotrain.consensus.exact import IntVector
 from cotrain.learning.rules.krum import KrumParams, lowest_scores_mean
 from cotrain.learning.rules.registry import Aggregate, Rule
 
 
-def aggregate(vectors: Sequence[np.ndarray], samples: Sequence[int], params: KrumParams) -> Aggregate:
+def aggregate(vectors: Sequence[IntVector], samples: Sequence[int], params: KrumParams) -> Aggregate:
     """The plain mean of the ``n - f`` updates with the lowest Krum scores (see
     :func:`~cotrain.learning.rules.krum.lowest_scores_mean`).
 

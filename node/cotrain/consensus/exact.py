@@ -1,0 +1,406 @@
+"""Exact integer arithmetic on fixed-point update vectors: every number that enters a round record.
+
+Updates are quantized to integers (:mod:`.fixed_point`; the protocol's format is q32.24, so every coordinate
+``q`` satisfies ``|q| <= 2**31``) and everything after that is integer arithmetic: sums are exact, so no
+summation order, BLAS, thread count or CPU can change a bit, and every implementation in any language gets
+the same integers. The only roundings are the ones named here, each once, half to even.
+
+Vectors are 1-D numpy arrays of int64 (or of Python ints, dtype object, for the wide values of
+:mod:`.coordinate`); ``n`` is the number of vectors, ``d`` their length. Definitions::
+
+    round_half_even_div(a, b)  a / b to the nearest integer, a tie to the even one (b > 0)
+    dot(a, b)                  sum_k a_k b_k, exactly
+    squared_norm(a)            dot(a, a);  norm(a) = isqrt(squared_norm(a)) = floor(sqrt(...))
+    median_int(values)         s_(n+1)/2 for odd n, round_half_even_div(s_n/2 + s_n/2+1, 2) for even n
+    weighted_mean(xs, ws)      per coordinate, round_half_even_div(sum_i w_i x_i, sum_i w_i)
+    coordinate_median(xs)      per coordinate, median_int of the n values
+    trimmed_mean(xs, t)        per coordinate, round_half_even_div(s_t+1 + ... + s_n-t, n - 2t)
+    krum_scores(xs, f)         score_i = sum of the n - f - 2 smallest squared_norm(x_i - x_j), j != i
+    clip_to_norm(x, c)         x when norm(x) <= c, else per coordinate round_half_even_div(x_k c, norm(x))
+    centered_clip(xs, tau, L)  v = coordinate_median(xs); L times: with d_i = x_i - v,
+                               v = v + round_half_even_div(sum_i clip_to_norm(d_i, tau), n)
+    cosine_micro(a, b)         round_half_even(10**6 dot(a, b) / sqrt(squared_norm(a) squared_norm(b))),
+                               0 when either vector is zero: the cosine in millionths, in [-10**6, 10**6]
+
+Products of int64 values can overflow int64, so :func:`dot` splits each value into a high and a low half
+(``x = h 2**16 + l``, ``0 <= l < 2**16``) and sums the partial products in int64 (each sum stays below
+``2**63`` for ``|x| <= 2**32`` and ``d < 2**29``); weighted sums split each weight into 16-bit limbs the same
+way. The integer results are combined in Python's unbounded ints.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
+import numpy.typing as npt
+
+from cotrain.errors import IntegrityError
+
+IntVector = npt.NDArray[np.int64]
+
+#: The largest magnitude of a value that :func:`dot` accepts: twice a q32 coordinate (a difference of two).
+DOT_BOUND = 1 << 32
+#: The most values in one vector (an update has far fewer: ``limits.max_update_bytes`` bounds it).
+MAX_LENGTH = (1 << 29) - 1
+#: Weights are below this (the market's ``uint64 numSamples``) and split into four 16-bit limbs.
+WEIGHT_BOUND = 1 << 64
+#: Rounded scores and shares are integers in millionths.
+MICRO = 10**6
+
+_LIMB_BITS = 16
+_LIMB_MASK = (1 << _LIMB_BITS) - 1
+# Columns sorted at a time by the order-statistic rules: bounds their scratch memory to n x 32768 values.
+_COLUMNS = 1 << 15
+
+
+# ---------------------------------------------------------------------------------------------- scalars
+
+
+def round_half_even_div(a: int, b: int) -> int:
+    """Return ``a / b`` rounded to the nearest integer, a tie (remainder exactly ``b / 2``) to the even one.
+
+    For example ``5 / 2 -> 2``, ``7 / 2 -> 4``, ``-5 / 2 -> -2``, ``-7 / 2 -> -4``, ``7 / 3 -> 2``.
+
+    Raises
+    ------
+    IntegrityError
+        If ``a`` or ``b`` is not an integer or ``b <= 0``.
+    """
+    return int(round_half_even_div_array(np.array([integer(a, "the numerator")], dtype=object), b)[0])
+
+
+def round_half_even_div_array(numerators: npt.NDArray, denominator: int) -> npt.NDArray:
+    """:func:`round_half_even_div` of every element of an int64 or object array by one positive integer.
+
+    The result has the dtype of ``numerators``; with int64 it must fit (it does whenever the numerators
+    do and the denominator is at least 1).
+    """
+    b = integer(denominator, "the denominator")
+    if b <= 0:
+        raise IntegrityError(f"the denominator must be positive, got {b}")
+    # Floor division, so 0 <= remainder < b (numpy's divmod has no object loop).
+    quotient, remainder = numerators // b, numerators % b
+    twice = 2 * remainder
+    up = np.asarray((twice > b) | ((twice == b) & (quotient % 2 == 1)), dtype=bool)
+    return quotient + up.astype(np.int64)
+
+
+def median_int(values: Sequence[int]) -> int:
+    """The median of a non-empty list of integers: the middle one, or the rounded mean of the middle two."""
+    if not values:
+        raise IntegrityError("the median of no values is undefined")
+    ordered = sorted(integer(v, f"value {i}") for i, v in enumerate(values))
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return round_half_even_div(ordered[middle - 1] + ordered[middle], 2)
+
+
+def exact_ratio(value: float) -> Fraction:
+    """The exact rational value of a spec number as the canonical spec writes it (its shortest decimal).
+
+    ``0.1`` is ``1/10``, not the binary float closest to it: the canonical JSON holds the text ``0.1``,
+    and that text is what every implementation reads.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise IntegrityError(f"expected a finite number, got {value!r}")
+    return Fraction(repr(float(value)))
+
+
+def floor_ratio_times(ratio: Fraction, n: int) -> int:
+    """``floor(ratio * n)``, exactly."""
+    return math.floor(ratio * n)
+
+
+def round_ratio_times(ratio: Fraction, value: int) -> int:
+    """``ratio * value`` rounded half to even, exactly (``ratio >= 0``)."""
+    return round_half_even_div(ratio.numerator * value, ratio.denominator)
+
+
+# ---------------------------------------------------------------------------------------------- vectors
+
+
+def check_int_vector(value: object, what: str = "vector") -> IntVector:
+    """Return ``value`` after checking it is a non-empty 1-D int64 array of at most :data:`MAX_LENGTH`."""
+    if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype != np.int64:
+        raise IntegrityError(
+            f"{what} must be a 1-D int64 array, got {getattr(value, 'dtype', type(value).__name__)}"
+        )
+    if not 1 <= value.size <= MAX_LENGTH:
+        raise IntegrityError(f"{what} must hold 1 to {MAX_LENGTH} values, got {value.size}")
+    return value
+
+
+def check_int_vectors(vectors: Sequence[IntVector]) -> list[IntVector]:
+    """Return ``vectors`` after checking each with :func:`check_int_vector` and that their lengths agree."""
+    if len(vectors) == 0:
+        raise IntegrityError("there are no vectors")
+    checked = [check_int_vector(v, f"vector {i}") for i, v in enumerate(vectors)]
+    for i, vector in enumerate(checked):
+        if vector.size != checked[0].size:
+            raise IntegrityError(f"vector {i} has {vector.size} values but vector 0 has {checked[0].size}")
+    return checked
+
+
+def dot(a: IntVector, b: IntVector) -> int:
+    """``sum_k a_k b_k`` exactly, for int64 vectors of one length with every ``|value| <= 2**32``."""
+    left, right = check_int_vector(a, "the first vector"), check_int_vector(b, "the second vector")
+    if left.size != right.size:
+        raise IntegrityError(f"the vectors have {left.size} and {right.size} values")
+    for what, vector in (("the first vector", left), ("the second vector", right)):
+        if vector.size and int(np.abs(vector).max()) > DOT_BOUND:
+            raise IntegrityError(f"{what} holds a value beyond 2**32")
+    high_a, low_a = left >> _LIMB_BITS, left & _LIMB_MASK
+    high_b, low_b = right >> _LIMB_BITS, right & _LIMB_MASK
+    # Each partial product is below 2**34 in magnitude, so each sum of d < 2**29 of them fits int64.
+    high = int(np.dot(high_a, high_b))
+    middle = int(np.dot(high_a, low_b)) + int(np.dot(low_a, high_b))
+    low = int(np.dot(low_a, low_b))
+    return (high << (2 * _LIMB_BITS)) + (middle << _LIMB_BITS) + low
+
+
+def squared_norm(a: IntVector) -> int:
+    """``dot(a, a)``."""
+    return dot(a, a)
+
+
+def norm(a: IntVector) -> int:
+    """``floor(sqrt(squared_norm(a)))``: the integer square root, exact."""
+    return math.isqrt(squared_norm(a))
+
+
+def squared_distances(vectors: Sequence[IntVector]) -> list[list[int]]:
+    """The symmetric ``n x n`` matrix of ``squared_norm(x_i - x_j)``; the diagonal is 0."""
+    checked = check_int_vectors(vectors)
+    n = len(checked)
+    result = [[0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            result[i][j] = result[j][i] = squared_norm(checked[i] - checked[j])
+    return result
+
+
+def cosine_micro(a: IntVector, b: IntVector) -> int:
+    """The cosine similarity of ``a`` and ``b`` in millionths, rounded half to even; 0 if either is zero.
+
+    With ``p = dot(a, b)`` and ``N = squared_norm(a) squared_norm(b)``, the exact value is
+    ``x = 10**6 p / sqrt(N)``. For ``P = |p|``: ``k = isqrt(10**12 P**2 // N)`` is ``floor(|x|)``; ``|x|`` is
+    above ``k + 1/2`` when ``4 10**12 P**2 > (2k + 1)**2 N``, exactly ``k + 1/2`` when they are equal (then
+    the even one of ``k``, ``k + 1``); the sign of ``p`` is applied last. By Cauchy-Schwarz the result lies
+    in ``[-10**6, 10**6]``.
+    """
+    product = dot(a, b)
+    scale = squared_norm(a) * squared_norm(b)
+    if scale == 0:
+        return 0
+    square = MICRO * MICRO * product * product
+    k = math.isqrt(square // scale)
+    above, half = 4 * square, (2 * k + 1) ** 2 * scale
+    if above > half or (above == half and k % 2 == 1):
+        k += 1
+    return k if product >= 0 else -k
+
+
+def clip_to_norm(vector: IntVector, limit: int) -> IntVector:
+    """``vector`` when ``norm(vector) <= limit``, else each value scaled by ``limit / norm(vector)``.
+
+    The scaled value is ``round_half_even_div(x_k limit, norm(vector))``, so the result's norm may differ
+    from ``limit`` by rounding. Returns a new array.
+    """
+    values = check_int_vector(vector)
+    bound = integer(limit, "the clip limit")
+    if bound < 0:
+        raise IntegrityError(f"the clip limit must be >= 0, got {bound}")
+    length = norm(values)
+    if length <= bound:
+        return values.copy()
+    scaled = round_half_even_div_array(values.astype(object) * bound, length)
+    return scaled.astype(np.int64)
+
+
+# -------------------------------------------------------------------------------------------- averages
+
+
+def _limbs(weight: int) -> list[int]:
+    return [(weight >> shift) & _LIMB_MASK for shift in range(0, 64, _LIMB_BITS)]
+
+
+class WeightedSum:
+    """``sum_i w_i x_i`` and ``sum_i w_i`` of vectors that arrive one by one, exactly, in O(d) memory.
+
+    Each weight ``1 <= w < 2**64`` is split into four 16-bit limbs and each limb's products are summed in
+    int64: a limb times a value is below ``2**47`` in magnitude, so up to ``2**16`` vectors fit.
+    :meth:`mean` is :func:`weighted_mean` of the vectors added so far.
+    """
+
+    MAX_VECTORS = 1 << 16
+    VALUE_BOUND = 1 << 31
+
+    def __init__(self) -> None:
+        self._limb_sums: list[IntVector] = []
+        self.total_weight = 0
+        self.count = 0
+
+    def add(self, vector: IntVector, weight: int) -> None:
+        """Add ``weight * vector``.
+
+        Raises
+        ------
+        IntegrityError
+            If ``vector`` is not an int64 vector of the first one's length with ``|x| <= 2**31``, ``weight``
+            is not an integer in ``[1, 2**64)``, or ``MAX_VECTORS`` were already added.
+        """
+        values = check_int_vector(vector, f"vector {self.count}")
+        w = integer(weight, f"weight {self.count}")
+        if not 1 <= w < WEIGHT_BOUND:
+            raise IntegrityError(f"weight {self.count} = {w} is outside [1, 2**64)")
+        if int(np.abs(values).max()) > self.VALUE_BOUND:
+            raise IntegrityError(f"vector {self.count} holds a value beyond 2**31")
+        if self.count >= self.MAX_VECTORS:
+            raise IntegrityError(f"a weighted sum takes at most {self.MAX_VECTORS} vectors")
+        if not self._limb_sums:
+            self._limb_sums = [np.zeros(values.size, dtype=np.int64) for _ in range(4)]
+        elif values.size != self._limb_sums[0].size:
+            raise IntegrityError(
+                f"vector {self.count} has {values.size} values but vector 0 has {self._limb_sums[0].size}"
+            )
+        for limb_sum, limb in zip(self._limb_sums, _limbs(w), strict=True):
+            if limb:
+                limb_sum += values * limb
+        self.total_weight += w
+        self.count += 1
+
+    def mean(self) -> IntVector:
+        """Per coordinate, ``round_half_even_div(sum_i w_i x_i, sum_i w_i)`` (a new int64 array)."""
+        if not self.count:
+            raise IntegrityError("no vectors were added to the mean")
+        total = self._limb_sums[0].astype(object)
+        for position, limb_sum in enumerate(self._limb_sums[1:], start=1):
+            if limb_sum.any():
+                total = total + (limb_sum.astype(object) << (_LIMB_BITS * position))
+        return round_half_even_div_array(total, self.total_weight).astype(np.int64)
+
+
+def weighted_mean(vectors: Sequence[IntVector], weights: Sequence[int]) -> IntVector:
+    """Per coordinate, ``round_half_even_div(sum_i w_i x_i, sum_i w_i)``: a :class:`WeightedSum` of them."""
+    checked = check_int_vectors(vectors)
+    if len(weights) != len(checked):
+        raise IntegrityError(f"{len(checked)} vectors but {len(weights)} weights")
+    total = WeightedSum()
+    for vector, weight in zip(checked, weights, strict=True):
+        total.add(vector, weight)
+    return total.mean()
+
+
+# ------------------------------------------------------------------------------------ order statistics
+
+
+def _sorted_columns(matrix: npt.NDArray) -> list[tuple[slice, npt.NDArray]]:
+    """``(columns, block)`` pairs: ``block`` is ``matrix[:, columns]`` sorted down each column."""
+    d = matrix.shape[1]
+    return [
+        (slice(start, min(start + _COLUMNS, d)), np.sort(matrix[:, start : start + _COLUMNS], axis=0))
+        for start in range(0, d, _COLUMNS)
+    ]
+
+
+def _stacked(vectors: Sequence[npt.NDArray]) -> npt.NDArray:
+    if len(vectors) == 0:
+        raise IntegrityError("there are no vectors")
+    length = vectors[0].size
+    for i, vector in enumerate(vectors):
+        if not isinstance(vector, np.ndarray) or vector.ndim != 1 or vector.dtype not in (np.int64, object):
+            raise IntegrityError(f"vector {i} must be a 1-D integer array")
+        if vector.size != length:
+            raise IntegrityError(f"vector {i} has {vector.size} values but vector 0 has {length}")
+    return np.stack(vectors)
+
+
+def coordinate_median(vectors: Sequence[npt.NDArray]) -> npt.NDArray:
+    """Per coordinate, :func:`median_int` of the ``n`` values (int64 or object arrays, one length)."""
+    matrix = _stacked(vectors)
+    n = matrix.shape[0]
+    result = np.empty(matrix.shape[1], dtype=matrix.dtype)
+    for columns, block in _sorted_columns(matrix):
+        if n % 2:
+            result[columns] = block[n // 2]
+        else:
+            result[columns] = round_half_even_div_array(block[n // 2 - 1] + block[n // 2], 2)
+    return result
+
+
+def trimmed_mean(vectors: Sequence[npt.NDArray], trim: int) -> npt.NDArray:
+    """Per coordinate, drop the ``trim`` smallest and ``trim`` largest values and take the rounded mean.
+
+    Raises
+    ------
+    IntegrityError
+        If ``trim`` is not an integer with ``0 <= 2 trim < n``.
+    """
+    matrix = _stacked(vectors)
+    n = matrix.shape[0]
+    t = integer(trim, "trim")
+    if t < 0 or 2 * t >= n:
+        raise IntegrityError(
+            f"a trimmed mean of {n} values can drop 0 to {(n - 1) // 2} at each end, not {t}"
+        )
+    result = np.empty(matrix.shape[1], dtype=matrix.dtype)
+    for columns, block in _sorted_columns(matrix):
+        result[columns] = round_half_even_div_array(block[t : n - t].sum(axis=0), n - 2 * t)
+    return result
+
+
+def krum_scores(vectors: Sequence[IntVector], byzantine: int) -> list[int]:
+    """Each vector's Krum score: the sum of its ``n - byzantine - 2`` smallest squared distances.
+
+    Raises
+    ------
+    IntegrityError
+        If ``byzantine`` is not an integer >= 0 or ``n < byzantine + 3``.
+    """
+    checked = check_int_vectors(vectors)
+    n, f = len(checked), integer(byzantine, "byzantine")
+    if f < 0 or n < f + 3:
+        raise IntegrityError(f"Krum with byzantine = {f} needs at least {f + 3} vectors and f >= 0, got {n}")
+    distances = squared_distances(checked)
+    return [sum(sorted(distances[i][j] for j in range(n) if j != i)[: n - f - 2]) for i in range(n)]
+
+
+def krum_select(vectors: Sequence[IntVector], byzantine: int, select: int) -> list[int]:
+    """The indices of the ``select`` lowest :func:`krum_scores`, lowest first, ties to the lower index."""
+    scores = krum_scores(vectors, byzantine)
+    count = integer(select, "select")
+    if not 1 <= count <= len(scores):
+        raise IntegrityError(f"cannot select {count} of {len(scores)} vectors")
+    return sorted(range(len(scores)), key=lambda i: (scores[i], i))[:count]
+
+
+def centered_clip(vectors: Sequence[IntVector], tau: int, iterations: int) -> IntVector:
+    """Centered clipping (Karimireddy, He, Jaggi, ICML 2021) from the coordinate-wise median, exactly.
+
+    Each of ``iterations`` steps moves the centre ``v`` by the rounded mean of the differences
+    ``x_i - v``, each first clipped to norm ``tau`` (:func:`clip_to_norm`).
+    """
+    checked = check_int_vectors(vectors)
+    radius, steps = integer(tau, "tau"), integer(iterations, "iterations")
+    if radius < 0 or steps < 0:
+        raise IntegrityError(f"tau and iterations must be >= 0, got {radius} and {steps}")
+    center = coordinate_median(checked)
+    for _ in range(steps):
+        moved = sum(clip_to_norm(vector - center, radius) for vector in checked)
+        center = center + round_half_even_div_array(np.asarray(moved, dtype=np.int64), len(checked))
+    return center
+
+
+# ------------------------------------------------------------------------------------------------ misc
+
+
+def integer(value: object, what: str) -> int:
+    """``value`` as a Python int: ints and numpy integers are accepted, bools and floats are not."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise IntegrityError(f"{what} must be an integer, got {value!r}")
+    return int(value)
