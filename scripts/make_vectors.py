@@ -168,7 +168,6 @@ def _round(
         "base": base,
         "updates": updates,
         "files": files,
-        "held_out": HELD_OUT,
         "description": description,
     }
 
@@ -233,6 +232,12 @@ def _round_cases() -> list[tuple[str, str, dict[str, Any]]]:
             "note": "digest_mismatch, slashed",
         },
         {"tag": "8e", "samples": 10, "raw": b"\x00" * 3000, "note": "too_large (3000 > 2048 bytes), slashed"},
+        {
+            "tag": "9f",
+            "samples": 10,
+            "vector": np.concatenate([honest(0.1, 14)[:9], [128.0]]),
+            "note": "out_of_range (128.0 does not fit q32.24), slashed",
+        },
     ]
     # The duplicate commits after a1 although its address sorts first.
     screened[5]["commit_order"] = 20
@@ -263,11 +268,118 @@ def _round_cases() -> list[tuple[str, str, dict[str, Any]]]:
             _round(_round_spec(rule="median"), screened[:8], "median + screening"),
         ),
         (
+            "screened_trimmed_mean",
+            "trimmed mean (trim_fraction 0.25) with the default screening",
+            _round(
+                _round_spec(rule="trimmed_mean", params={"trim_fraction": 0.25}), screened[:8], "trimmed mean"
+            ),
+        ),
+        (
+            "screened_multi_krum",
+            "multi-Krum with the default screening",
+            _round(_round_spec(rule="multi_krum"), screened[:8], "multi-Krum + screening"),
+        ),
+        (
+            "screened_centered_clip",
+            "centered clipping (radius 0.5 x median norm, 2 iterations) with the default screening",
+            _round(
+                _round_spec(rule="centered_clip", params={"radius_ratio": 0.5, "iterations": 2}),
+                screened[:8],
+                "centered clip + screening",
+            ),
+        ),
+        (
             "nothing_accepted",
             "no update accepted: the model stays the base, nobody is paid",
             _round(_round_spec(), rejected, "nothing accepted"),
         ),
     ]
+
+
+# -------------------------------------------------------------------------------------- the arithmetic
+
+
+def _arithmetic_cases() -> list[tuple[str, str, str, str, dict[str, Any]]]:
+    """Quantization, every rule on small integer vectors, and the cosine score (PROTOCOL.md section 11)."""
+    q = 2**24
+    result: list[tuple[str, str, str, str, dict[str, Any]]] = [
+        (
+            "arithmetic",
+            "quantize",
+            "quantize",
+            "float32 to q32.24: ties to even, -0.0 to 0, the extremes that fit",
+            {
+                "number_format": "q32.24",
+                "values": [
+                    0.0,
+                    -0.0,
+                    1.0,
+                    -1.0,
+                    0.10000000149011612,
+                    2.0**-25,
+                    3 * 2.0**-25,
+                    -(2.0**-25),
+                    127.99999237060547,
+                    -128.0,
+                ],
+            },
+        ),
+        (
+            "arithmetic",
+            "quantize_overflow",
+            "quantize",
+            "128.0 and -128.5 do not fit q32.24: the update is out_of_range",
+            {"number_format": "q32.24", "values": [0.5, 128.0, -128.5]},
+        ),
+        (
+            "arithmetic",
+            "cosine",
+            "cosine",
+            "cosine in millionths: 1/sqrt(2) rounds to 707107",
+            {"a": [q, 0], "b": [q, q]},
+        ),
+        (
+            "arithmetic",
+            "cosine_opposite",
+            "cosine",
+            "opposite vectors: -1000000",
+            {"a": [3, -4, 12], "b": [-6, 8, -24]},
+        ),
+        (
+            "arithmetic",
+            "cosine_zero",
+            "cosine",
+            "a zero vector scores 0",
+            {"a": [0, 0], "b": [5, 7]},
+        ),
+    ]
+    vectors = [[3, -7, 2**31, 5], [1, -7, -(2**31), 6], [2, 8, 0, -5], [-9, 0, 1, 5], [4, 1, 3, 7]]
+    samples = ["3", "1", "18446744073709551615", "2", "5"]
+    for rule, params in [
+        ("fedavg", {}),
+        ("median", {}),
+        ("trimmed_mean", {"trim_fraction": 0.2}),
+        ("krum", {"byzantine_fraction": 0.2}),
+        ("multi_krum", {"byzantine_fraction": 0.2}),
+        ("centered_clip", {"radius_ratio": 0.5, "iterations": 3}),
+    ]:
+        inp = {"rule": rule, "params": params, "vectors": vectors, "samples": samples}
+        result.append(("arithmetic", f"rule_{rule}", "rule", f"{rule} on five integer vectors", inp))
+    result.append(
+        (
+            "arithmetic",
+            "rule_median_even",
+            "rule",
+            "median of four: the middle pair's mean, ties to even (5/2 -> 2, -5/2 -> -2, 7/2 -> 4)",
+            {
+                "rule": "median",
+                "params": {},
+                "vectors": [[1, -1, 3], [4, -4, 4], [0, -3, 5], [9, 2, -8]],
+                "samples": ["1"] * 4,
+            },
+        )
+    )
+    return result
 
 
 # ------------------------------------------------------------------------------------------- the cases
@@ -296,7 +408,7 @@ def cases() -> list[tuple[str, str, str, str, dict[str, Any]]]:
             },
         )
     )
-    trimmed = _round_spec(rule="trimmed_mean", screening={"max_loss_increase": "0.5"})
+    trimmed = _round_spec(rule="trimmed_mean", screening={"min_score": "-0.1"})
     result.append(
         (
             "spec",
@@ -459,6 +571,7 @@ def cases() -> list[tuple[str, str, str, str, dict[str, Any]]]:
             },
         )
     )
+    result.extend(_arithmetic_cases())
     for name, description, inp in _round_cases():
         inp = dict(inp)
         inp.pop("description")

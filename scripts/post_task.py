@@ -14,7 +14,7 @@ from dataclasses import astuple
 from brownie import TrainingMarket
 from cotrain.protocol.task_spec import load_spec
 from cotrain.roles.owner import post_task
-from cotrain.storage import open_store
+from cotrain.storage.base import open_store
 
 from scripts._accounts import sender
 

@@ -3,6 +3,8 @@
 # Idempotent: a step whose inputs have not changed since its last success is skipped.
 #
 #   .venv/                   Python deps pinned in pyproject.toml (+ torch, see TORCH_REQUIREMENT)
+#   .venv-core/              a second Python version (3.12 or 3.10) with only the consensus core's deps, where
+#                            the tests run the protocol vectors again (skipped with a note if none is found)
 #   toolchain/npm/           solc-js 0.8.37, anvil 1.7.1, OpenZeppelin contracts and merkle-tree
 #   toolchain/ipfs/          js-ipfs daemon (Kubo-compatible HTTP API)
 #   .venv/bin/{anvil,jsipfs} the two daemons, on the PATH of every make target
@@ -41,6 +43,32 @@ else
   .venv/bin/python -m pip install --quiet -e ".[dev]"
   .venv/bin/python -m pip check
   printf '%s' "$want" > "$stamp"
+fi
+
+# ---------------------------------------------------------------- a second Python for the consensus core
+# The round record must not depend on the interpreter: tests/node/protocol/test_other_python.py runs the test
+# vectors under another version, in a venv holding only toolchain/requirements-core.txt (no torch).
+core_python=${CORE_PYTHON:-}
+if [ -z "$core_python" ]; then
+  # A pyenv shim exists for every installed version but fails when that version is not selected: try each.
+  for candidate in "$HOME"/.pyenv/versions/3.12*/bin/python "$HOME"/.pyenv/versions/3.10*/bin/python python3.12 python3.10; do
+    if "$candidate" --version >/dev/null 2>&1; then core_python=$(command -v "$candidate"); break; fi
+  done
+fi
+core_stamp=.venv-core/.cotrain-setup
+if [ -z "$core_python" ]; then
+  log "second python: no python3.12 or python3.10 found; the other-Python vector test will be skipped (set CORE_PYTHON)"
+else
+  want=$(printf '%s\n%s' "$core_python" "$(inputs_hash toolchain/requirements-core.txt)")
+  if up_to_date "$core_stamp" "$want"; then
+    log "second python: .venv-core up to date"
+  else
+    log "second python: .venv-core with $("$core_python" --version) and the core's deps (~15 s)"
+    rm -rf .venv-core
+    "$core_python" -m venv .venv-core
+    .venv-core/bin/python -m pip install --quiet -r toolchain/requirements-core.txt
+    printf '%s' "$want" > "$core_stamp"
+  fi
 fi
 
 # ---------------------------------------------------------------- npm tools

@@ -13,7 +13,8 @@ from cotrain.errors import ConfigError
 from cotrain.protocol.round_outcome import model_file
 from cotrain.protocol.task_model import initial_state
 from cotrain.protocol.task_spec import load_spec, parse_spec_bytes, spec_digest, task_params
-from cotrain.storage import EmbeddedStore, fetch_verified
+from cotrain.storage.base import fetch_verified
+from cotrain.storage.embedded import EmbeddedStore
 
 from scripts import _accounts, cancel_task, post_task, task_status
 

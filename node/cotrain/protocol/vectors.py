@@ -19,21 +19,20 @@ from typing import Any
 
 import eth_abi
 import numpy as np
-import torch
 from eth_utils import keccak
 
+from cotrain.consensus.exact import cosine_micro
+from cotrain.consensus.fixed_point import NUMBER_FORMATS, FixedPointOverflow, quantize
 from cotrain.errors import IntegrityError
 from cotrain.learning.data import ArrayDataset, load_builtin, split_train_test
 from cotrain.learning.dataset_digest import dataset_bytes, dataset_digest
-from cotrain.learning.models import build_model
-from cotrain.learning.state import layout
-from cotrain.learning.tensor_files import RejectReason, UpdateRejected, decode_tensors, encode_update
+from cotrain.learning.rules import get_rule
+from cotrain.learning.tensor_files import RejectReason, UpdateRejected, decode_arrays, encode_update
 from cotrain.protocol.commitment import update_commitment
 from cotrain.protocol.merkle import allocation_tree
 from cotrain.protocol.rewards import allocate_rewards, rewards_root, slash_allocations
-from cotrain.protocol.round_outcome import RevealedUpdate, judge_round, model_file
+from cotrain.protocol.round_judge import RevealedUpdate, judge, model_file
 from cotrain.protocol.round_record import format_fixed, record_bytes
-from cotrain.protocol.task_model import builtin_split
 from cotrain.protocol.task_spec import (
     FileRef,
     spec_bytes,
@@ -58,23 +57,26 @@ def _bytes(text: str) -> bytes:
     return bytes.fromhex(text[2:])
 
 
-def _tensors(spec: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """``{name: {"shape": [...], "values": [...]}}`` to float32 tensors (values must be float32-exact)."""
-    result = {}
-    for name, entry in spec.items():
-        array = np.asarray(entry["values"], dtype=np.float64)
-        single = array.astype(np.float32)
-        if not np.array_equal(single.astype(np.float64), array):
-            raise ValueError(f"tensor {name!r} holds values that are not exact float32 numbers")
-        result[name] = torch.from_numpy(single.reshape(entry["shape"]))
-    return result
+def _float32(values: Any, what: str) -> np.ndarray:
+    """JSON numbers to a float32 array, refusing any that is not an exact float32 value."""
+    array = np.asarray(values, dtype=np.float64)
+    single = array.astype(np.float32)
+    if not np.array_equal(single.astype(np.float64), array):
+        raise ValueError(f"{what} holds values that are not exact float32 numbers")
+    return single
 
 
-def _tensor_json(tensors: Mapping[str, torch.Tensor]) -> Json:
+def _tensors(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``{name: {"shape": [...], "values": [...]}}`` to float32 arrays (values must be float32-exact)."""
     return {
-        name: {"shape": list(tensor.shape), "values": [float(v) for v in tensor.reshape(-1).tolist()]}
-        for name, tensor in sorted(tensors.items())
+        name: _float32(entry["values"], f"tensor {name!r}").reshape(entry["shape"])
+        for name, entry in spec.items()
     }
+
+
+def _int_vectors(vectors: Any) -> list[np.ndarray]:
+    """Lists of JSON integers (or decimal strings) to int64 vectors."""
+    return [np.array([int(value) for value in vector], dtype=np.int64) for vector in vectors]
 
 
 def _file_output(data: bytes) -> Json:
@@ -106,6 +108,9 @@ def spec_handler(inp: Json) -> Json:
 
 def model_layout_handler(inp: Json) -> Json:
     """A built-in model's tensor names and shapes, in file (sorted-name) order."""
+    from cotrain.learning.models import build_model  # torch: only this handler needs it
+    from cotrain.learning.state import layout
+
     model = build_model(
         inp["model"]["name"],
         inp["model"]["params"],
@@ -183,6 +188,30 @@ def fixed_handler(inp: Json) -> Json:
     return {"strings": [format_fixed(float(value)) for value in inp["values"]]}
 
 
+def quantize_handler(inp: Json) -> Json:
+    """float32 values to the fixed-point integers of a number format, or the count that overflows."""
+    width_bits, scale_bits = NUMBER_FORMATS[inp["number_format"]]
+    try:
+        values = quantize(_float32(inp["values"], "values"), scale_bits, width_bits)
+    except FixedPointOverflow as overflow:
+        return {"overflow": overflow.count}
+    return {"integers": [int(v) for v in values]}
+
+
+def rule_handler(inp: Json) -> Json:
+    """An aggregation rule on fixed-point integer vectors: the aggregate and each share in millionths."""
+    result = get_rule(inp["rule"]).run(
+        _int_vectors(inp["vectors"]), [int(s) for s in inp["samples"]], inp["params"]
+    )
+    return {"aggregate": [int(v) for v in result.vector], "shares": result.shares}
+
+
+def cosine_handler(inp: Json) -> Json:
+    """The score arithmetic: the cosine similarity of two integer vectors in millionths."""
+    a, b = _int_vectors([inp["a"], inp["b"]])
+    return {"micro": cosine_micro(a, b)}
+
+
 def proposal_hash(
     model_digest: bytes, record_digest: bytes, rewards_root: bytes, slash_root: bytes, reward_total: int
 ) -> bytes:
@@ -215,6 +244,8 @@ def builtin_split_handler(inp: Json) -> Json:
     ``data.validation.held_out_digest`` may pin; the features are standardized with numpy's ``mean``/``std``,
     which PROTOCOL.md lists as machine-dependent today.
     """
+    from cotrain.protocol.task_model import builtin_split  # torch: only this handler needs it
+
     spec = validate_spec(inp["spec"])
     assert spec.data.builtin is not None
     data = load_builtin(spec.data.builtin, flat=len(spec.data.input_shape) == 1)
@@ -240,16 +271,15 @@ def dataset_digest_handler(inp: Json) -> Json:
 
 
 def round_handler(inp: Json) -> Json:
-    """A whole round judged from its public inputs: record bytes and digest, model file, roots, and the new
-    model's advisory held-out metrics (6-place strings; not in the record, machine-dependent: PROTOCOL.md
-    section 12)."""
+    """A whole round judged from its public inputs by the consensus core: record bytes and digest, model
+    file, roots and proposal hash."""
     spec = validate_spec(inp["spec"])
     files = {cid: _bytes(data) for cid, data in inp["files"].items()}
     base = FileRef(cid=inp["base"]["cid"], digest=_bytes(inp["base"]["digest"]))
     base_file = files[base.cid]
     if compute_cid(base_file) != base.cid or hashlib.sha256(base_file).digest() != base.digest:
         raise IntegrityError("the base model file does not match its CID and digest")
-    base_state, _ = decode_tensors(base_file, expected=None, max_bytes=MODEL_MAX_BYTES)
+    base_arrays, _ = decode_arrays(base_file, expected=None, max_bytes=MODEL_MAX_BYTES)
     updates = [
         RevealedUpdate(u["contributor"], u["cid"], _bytes(u["digest"]), int(u["samples"]), u["commit_order"])
         for u in inp["updates"]
@@ -266,27 +296,20 @@ def round_handler(inp: Json) -> Json:
             raise UpdateRejected(RejectReason.DIGEST_MISMATCH, "the file does not match its CID and digest")
         return data
 
-    held = inp["held_out"]
-    held_out = ArrayDataset(
-        np.asarray(held["features"], dtype=np.float32).reshape(len(held["labels"]), *spec.data.input_shape),
-        np.asarray(held["labels"], dtype=np.int64),
-        tuple(str(i) for i in range(spec.data.num_classes)),
-    )
-    outcome = judge_round(
+    judged = judge(
         spec,
         int(inp["task_id"]),
         int(inp["round"]),
         int(inp["round_budget"]),
         base,
-        base_state,
+        base_arrays,
         updates,
         fetch,
-        held_out,
     )
-    record = outcome.record
+    record = judged.record
     data = record_bytes(record)
     record_digest = hashlib.sha256(data).digest()
-    model = outcome.model_file
+    model = judged.model_file
     model_digest = hashlib.sha256(model).digest()
     hashed = proposal_hash(
         model_digest, record_digest, record.rewards_root, record.slash_root, record.reward_total
@@ -302,10 +325,6 @@ def round_handler(inp: Json) -> Json:
         "slash_root": _hex(record.slash_root),
         "reward_total": str(record.reward_total),
         "proposal_hash": _hex(hashed),
-        "metrics": {
-            "accuracy": format_fixed(outcome.advisory_metrics.accuracy),
-            "loss": format_fixed(outcome.advisory_metrics.loss),
-        },
     }
 
 
@@ -319,15 +338,22 @@ HANDLERS: dict[str, Callable[[Json], Json]] = {
     "rewards": rewards_handler,
     "slash": slash_handler,
     "fixed": fixed_handler,
+    "quantize": quantize_handler,
+    "rule": rule_handler,
+    "cosine": cosine_handler,
     "proposal_hash": proposal_hash_handler,
     "builtin_split": builtin_split_handler,
     "dataset_digest": dataset_digest_handler,
     "round": round_handler,
 }
 
-#: Output fields that depend on torch's (or numpy's) kernels, by handler: compared separately. A round's
-#: ``metrics`` are advisory (not in its record); the built-in split's digest follows numpy's standardization.
-MACHINE_DEPENDENT: dict[str, tuple[str, ...]] = {"round": ("metrics",), "builtin_split": ("held_out_digest",)}
+#: Output fields that depend on numpy's kernels, by handler: compared separately. The built-in split's digest
+#: follows numpy's standardization.
+MACHINE_DEPENDENT: dict[str, tuple[str, ...]] = {"builtin_split": ("held_out_digest",)}
+
+#: Handlers that need torch or scikit-learn (a built-in model, a bundled data set); every other handler runs
+#: on the consensus core's dependencies alone (``scripts/check_vectors.py`` runs those under another Python).
+NEEDS_LEARNING_STACK = frozenset({"model_layout", "builtin_split"})
 
 
 def run_vector(vector: Mapping[str, Any]) -> Json:

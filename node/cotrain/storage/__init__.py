@@ -1,27 +1,5 @@
-"""Content-addressed storage for task specs, models and updates: an embedded on-disk store or an IPFS
-daemon, both naming every file by the CIDv1 IPFS gives it. Read what peers announced with
-:func:`fetch_verified`, never with a bare ``get``."""
-
-from cotrain.storage.base import (
-    ContentNotFoundError,
-    ContentStore,
-    ContentTooLargeError,
-    StoreUnreachableError,
-    fetch_verified,
-    open_store,
-)
-from cotrain.storage.embedded import EmbeddedStore
-from cotrain.storage.ipfs import IpfsStore
-from cotrain.storage.unixfs import compute_cid
-
-__all__ = [
-    "ContentNotFoundError",
-    "ContentStore",
-    "ContentTooLargeError",
-    "EmbeddedStore",
-    "IpfsStore",
-    "StoreUnreachableError",
-    "compute_cid",
-    "fetch_verified",
-    "open_store",
-]
+"""Content-addressed storage for task specs, models and updates: an embedded on-disk store
+(:mod:`.embedded`) or an IPFS daemon (:mod:`.ipfs`), both naming every file by the CIDv1 IPFS gives it
+(:mod:`.unixfs`). Open one with :func:`.base.open_store`; read what peers announced with
+:func:`.base.fetch_verified`, never with a bare ``get``. Nothing is imported here, so the consensus core can
+compute CIDs without the IPFS client installed."""
