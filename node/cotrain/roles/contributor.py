@@ -15,12 +15,14 @@ from collections.abc import Callable
 import numpy as np
 from cotrain.chain.client import ContractRevert
 from cotrain.chain.market import Market, Phase, RoundStatus, TaskStatus
+from cotrain.consensus.fixed_point import NUMBER_FORMATS, overflow_count
 from cotrain.errors import ConfigError, NodeStateError
 from cotrain.learning.attacks import Attack
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.tensor_files import encode_update
 from cotrain.protocol.commitment import new_salt, update_commitment
 from cotrain.protocol.rewards import allocation_proof
+from cotrain.protocol.round_judge import flatten_arrays
 from cotrain.protocol.task_model import train_round
 from cotrain.protocol.update_binding import update_metadata
 from cotrain.roles.account_status import describe, round_result, task_standing
@@ -161,6 +163,8 @@ class ContributorNode:
             log.warning(
                 "round %d: submitting a %s attack instead of the trained update", round_, self.attack.name
             )
+        else:
+            check_update_fits(delta, spec.aggregation.number_format)
         metadata = update_metadata(self.task_id, round_, self.address, base.digest, result.samples)
         update = encode_update(delta, metadata)
         with self.timings.measure(round_, "storage"):
@@ -293,3 +297,17 @@ class ContributorNode:
 
     def _send(self, round_: int, transaction: Callable[[], object]) -> None:
         send_tolerantly(transaction, self.timings, round_)
+
+
+def check_update_fits(delta: dict, number_format: str) -> None:
+    """Refuse to send an update the validators would reject ``out_of_range`` (and slash the stake for)."""
+    width_bits, scale_bits = NUMBER_FORMATS[number_format]
+    values = flatten_arrays({name: tensor.numpy() for name, tensor in delta.items()})
+    count = overflow_count(values, scale_bits, width_bits)
+    if count:
+        limit = 2 ** (width_bits - 1 - scale_bits)
+        raise ConfigError(
+            f"the trained update has {count} value(s) of magnitude {limit} or more, which the task's "
+            f"{number_format} format cannot hold; validators would reject it (out_of_range) and slash the "
+            "stake, so it was not sent: the task's learning rate is too high for its data"
+        )
