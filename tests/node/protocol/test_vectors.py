@@ -1,8 +1,8 @@
 """The protocol test vectors (tests/vectors/) recomputed with the package: every output must match.
 
-Fields that come from torch or numpy kernels (cotrain.protocol.vectors.MACHINE_DEPENDENT: a round's advisory
-held-out metrics, which are not in its record, and the built-in split's digest) are compared in a test of
-their own, so a machine whose kernels round differently fails only that test, not the others.
+The one field that comes from numpy's kernels (cotrain.protocol.vectors.MACHINE_DEPENDENT: the built-in
+split's digest) is compared in a test of its own, so a machine whose kernels round differently fails only that
+test, not the others.
 """
 
 from __future__ import annotations
