@@ -12,10 +12,11 @@ simulated contributors share one :class:`~cotrain.roles.task_view.TaskView` (on 
 identical scans of the same events would measure nothing but this machine). The first validator's memory
 peak is its process RSS above the level before its step, sampled every 2 ms.
 
-**Aggregation.** Throughput (MB of float32 updates per second) of every rule in
-:mod:`cotrain.learning.robust` over the round's real updates and over synthetic 1M-parameter updates; then
-100 updates of a 10M-parameter model: the streaming FedAvg mean (O(model)) against the rules that hold
-every update (O(n x model)), peak memory relative to one model's float32 size.
+**Aggregation.** Throughput (MB of float32 updates per second) of every registered rule
+(:mod:`cotrain.learning.rules`, exact integer arithmetic on q32.24 vectors) over the round's real updates and
+over synthetic 1M-parameter updates; then 100 updates of a 10M-parameter model: the streaming FedAvg sum
+(O(model)) against the rules that hold every update (O(n x model)), peak memory relative to one model's
+float32 size.
 
 Run alone: ``python -m bench.scale [--quick]`` prints the JSON the runner writes to bench/results/scale.json.
 """
@@ -23,8 +24,8 @@ Run alone: ``python -m bench.scale [--quick]`` prints the JSON the runner writes
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
-import importlib
 import json
 import math
 import signal
@@ -47,9 +48,13 @@ from cotrain.chain.anvil import Anvil
 from cotrain.chain.client import ChainClient
 from cotrain.chain.keys import Signer
 from cotrain.chain.market import Phase, RoundStatus, deploy_market
+from cotrain.consensus.exact import IntVector, WeightedSum
+from cotrain.consensus.fixed_point import quantize
 from cotrain.learning.data import ArrayDataset
+from cotrain.learning.rules import get_rule, rule_names
 from cotrain.learning.tensor_files import decode_tensors
 from cotrain.protocol.rewards import reward_tree
+from cotrain.protocol.round_judge import flatten_arrays
 from cotrain.protocol.task_model import builtin_split
 from cotrain.protocol.task_spec import TaskSpec, load_spec, validate_spec
 from cotrain.roles.contributor import ContributorNode
@@ -348,68 +353,38 @@ def run_round(n: int, workdir: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
         for update in shared_view.revealed(0):
             data = store.get(update.cid, max_size=spec.limits.max_update_bytes)
             tensors, _ = decode_tensors(data, expected=layout, max_bytes=spec.limits.max_update_bytes)
-            vectors.append(np.concatenate([tensors[k].double().numpy().ravel() for k in sorted(tensors)]))
+            vectors.append(_flat(tensors))
     return out, vectors
 
 
 # ---------------------------------------------------------------- aggregation
 
 
-def _robust() -> Any | None:
-    try:
-        return importlib.import_module("cotrain.learning.robust")
-    except ImportError:
-        return None
+def rule_calls(n: int) -> dict[str, Callable[[list[IntVector]], Any]]:
+    """Every registered aggregation rule with a default spec's parameters, and FedAvg summed one by one."""
+    samples = [64] * n
 
-
-def rule_calls(robust: Any, n: int) -> dict[str, Callable[[list[np.ndarray]], Any]]:
-    """Every aggregation rule of ``robust`` that exists, with the parameters a default spec gives it."""
-    trim = min(math.floor(0.2 * n), (n - 1) // 2)
-    weights = [float(64)] * n
-
-    def streaming(vectors: list[np.ndarray]) -> Any:
-        mean = robust.StreamingMean()
+    def streaming(vectors: list[IntVector]) -> Any:
+        total = WeightedSum()
         for vector in vectors:
-            mean.add(vector, 64.0)
-        return mean.result()
+            total.add(vector, 64)
+        return total.mean()
 
-    def krum_mean(vectors: list[np.ndarray], *, multi: bool) -> Any:
-        # The rule module's own code, with a default spec's byzantine_fraction.
-        from cotrain.learning.rules.krum import lowest_scores_mean
-
-        return lowest_scores_mean(vectors, 0.3, multi=multi).vector
-
-    def clip(vectors: list[np.ndarray]) -> Any:
-        norms = sorted(float(np.linalg.norm(v)) for v in vectors)
-        return robust.centered_clip(vectors, norms[len(norms) // 2], 3)
-
-    calls: dict[str, Callable[[list[np.ndarray]], Any]] = {}
-    wanted: dict[str, tuple[str, Callable[[list[np.ndarray]], Any]]] = {
-        "fedavg (weighted_mean)": ("weighted_mean", lambda v: robust.weighted_mean(v, weights)),
-        "fedavg (StreamingMean)": ("StreamingMean", streaming),
-        "median": ("coordinate_median", lambda v: robust.coordinate_median(v)),
-        "trimmed_mean": ("trimmed_mean", lambda v: robust.trimmed_mean(v, trim)),
-        "krum": ("krum_select", lambda v: krum_mean(v, multi=False)),
-        "multi_krum": ("krum_select", lambda v: krum_mean(v, multi=True)),
-        "centered_clip": ("centered_clip", clip),
-    }
-    for name, (attribute, call) in wanted.items():
-        if hasattr(robust, attribute):
-            calls[name] = call
+    calls: dict[str, Callable[[list[IntVector]], Any]] = {"fedavg (WeightedSum, one by one)": streaming}
+    for name in rule_names():
+        rule = get_rule(name)
+        calls[name] = functools.partial(rule.run, samples=samples, params=rule.params())
     return calls
 
 
-def throughput(vectors: list[np.ndarray], label: str) -> dict[str, Any]:
-    """MB of float32 updates per second for every rule over ``vectors`` (float64, as validators hold them)."""
-    robust = _robust()
+def throughput(vectors: list[IntVector], label: str) -> dict[str, Any]:
+    """MB of float32 updates per second for every rule over ``vectors`` (quantized, as validators hold
+    them)."""
     n, size = len(vectors), int(vectors[0].size)
     payload = n * size * 4
     result: dict[str, Any] = {"updates": n, "parameters": size, "float32_mb": round(payload / MB, 3)}
-    if robust is None:
-        result["missing"] = "cotrain.learning.robust has not landed"
-        return result
     rules = {}
-    for name, call in rule_calls(robust, n).items():
+    for name, call in rule_calls(n).items():
         start = time.perf_counter()
         call(vectors)
         seconds = time.perf_counter() - start
@@ -430,31 +405,26 @@ def _synthetic(n: int, parameters: int, seed: int = 0) -> Iterator[dict[str, tor
         }
 
 
-def _flat(delta: dict[str, torch.Tensor]) -> np.ndarray:
-    robust = _robust()
-    if robust is not None and hasattr(robust, "flatten"):
-        return robust.flatten(delta)
-    return np.concatenate([delta[k].double().numpy().ravel() for k in sorted(delta)])
+def _flat(delta: dict[str, torch.Tensor]) -> IntVector:
+    """An update as the validator holds it: flattened in sorted name order and quantized to q32.24."""
+    return quantize(flatten_arrays({name: t.numpy() for name, t in delta.items()}), 24, 32)
 
 
 def streaming_memory(n: int, parameters: int) -> dict[str, Any]:
     """FedAvg over ``n`` updates, one at a time: time of flatten + add, and the peak memory in models."""
-    robust = _robust()
     model_bytes = parameters * 4
-    if robust is None or not hasattr(robust, "StreamingMean"):
-        return {"missing": "StreamingMean has not landed"}
     seconds = {"aggregate": 0.0, "generate": 0.0}
     with PeakMemory(trace=True) as memory:
-        mean = robust.StreamingMean()
+        mean = WeightedSum()
         updates = _synthetic(n, parameters)
         for _ in range(n):
             with stopwatch(seconds, "generate"):
                 delta = next(updates)
             with stopwatch(seconds, "aggregate"):
-                mean.add(_flat(delta), 64.0)
+                mean.add(_flat(delta), 64)
             del delta
         with stopwatch(seconds, "aggregate"):
-            mean.result()
+            mean.mean()
     return {
         "updates": n,
         "parameters": parameters,
@@ -469,12 +439,8 @@ def streaming_memory(n: int, parameters: int) -> dict[str, Any]:
 
 def held_memory(n: int, parameters: int) -> dict[str, Any]:
     """The rules that need every update at once: memory of holding them and each rule's peak, in models."""
-    robust = _robust()
     model_bytes = parameters * 4
     result: dict[str, Any] = {"updates": n, "parameters": parameters, "model_mb": round(model_bytes / MB, 1)}
-    if robust is None:
-        result["missing"] = "cotrain.learning.robust has not landed"
-        return result
     tracemalloc.start()
     try:
         with PeakMemory(trace=True) as holding:
@@ -485,8 +451,8 @@ def held_memory(n: int, parameters: int) -> dict[str, Any]:
         result["collect_s"] = round(collect, 3)
         result["holding_in_models"] = round(held / model_bytes, 2)
         rules = {}
-        for name, call in rule_calls(robust, n).items():
-            if name == "fedavg (StreamingMean)":
+        for name, call in rule_calls(n).items():
+            if name == "fedavg (WeightedSum, one by one)":
                 continue
             with PeakMemory(trace=True) as memory:
                 start = time.perf_counter()
@@ -526,10 +492,7 @@ def run(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="cotrain-bench-scale-") as workdir:
         round_result, vectors = run_round(n, Path(workdir))
     result["round"] = round_result
-    robust = _robust()
-    result["robust_rules_available"] = (
-        None if robust is None else sorted(name for name in rule_calls(robust, 3))
-    )
+    result["rules"] = sorted(rule_calls(3))
     result["throughput"] = [throughput(vectors, f"the round's {n} real updates")]
     del vectors
     synthetic_n = 20 if quick else 100
