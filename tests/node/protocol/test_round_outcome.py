@@ -1,8 +1,10 @@
 """Tests for cotrain.protocol.round_outcome: judging a real round of the breast-cancer logistic task.
 
 Four contributors train on disjoint shards of the built-in training split, store their updates in an
-embedded store and reveal them; the tests check every number judge_round derives against the learning and
-reward code it is built on, and that bad files are rejected for the right reason while the round goes on.
+embedded store and reveal them; the tests check every number judge_round derives against the independent
+big-integer reference in ``exact_reference`` (q32.24 updates, exact weighted mean, cosine scores in
+millionths, the new weights f32(f64(base) + mean 2**-24)) and the reward code, and that bad files are rejected
+for the right reason while the round goes on.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import exact_reference as ref
 import numpy as np
 import pytest
 import torch
-from cotrain.learning.aggregation import apply_delta, fedavg
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.evaluation import evaluate
 from cotrain.learning.state import layout
@@ -32,8 +34,7 @@ from cotrain.learning.tensor_files import decode_tensors, encode_model, encode_u
 from cotrain.learning.training import train_local
 from cotrain.protocol.rewards import EMPTY_ROOT, allocate_rewards, rewards_root, slash_allocations
 from cotrain.protocol.round_outcome import RevealedUpdate, RoundOutcome, judge_round, model_file
-from cotrain.protocol.round_record import Reason, RoundRecord, UpdateEntry, format_fixed, parse_record
-from cotrain.protocol.screening import reward_weight
+from cotrain.protocol.round_record import RECORD_VERSION, Reason, RoundRecord, UpdateEntry, parse_record
 from cotrain.protocol.task_model import builtin_split, initial_state, task_model
 from cotrain.protocol.task_spec import FileRef, TaskSpec, load_spec, with_initial_model
 from cotrain.protocol.update_binding import update_metadata
@@ -146,31 +147,45 @@ def _entry(record: RoundRecord, contributor: str) -> UpdateEntry:
     return entry
 
 
+def _vector(delta: dict[str, torch.Tensor]) -> list[int]:
+    """An update's q32.24 vector: its tensors flattened in sorted name order, quantized by the reference."""
+    return ref.quantize(ref.flat({name: tensor.numpy() for name, tensor in delta.items()}))
+
+
+def _expected_state(r: Round, accepted: list[Trained]) -> dict[str, torch.Tensor]:
+    """The base weights plus the reference's sample-weighted mean of ``accepted``, as the protocol rounds."""
+    mean = ref.weighted_mean([_vector(t.delta) for t in accepted], [t.samples for t in accepted])
+    base = {name: tensor.numpy() for name, tensor in r.base_state.items()}
+    new = ref.apply(ref.flat(base), mean)
+    state, offset = {}, 0
+    for name in sorted(base):
+        size = base[name].size
+        values = np.array(new[offset : offset + size], dtype=np.float32).reshape(base[name].shape)
+        state[name] = torch.from_numpy(values)
+        offset += size
+    return state
+
+
 def _assert_aggregates(r: Round, outcome: RoundOutcome, accepted: list[Trained]) -> None:
-    """The outcome is FedAvg of exactly ``accepted``, rewarded by samples x score, as the code says."""
-    ordered = sorted(accepted, key=lambda t: t.contributor.lower())
-    average = fedavg([t.delta for t in ordered], [t.samples for t in ordered])
-    expected = apply_delta(r.base_state, average)
+    """The outcome is FedAvg of exactly ``accepted``, rewarded by samples x score, all by the reference."""
+    expected = _expected_state(r, accepted)
     assert list(outcome.state) == list(expected)
     assert _bits(outcome.state) == _bits(expected)
     assert outcome.model_file == model_file(TASK_ID, ROUND, expected)
 
-    # Scores: cosine similarity to the coordinate-wise median of the accepted deltas (numpy's, to 1e-6).
-    vectors = {
-        t.contributor: np.concatenate([t.delta[k].numpy().ravel() for k in sorted(t.delta)]) for t in ordered
-    }
-    median = np.median(np.stack(list(vectors.values())).astype(np.float64), axis=0)
+    # Scores: the cosine to the coordinate-wise median of the accepted updates, in millionths.
+    vectors = {t.contributor: _vector(t.delta) for t in accepted}
+    median = ref.coordinate_median(list(vectors.values()))
     record = outcome.record
     total = sum(t.samples for t in accepted)
     weights = {}
     for t in accepted:
         entry = _entry(record, t.contributor)
         assert (entry.verdict, entry.reason, entry.slash) == ("accepted", Reason.OK, 0)
-        assert entry.weight == format_fixed(t.samples / total)
-        v = vectors[t.contributor].astype(np.float64)
-        cosine = float(v @ median / (np.linalg.norm(v) * np.linalg.norm(median)))
-        assert abs(float(entry.score) - cosine) < 2e-6
-        weights[t.contributor] = reward_weight(t.samples, float(entry.score))
+        assert entry.weight == ref.text(ref.share(t.samples, total))
+        score = ref.cosine_micro(vectors[t.contributor], median)
+        assert entry.score == ref.text(score)
+        weights[t.contributor] = t.samples * max(score, 0)
     # Rewards split the budget by samples x score, each the floor of its exact share or one wei more.
     allocations = allocate_rewards(r.budget, list(weights.items()))
     for t in accepted:
@@ -208,6 +223,8 @@ def test_judge_round_accepts_honest_updates_and_averages_them_by_samples(
     assert record.slash_root == EMPTY_ROOT
     assert (record.task_id, record.round, record.base_model) == (TASK_ID, ROUND, round_.base)
     assert record.aggregation.rule == "fedavg"
+    assert record.aggregation.number_format == "q32.24"
+    assert json.loads(outcome.record_file)["version"] == RECORD_VERSION == 3
     assert _bits(round_.base_state) == base_bits, "judge_round must not modify the base state"
 
 
@@ -373,7 +390,7 @@ def _oversized(r: Round, store: EmbeddedStore) -> RevealedUpdate:
     return _publish(store, t, encode_update(t.delta, r.metadata(t, padding=padding)))
 
 
-def _reshaped(change: Callable[[dict[str, torch.Tensor]], None]) -> BadUpdate:
+def _changed(change: Callable[[dict[str, torch.Tensor]], None]) -> BadUpdate:
     def make(r: Round, store: EmbeddedStore) -> RevealedUpdate:
         t = _cheater(r)
         delta = dict(t.delta)
@@ -393,6 +410,12 @@ def _without_bias(delta: dict[str, torch.Tensor]) -> None:
 
 def _with_extra(delta: dict[str, torch.Tensor]) -> None:
     delta["2.weight"] = torch.zeros(2, 2)
+
+
+def _too_large(delta: dict[str, torch.Tensor]) -> None:
+    # q32.24 holds |x| < 128: 200 x 2**24 does not fit 32 bits.
+    delta["1.bias"] = delta["1.bias"].clone()
+    delta["1.bias"][0] = 200.0
 
 
 def _non_finite(value: float) -> BadUpdate:
@@ -450,11 +473,12 @@ BAD_UPDATES: list[tuple[str, BadUpdate, Reason]] = [
     ("cid-of-other-content", _cid_of_other_content, Reason.DIGEST_MISMATCH),
     ("not-a-cid", _not_a_cid, Reason.DIGEST_MISMATCH),
     ("oversized", _oversized, Reason.TOO_LARGE),
-    ("wrong-shape", _reshaped(_wider), Reason.SHAPE_MISMATCH),
-    ("missing-key", _reshaped(_without_bias), Reason.SHAPE_MISMATCH),
-    ("extra-key", _reshaped(_with_extra), Reason.SHAPE_MISMATCH),
+    ("wrong-shape", _changed(_wider), Reason.SHAPE_MISMATCH),
+    ("missing-key", _changed(_without_bias), Reason.SHAPE_MISMATCH),
+    ("extra-key", _changed(_with_extra), Reason.SHAPE_MISMATCH),
     ("nan", _non_finite(float("nan")), Reason.NON_FINITE),
     ("infinity", _non_finite(float("-inf")), Reason.NON_FINITE),
+    ("out-of-range", _changed(_too_large), Reason.OUT_OF_RANGE),
     ("other-task", _bound(task_id="8"), Reason.WRONG_BINDING),
     ("other-round", _bound(round=str(ROUND - 1)), Reason.WRONG_BINDING),
     ("other-contributor", _bound(contributor=_account(0).lower()), Reason.WRONG_BINDING),
@@ -577,7 +601,7 @@ def test_when_every_update_is_rejected_the_model_stays_and_nobody_is_paid(
 def test_sample_counts_beyond_float64_precision_still_give_a_verdict(
     round_: Round, store: EmbeddedStore
 ) -> None:
-    # Prepare: the market takes any uint64 sample count; fedavg refuses int weights above 2**53.
+    # Prepare: the market takes any uint64 sample count, beyond what a float64 holds exactly.
     t = _cheater(round_)
     honest = round_.trained[0]
     huge = Trained(t.contributor, 2**53 + 2, t.delta, b"")
@@ -587,15 +611,17 @@ def test_sample_counts_beyond_float64_precision_still_give_a_verdict(
     # Execute
     outcome = _judge(round_, store, updates)
 
-    # Assert: weighted by the samples as float64, rewarded by the exact integers.
+    # Assert: weighted and rewarded by the exact integers.
     record = outcome.record
     assert [u.verdict for u in record.updates] == ["accepted", "accepted"]
-    ordered = sorted([honest, huge], key=lambda u: u.contributor.lower())
-    average = fedavg([u.delta for u in ordered], [float(u.samples) for u in ordered])
-    assert _bits(outcome.state) == _bits(apply_delta(round_.base_state, average))
+    assert _bits(outcome.state) == _bits(_expected_state(round_, [honest, huge]))
+    median = ref.coordinate_median([_vector(honest.delta), _vector(huge.delta)])
     weights = {
-        u.contributor: reward_weight(u.samples, float(_entry(record, u.contributor).score)) for u in ordered
+        u.contributor: u.samples * max(ref.cosine_micro(_vector(u.delta), median), 0) for u in (honest, huge)
     }
+    assert _entry(record, huge.contributor).weight == ref.text(
+        ref.share(huge.samples, huge.samples + honest.samples)
+    )
     assert record.reward_allocations == allocate_rewards(round_.budget, list(weights.items()))
     assert record.reward_total == round_.budget
     # The honest 60 samples against 2**53 + 2 claimed: a few thousand wei of the 10**18.

@@ -18,6 +18,7 @@ from cotrain.protocol.round_record import (
     Reason,
     RoundRecord,
     format_fixed,
+    format_micro,
     parse_record,
     record_bytes,
     record_digest,
@@ -41,8 +42,8 @@ def _account(n: int) -> str:
 
 
 def _updates() -> list[dict[str, Any]]:
-    """Three accepted updates and one rejected one, in no particular order."""
-    shares = {_account(1): 0.5, _account(2): 0.3, _account(3): 0.2}
+    """Three accepted updates and one rejected one, in no particular order; scores and weights exact."""
+    shares = {_account(1): 500000, _account(2): 300000, _account(3): 200000}
     rewards = {a.account: a.amount for a in allocate_rewards(ETHER, list(shares.items()))}
     updates = [
         {
@@ -52,8 +53,8 @@ def _updates() -> list[dict[str, Any]]:
             "samples": 100 * n,
             "verdict": "accepted",
             "reason": "ok",
-            "score": 0.1 * n,
-            "weight": weight,
+            "score": format_micro(100000 * n),
+            "weight": format_micro(weight),
             "reward": rewards[account],
             "slash": 0,
         }
@@ -67,8 +68,8 @@ def _updates() -> list[dict[str, Any]]:
             "samples": 50,
             "verdict": "rejected",
             "reason": Reason.NON_FINITE,
-            "score": 0.0,
-            "weight": 0.0,
+            "score": "0.000000",
+            "weight": "0.000000",
             "reward": 0,
             "slash": 5 * 10**16,
         }
@@ -81,7 +82,7 @@ def _fields(**overrides: Any) -> dict[str, Any]:
         "task_id": 1,
         "round": 2,
         "base_model": {"cid": "bafkreimodel1", "digest": _digest("model 1")},
-        "aggregation": {"rule": "fedavg", "params": {}},
+        "aggregation": {"rule": "fedavg", "number_format": "q32.24", "params": {}},
         "updates": _updates(),
         "new_model": {"cid": "bafkreimodel2", "digest": _digest("model 2")},
     }
@@ -109,13 +110,14 @@ def test_round_trip() -> None:
 
 
 def test_independent_validators_write_identical_bytes() -> None:
-    # Prepare: the same results expressed differently (strings for floats, hex for bytes, other case, order).
+    # Prepare: the same results expressed differently (floats for strings, hex for bytes, other case, order).
     first = _record()
     other = _fields()
     for update in other["updates"]:
         update["contributor"] = update["contributor"].lower()
         update["digest"] = "0x" + update["digest"].hex()
-        update["score"] = format_fixed(update["score"])
+        update["score"] = float(update["score"])
+        update["weight"] = float(update["weight"])
         update["samples"] = str(update["samples"])
         update["reward"] = str(update["reward"])
     other["updates"].reverse()
@@ -161,7 +163,13 @@ def test_canonical_bytes_hold_no_floats_and_no_whitespace() -> None:
 def test_canonical_bytes_field_formats() -> None:
     decoded = _decoded(_record())
 
-    assert decoded["version"] == RECORD_VERSION == 2
+    assert decoded["version"] == RECORD_VERSION == 3
+    assert decoded["aggregation"] == {
+        "rule": "fedavg",
+        "number_format": "q32.24",
+        "params": {},
+        "screening": {},
+    }
     assert decoded["task_id"] == "1"
     assert decoded["round"] == 2
     assert "metrics" not in decoded, "held-out metrics are advisory, beside the record"
@@ -183,7 +191,7 @@ def test_canonical_bytes_field_formats() -> None:
 def test_roots_and_total_are_computed_from_the_updates() -> None:
     record = _record()
 
-    rewards = allocate_rewards(ETHER, [(_account(1), 0.5), (_account(2), 0.3), (_account(3), 0.2)])
+    rewards = allocate_rewards(ETHER, [(_account(1), 5), (_account(2), 3), (_account(3), 2)])
     slashes = slash_allocations([_account(4)], 5 * 10**16)
     assert record.reward_allocations == rewards
     assert record.slash_allocations == slashes
@@ -209,7 +217,11 @@ def test_roots_are_zero_when_nobody_is_paid_or_slashed() -> None:
 
 def test_aggregation_params_carry_no_floats() -> None:
     record = _record(
-        aggregation={"rule": "fedavg", "params": {"beta": 0.1, "big": 2**60, "n": 3, "on": True}}
+        aggregation={
+            "rule": "fedavg",
+            "number_format": "q32.24",
+            "params": {"beta": 0.1, "big": 2**60, "n": 3, "on": True},
+        }
     )
 
     params = _decoded(record)["aggregation"]["params"]
@@ -224,6 +236,16 @@ def test_aggregation_may_come_from_the_spec() -> None:
     record = _record(aggregation=spec.aggregation)
 
     assert record.aggregation.rule == spec.aggregation.rule
+    assert record.aggregation.number_format == spec.aggregation.number_format == "q32.24"
+    # The screening thresholds are written as their shortest repr, so the record holds no floats.
+    assert _decoded(record)["aggregation"]["screening"] == {
+        "enabled": True,
+        "duplicate_distance": "0.1",
+        "min_norm_ratio": "0.25",
+        "max_norm_ratio": "10.0",
+        "clip_norm_ratio": "2.0",
+        "min_score": "0.0",
+    }
 
 
 @pytest.mark.parametrize(
@@ -242,6 +264,54 @@ def test_aggregation_may_come_from_the_spec() -> None:
 def test_format_fixed(value: float, text: str) -> None:
     assert format_fixed(value) == text
     assert len(text.split(".")[1]) == FLOAT_PLACES
+
+
+@pytest.mark.parametrize(
+    ("micro", "text"),
+    [
+        (0, "0.000000"),
+        (1, "0.000001"),
+        (-1, "-0.000001"),
+        (707107, "0.707107"),
+        (-707107, "-0.707107"),
+        (10**6, "1.000000"),
+        (-(10**6), "-1.000000"),
+        (123456789, "123.456789"),
+        (10**30 + 5, "1000000000000000000000000.000005"),
+    ],
+)
+def test_format_micro(micro: int, text: str) -> None:
+    assert format_micro(micro) == text
+    # What the record's fields accept as they are.
+    updates = _updates()
+    accepted = next(u for u in updates if u["verdict"] == "accepted")
+    accepted["score"] = text
+    if micro >= 0:
+        accepted["weight"] = text
+    entry = next(
+        u for u in _record(updates=updates).updates if u.contributor == accepted["contributor"].lower()
+    )
+    assert entry.score == text
+
+
+@pytest.mark.parametrize("value", [True, 0.5, 1.0, "1", None])
+def test_format_micro_refuses_anything_but_an_integer(value: Any) -> None:
+    with pytest.raises(ValueError, match="integer number of millionths"):
+        format_micro(value)
+
+
+def test_an_out_of_range_update_is_rejected_slashed_and_round_trips() -> None:
+    updates = _updates()
+    rejected = next(u for u in updates if u["verdict"] == "rejected")
+    rejected["reason"] = "out_of_range"
+
+    record = _record(updates=updates)
+
+    entry = next(u for u in record.updates if u.verdict == "rejected")
+    assert entry.reason is Reason.OUT_OF_RANGE
+    assert b'"reason":"out_of_range"' in record_bytes(record)
+    assert parse_record(record_bytes(record)) == record
+    assert record.slash_allocations == slash_allocations([_account(4)], 5 * 10**16)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), True, "0.1", None, 10**400])
@@ -303,8 +373,15 @@ def test_inconsistent_update_is_refused(change: dict[str, Any], message: str) ->
         ({"round": -1}, "greater than or equal to 0"),
         ({"round": "2"}, "valid integer"),
         ({"metrics": {"accuracy": "0.912346", "loss": "0.250000"}}, "Extra inputs are not permitted"),
-        ({"aggregation": {"rule": "mean", "params": {}}}, "'fedavg'"),
-        ({"version": 1}, "Input should be 2"),
+        ({"aggregation": {"rule": "mean", "number_format": "q32.24", "params": {}}}, "'fedavg'"),
+        ({"aggregation": {"rule": "fedavg", "params": {}}}, "aggregation.number_format\n  Field required"),
+        (
+            {"aggregation": {"rule": "fedavg", "number_format": "q16.8", "params": {}}},
+            "Input should be 'q32.24'",
+        ),
+        ({"aggregation": {"rule": "fedavg", "number_format": "float64", "params": {}}}, "'q32.24'"),
+        ({"version": 1}, "Input should be 3"),
+        ({"version": 2}, "Input should be 3"),
     ],
 )
 def test_inconsistent_record_is_refused(overrides: dict[str, Any], message: str) -> None:
@@ -387,14 +464,30 @@ TAMPERED = {
     "inconsistent verdict": (lambda d: _rejected(d).update(reason="ok"), "must say why"),
     "unknown reason": (lambda d: _first_update(d).update(reason="tired"), "updates[0].reason"),
     "future version": (
-        lambda d: d.update(version=3),
-        "round record has version 3, this node reads version 2",
+        lambda d: d.update(version=4),
+        "round record has version 4, this node reads version 3",
+    ),
+    "version 2 (float arithmetic)": (
+        lambda d: (d.update(version=2), d["aggregation"].pop("number_format")),
+        "round record has version 2, this node reads version 3 only",
     ),
     "version 1 with metrics": (
         lambda d: d.update(version=1, metrics={"accuracy": "0.912346", "loss": "0.250000"}),
-        "round record has version 1, this node reads version 2 only (version 1 hashed machine-dependent",
+        "round record has version 1, this node reads version 3 only (version 1 hashed machine-dependent",
     ),
-    "metrics in version 2": (
+    "no number format": (
+        lambda d: d["aggregation"].pop("number_format"),
+        "aggregation.number_format: required field is missing",
+    ),
+    "other number format": (
+        lambda d: d["aggregation"].update(number_format="q16.16"),
+        "aggregation.number_format: Input should be 'q32.24'",
+    ),
+    "out_of_range reason on an accepted update": (
+        lambda d: _accepted(d).update(reason="out_of_range"),
+        "is accepted, so its reason must be 'ok', not 'out_of_range'",
+    ),
+    "metrics in version 3": (
         lambda d: d.update(metrics={"accuracy": "0.912346", "loss": "0.250000"}),
         "metrics: unknown field",
     ),
@@ -430,7 +523,7 @@ def test_parse_refuses_whitespace_and_duplicate_keys() -> None:
     decoded = _decoded(record)
     pretty = json.dumps(decoded, sort_keys=True, indent=1).encode()
     data = record_bytes(record)
-    duplicated = data[:-1] + b',"version":2}'
+    duplicated = data[:-1] + b',"version":3}'
 
     for bad in (pretty, duplicated, data + b"\n"):
         with pytest.raises(IntegrityError, match="not in canonical form"):
@@ -445,12 +538,34 @@ def test_reasons_are_distinct_and_ok_is_one_of_them() -> None:
     assert all(re.fullmatch(r"[a-z_]+", value) for value in values)
 
 
+def test_reason_codes_are_the_protocols() -> None:
+    # The codes are part of the record format: other implementations write exactly these.
+    assert sorted(reason.value for reason in Reason) == sorted(
+        [
+            "ok",
+            "unavailable",
+            "digest_mismatch",
+            "too_large",
+            "malformed",
+            "wrong_binding",
+            "samples_mismatch",
+            "shape_mismatch",
+            "non_finite",
+            "out_of_range",
+            "duplicate",
+            "outlier",
+            "free_rider",
+            "low_score",
+        ]
+    )
+
+
 updates_strategy = st.lists(
     st.tuples(
         st.integers(min_value=0, max_value=50),  # contributor
         st.booleans(),  # accepted
-        st.floats(min_value=-10, max_value=10, allow_nan=False),  # score
-        st.floats(min_value=0, max_value=1, allow_nan=False),  # weight
+        st.integers(min_value=-(10**6), max_value=10**6),  # score in millionths
+        st.integers(min_value=0, max_value=10**6),  # weight in millionths
         st.integers(min_value=0, max_value=2**250),  # reward or slash
         st.sampled_from([r for r in Reason if r is not Reason.OK]),
     ),
@@ -471,8 +586,8 @@ def test_any_valid_record_round_trips(entries: list[tuple[Any, ...]], task_id: i
             "samples": n + 1,
             "verdict": "accepted" if accepted else "rejected",
             "reason": Reason.OK if accepted else reason,
-            "score": score,
-            "weight": weight if accepted else 0,
+            "score": format_micro(score),
+            "weight": format_micro(weight if accepted else 0),
             "reward": amount if accepted else 0,
             "slash": 0 if accepted else amount,
         }

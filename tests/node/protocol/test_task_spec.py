@@ -120,6 +120,24 @@ BAD_FIELDS = {
         ["aggregation.screening.min_norm_ratio:", "less than 1"],
     ),
     "unknown rule": (_set("aggregation.rule", "mean"), ["aggregation.rule:", "'fedavg'", "'mean'"]),
+    # The held-out-loss screening read torch kernels, whose last bits depend on the machine: it left the
+    # protocol, and a spec that still sets it is refused rather than silently judged without it.
+    "loss screening": (
+        _set("aggregation.screening", {"max_loss_increase": 0.5}),
+        ["aggregation.screening.max_loss_increase: unknown field", "allowed fields:", "min_score"],
+    ),
+    "loss screening off": (
+        _set("aggregation.screening", {"max_loss_increase": None}),
+        ["aggregation.screening.max_loss_increase: unknown field"],
+    ),
+    "unknown number format": (
+        _set("aggregation.number_format", "q16.16"),
+        ["aggregation.number_format:", "'q32.24'", "'q16.16'"],
+    ),
+    "float number format": (
+        _set("aggregation.number_format", "float32"),
+        ["aggregation.number_format:", "'q32.24'", "'float32'"],
+    ),
     "zero rounds": (_set("rounds", 0), ["rounds:", "greater than or equal to 1"]),
     "too many rounds": (_set("rounds", 1001), ["rounds:", "less than or equal to 1000"]),
     "zero commit phase": (_set("phases.commit", 0), ["phases.commit:", "greater than or equal to 1"]),
@@ -303,6 +321,7 @@ def test_rule_defaults_are_written_into_the_canonical_spec(rule: str, params: di
     written = json.loads(spec_bytes(spec))["aggregation"]
 
     assert written["params"] == params
+    assert written["number_format"] == "q32.24"
     assert written["screening"] == {
         "enabled": True,
         "duplicate_distance": 0.1,
@@ -310,7 +329,6 @@ def test_rule_defaults_are_written_into_the_canonical_spec(rule: str, params: di
         "max_norm_ratio": 10.0,
         "clip_norm_ratio": 2.0,
         "min_score": 0.0,
-        "max_loss_increase": None,
     }
     # Spelling the defaults out gives the same task.
     data["aggregation"] = written
@@ -488,20 +506,68 @@ def test_with_initial_model_names_the_file_and_changes_the_digest() -> None:
         with_initial_model(spec, "bafkreiinitial", b"short")
 
 
-# sha256 of the shipped specs' canonical bytes, from before data.validation.held_out_digest existed.
+# sha256 of the shipped specs' canonical bytes in the float era (before aggregation.number_format, with
+# aggregation.screening.max_loss_increase, and before data.validation.held_out_digest existed), and now.
 SHIPPED_SPEC_DIGESTS = {
-    "digits.yaml": "cdc3b4b8ab7cab87192cb2f0478342e58ba712ac38124cc96cace0c429a092f4",
-    "breast_cancer.yaml": "1787b21acad052bd4012c7472bcff6bff31a6d27d5a8cbe52b5dd29a568ea733",
+    "digits.yaml": (
+        "cdc3b4b8ab7cab87192cb2f0478342e58ba712ac38124cc96cace0c429a092f4",
+        "cdbcb6ef8af3b4d0d22da096b23734eba2c3269d8dac4e4cb3c57c59e91749f1",
+    ),
+    "breast_cancer.yaml": (
+        "1787b21acad052bd4012c7472bcff6bff31a6d27d5a8cbe52b5dd29a568ea733",
+        "937021001e0fffc8836e3f34fc71ecb4fa82e33fcf6c0769fedbb9be396346fb",
+    ),
 }
 
 
+def _plain_canonical(decoded: Any) -> bytes:
+    return json.dumps(decoded, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 @pytest.mark.parametrize("name", sorted(SHIPPED_SPEC_DIGESTS))
-def test_an_unset_held_out_digest_is_left_out_so_older_specs_keep_their_digest(name: str) -> None:
+def test_the_shipped_specs_differ_from_the_float_era_only_by_the_number_format(name: str) -> None:
+    float_era, now = SHIPPED_SPEC_DIGESTS[name]
     spec = load_spec(SPECS / name)
 
+    data = spec_bytes(spec)
+
+    assert spec_digest(spec).hex() == hashlib.sha256(data).hexdigest() == now
+    # An unset held-out digest is left out, as before it existed.
     assert spec.data.validation.held_out_digest is None
-    assert b"held_out_digest" not in spec_bytes(spec)
-    assert spec_digest(spec).hex() == SHIPPED_SPEC_DIGESTS[name]
+    assert b"held_out_digest" not in data
+    # Put back what changed, and the float-era bytes (and digest) result: nothing else moved.
+    decoded = json.loads(data)
+    assert decoded["aggregation"].pop("number_format") == "q32.24"
+    assert "max_loss_increase" not in decoded["aggregation"]["screening"]
+    decoded["aggregation"]["screening"]["max_loss_increase"] = None
+    assert hashlib.sha256(_plain_canonical(decoded)).hexdigest() == float_era
+
+
+def test_the_number_format_defaults_to_q32_24_and_is_written_out() -> None:
+    implicit = _digits()
+    explicit = _digits()
+    explicit["aggregation"]["number_format"] = "q32.24"
+
+    spec = validate_spec(implicit)
+
+    assert spec.aggregation.number_format == "q32.24"
+    assert b'"number_format":"q32.24"' in spec_bytes(spec)
+    assert spec_bytes(validate_spec(explicit)) == spec_bytes(spec)
+
+
+def test_parse_spec_bytes_refuses_a_float_era_spec() -> None:
+    decoded = json.loads(spec_bytes(load_spec(SPECS / "digits.yaml")))
+    del decoded["aggregation"]["number_format"]
+    without_format = _plain_canonical(decoded)
+    decoded["aggregation"]["screening"]["max_loss_increase"] = None
+    float_era = _plain_canonical(decoded)
+
+    with pytest.raises(IntegrityError, match="not in canonical form"):
+        parse_spec_bytes(without_format)
+    with pytest.raises(
+        IntegrityError, match=re.escape("aggregation.screening.max_loss_increase: unknown field")
+    ):
+        parse_spec_bytes(float_era)
 
 
 def test_with_held_out_digest_pins_the_set_in_the_canonical_bytes() -> None:
