@@ -351,6 +351,10 @@ class RewardsSpec(_Strict):
     slash_rejected_wei: Wei
 
 
+#: Version 2: the exact integer consensus core (``aggregation.number_format``; no ``max_loss_increase``).
+SPEC_VERSION = 2
+
+
 class TaskSpec(_Strict):
     """A whole task spec. Build it with :func:`load_spec` or :func:`parse_spec_bytes`.
 
@@ -358,7 +362,7 @@ class TaskSpec(_Strict):
     with ``training.seed``. Use :func:`with_initial_model` to fill it in before posting.
     """
 
-    version: Literal[1] = 1
+    version: Literal[2] = SPEC_VERSION
     name: Annotated[str, Field(max_length=200), AfterValidator(_not_blank)]
     model: ModelSpec
     initial_model: FileRef | None = None
@@ -374,6 +378,17 @@ class TaskSpec(_Strict):
     budget_wei: Wei
     limits: LimitsSpec
     rewards: RewardsSpec
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_version(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("version") == 1:
+            raise ValueError(
+                "spec version 1 tasks were judged in float64 arithmetic, which this node no longer runs; "
+                "this node reads spec version 2 (exact integer arithmetic, PROTOCOL.md section 11): "
+                "post the task again with this version"
+            )
+        return data
 
     @model_validator(mode="after")
     def _cross_field(self, info: ValidationInfo) -> TaskSpec:

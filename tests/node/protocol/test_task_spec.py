@@ -74,7 +74,8 @@ def _drop(path: str) -> Callable[[dict[str, Any]], None]:
 BAD_FIELDS = {
     "blank name": (_set("name", "   "), ["name:", "blank"]),
     "unknown top-level field": (_set("epochs", 3), ["epochs: unknown field", "allowed fields:", "rounds"]),
-    "wrong version": (_set("version", 2), ["version:", "1"]),
+    "wrong version": (_set("version", 3), ["version:", "2"]),
+    "float-era version": (_set("version", 1), ["spec version 1", "float64", "spec version 2"]),
     "unknown model": (
         _set("model.name", "resnet"),
         ["model.name:", "'logistic', 'mlp' or 'cnn'", "'resnet'"],
@@ -511,11 +512,11 @@ def test_with_initial_model_names_the_file_and_changes_the_digest() -> None:
 SHIPPED_SPEC_DIGESTS = {
     "digits.yaml": (
         "cdc3b4b8ab7cab87192cb2f0478342e58ba712ac38124cc96cace0c429a092f4",
-        "cdbcb6ef8af3b4d0d22da096b23734eba2c3269d8dac4e4cb3c57c59e91749f1",
+        "d689ace75e94fda99a594d50d237ec160df873b545f4d9f1440ca01601bf11a5",
     ),
     "breast_cancer.yaml": (
         "1787b21acad052bd4012c7472bcff6bff31a6d27d5a8cbe52b5dd29a568ea733",
-        "937021001e0fffc8836e3f34fc71ecb4fa82e33fcf6c0769fedbb9be396346fb",
+        "45d280f126aafae07c31f2a2dca902e40fb1aeb42dfa51ad1352b88d88209d16",
     ),
 }
 
@@ -525,7 +526,7 @@ def _plain_canonical(decoded: Any) -> bytes:
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_SPEC_DIGESTS))
-def test_the_shipped_specs_differ_from_the_float_era_only_by_the_number_format(name: str) -> None:
+def test_the_shipped_specs_differ_from_the_float_era_only_by_version_and_number_format(name: str) -> None:
     float_era, now = SHIPPED_SPEC_DIGESTS[name]
     spec = load_spec(SPECS / name)
 
@@ -538,6 +539,8 @@ def test_the_shipped_specs_differ_from_the_float_era_only_by_the_number_format(n
     # Put back what changed, and the float-era bytes (and digest) result: nothing else moved.
     decoded = json.loads(data)
     assert decoded["aggregation"].pop("number_format") == "q32.24"
+    assert decoded.pop("version") == 2
+    decoded["version"] = 1
     assert "max_loss_increase" not in decoded["aggregation"]["screening"]
     decoded["aggregation"]["screening"]["max_loss_increase"] = None
     assert hashlib.sha256(_plain_canonical(decoded)).hexdigest() == float_era
