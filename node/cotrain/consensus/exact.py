@@ -34,6 +34,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -73,7 +74,7 @@ def round_half_even_div(a: int, b: int) -> int:
     return int(round_half_even_div_array(np.array([integer(a, "the numerator")], dtype=object), b)[0])
 
 
-def round_half_even_div_array(numerators: npt.NDArray, denominator: int) -> npt.NDArray:
+def round_half_even_div_array(numerators: npt.NDArray[Any], denominator: int) -> npt.NDArray[Any]:
     """:func:`round_half_even_div` of every element of an int64 or object array by one positive integer.
 
     The result has the dtype of ``numerators``; with int64 it must fit (it does whenever the numerators
@@ -124,14 +125,18 @@ def round_ratio_times(ratio: Fraction, value: int) -> int:
 # ---------------------------------------------------------------------------------------------- vectors
 
 
-def check_int_vector(value: object, what: str = "vector") -> IntVector:
-    """Return ``value`` after checking it is a non-empty 1-D int64 array of at most :data:`MAX_LENGTH`."""
+def check_int_vector(value: object, what: str = "vector", bound: int = DOT_BOUND) -> IntVector:
+    """Return ``value`` after checking it is a non-empty 1-D int64 array of at most :data:`MAX_LENGTH`
+    values, each ``|x| <= bound`` (so that differences and limb products cannot wrap around int64)."""
     if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype != np.int64:
         raise IntegrityError(
             f"{what} must be a 1-D int64 array, got {getattr(value, 'dtype', type(value).__name__)}"
         )
     if not 1 <= value.size <= MAX_LENGTH:
         raise IntegrityError(f"{what} must hold 1 to {MAX_LENGTH} values, got {value.size}")
+    # max and min, not abs: abs(-2**63) wraps around to -2**63.
+    if int(value.max()) > bound or int(value.min()) < -bound:
+        raise IntegrityError(f"{what} holds a value beyond 2**{bound.bit_length() - 1} in magnitude")
     return value
 
 
@@ -151,9 +156,6 @@ def dot(a: IntVector, b: IntVector) -> int:
     left, right = check_int_vector(a, "the first vector"), check_int_vector(b, "the second vector")
     if left.size != right.size:
         raise IntegrityError(f"the vectors have {left.size} and {right.size} values")
-    for what, vector in (("the first vector", left), ("the second vector", right)):
-        if vector.size and int(np.abs(vector).max()) > DOT_BOUND:
-            raise IntegrityError(f"{what} holds a value beyond 2**32")
     high_a, low_a = left >> _LIMB_BITS, left & _LIMB_MASK
     high_b, low_b = right >> _LIMB_BITS, right & _LIMB_MASK
     # Each partial product is below 2**34 in magnitude, so each sum of d < 2**29 of them fits int64.
@@ -254,12 +256,10 @@ class WeightedSum:
             If ``vector`` is not an int64 vector of the first one's length with ``|x| <= 2**31``, ``weight``
             is not an integer in ``[1, 2**64)``, or ``MAX_VECTORS`` were already added.
         """
-        values = check_int_vector(vector, f"vector {self.count}")
+        values = check_int_vector(vector, f"vector {self.count}", self.VALUE_BOUND)
         w = integer(weight, f"weight {self.count}")
         if not 1 <= w < WEIGHT_BOUND:
             raise IntegrityError(f"weight {self.count} = {w} is outside [1, 2**64)")
-        if int(np.abs(values).max()) > self.VALUE_BOUND:
-            raise IntegrityError(f"vector {self.count} holds a value beyond 2**31")
         if self.count >= self.MAX_VECTORS:
             raise IntegrityError(f"a weighted sum takes at most {self.MAX_VECTORS} vectors")
         if not self._limb_sums:
@@ -299,7 +299,7 @@ def weighted_mean(vectors: Sequence[IntVector], weights: Sequence[int]) -> IntVe
 # ------------------------------------------------------------------------------------ order statistics
 
 
-def _sorted_columns(matrix: npt.NDArray) -> list[tuple[slice, npt.NDArray]]:
+def _sorted_columns(matrix: npt.NDArray[Any]) -> list[tuple[slice, npt.NDArray[Any]]]:
     """``(columns, block)`` pairs: ``block`` is ``matrix[:, columns]`` sorted down each column."""
     d = matrix.shape[1]
     return [
@@ -308,7 +308,7 @@ def _sorted_columns(matrix: npt.NDArray) -> list[tuple[slice, npt.NDArray]]:
     ]
 
 
-def _stacked(vectors: Sequence[npt.NDArray]) -> npt.NDArray:
+def _stacked(vectors: Sequence[npt.NDArray[Any]]) -> npt.NDArray[Any]:
     if len(vectors) == 0:
         raise IntegrityError("there are no vectors")
     length = vectors[0].size
@@ -320,7 +320,7 @@ def _stacked(vectors: Sequence[npt.NDArray]) -> npt.NDArray:
     return np.stack(vectors)
 
 
-def coordinate_median(vectors: Sequence[npt.NDArray]) -> npt.NDArray:
+def coordinate_median(vectors: Sequence[npt.NDArray[Any]]) -> npt.NDArray[Any]:
     """Per coordinate, :func:`median_int` of the ``n`` values (int64 or object arrays, one length)."""
     matrix = _stacked(vectors)
     n = matrix.shape[0]
@@ -333,7 +333,7 @@ def coordinate_median(vectors: Sequence[npt.NDArray]) -> npt.NDArray:
     return result
 
 
-def trimmed_mean(vectors: Sequence[npt.NDArray], trim: int) -> npt.NDArray:
+def trimmed_mean(vectors: Sequence[npt.NDArray[Any]], trim: int) -> npt.NDArray[Any]:
     """Per coordinate, drop the ``trim`` smallest and ``trim`` largest values and take the rounded mean.
 
     Raises

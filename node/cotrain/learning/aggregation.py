@@ -1,14 +1,18 @@
-"""Federated averaging, defined down to the rounding so that every validator and auditor gets the same bits.
+"""Float FedAvg on state dicts: the float32 baseline that the benchmarks compare fixed-point aggregation with.
 
-For each entry, with deltas ``d_1 .. d_n`` (float32) and weights ``w_1 .. w_n``::
+**Not the consensus arithmetic.** Validators aggregate fixed-point integer vectors with the rule modules of
+:mod:`cotrain.learning.rules` in the exact arithmetic of :mod:`cotrain.consensus.exact` (PROTOCOL.md section
+11). This module is what ``bench/accuracy.py`` and ``bench/fixed_point.py`` (and the tests' small federated
+runs) use: for each entry, with deltas ``d_1 .. d_n`` (float32) and weights ``w_1 .. w_n``::
 
     W   = ((w_1 + w_2) + ...) + w_n                      in float64, in the given order
     acc = ((w_1 * d_1 + w_2 * d_2) + ...) + w_n * d_n   in float64, element by element, in the given order
     avg = float32(acc / W)                               one IEEE division, rounded to nearest even
 
 Each step is a single correctly rounded IEEE-754 operation on independent elements (numpy ufuncs, never fused
-or reordered), so the result does not depend on thread count, vector width or machine. It is the one weighted
-mean of :mod:`cotrain.learning.robust` (``StreamingMean``) on the deltas flattened in sorted key order.
+or reordered), so the result does not depend on thread count, vector width or machine. It is the float64
+weighted mean of :mod:`cotrain.learning.robust` (``StreamingMean``) on the deltas flattened in sorted key
+order.
 
 McMahan et al., "Communication-Efficient Learning of Deep Networks from Decentralized Data", AISTATS 2017.
 """

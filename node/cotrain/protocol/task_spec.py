@@ -20,7 +20,7 @@ import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 import yaml
 from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
@@ -352,7 +352,7 @@ class RewardsSpec(_Strict):
 
 
 #: Version 2: the exact integer consensus core (``aggregation.number_format``; no ``max_loss_increase``).
-SPEC_VERSION = 2
+SPEC_VERSION: Final = 2
 
 
 class TaskSpec(_Strict):

@@ -65,7 +65,25 @@ def test_the_grid_runs_fraction_zero_once_per_pipeline() -> None:
     assert sum(c.attack == NO_ATTACK for c in cells) == per_setting * len(FULL_GRID.pipelines)
     assert {c.fraction for c in cells if c.attack == NO_ATTACK} == {0.0}
     assert len({cell_key(c, FULL_GRID) for c in cells}) == len(cells)
-    assert len(QUICK_GRID.cells()) < len(cells) / 20
+    # The quick grid: 2 data sets x 2 partitions x 1 seed x 3 pipelines x (fraction 0 once, and 0.3 with
+    # every attack and the attackers staying away), a small part of the full one.
+    assert len(QUICK_GRID.cells()) == 2 * 2 * 1 * 3 * (1 + attacks)
+    assert len(QUICK_GRID.cells()) < len(cells) / 10
+
+
+def test_the_pipelines_are_the_baselines_and_every_grid_rule_with_screening() -> None:
+    # Krum is left out of the grid (Multi-Krum stands for it); there is no held-out-loss pipeline any more.
+    assert [p.name for p in PIPELINES] == [
+        PLAIN,
+        SCREENED,
+        "median (no screening)",
+        "centered_clip + screening",
+        "median + screening",
+        "multi_krum + screening",
+        "trimmed_mean + screening",
+    ]
+    assert [p.name for p in QUICK_GRID.pipelines] == [PLAIN, SCREENED, "median + screening"]
+    assert all("max_loss_increase" not in json.dumps(p.aggregation) for p in PIPELINES)
 
 
 def test_attackers_are_nested_across_fractions() -> None:

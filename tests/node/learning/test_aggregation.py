@@ -1,4 +1,5 @@
-"""Tests for cotrain.learning.aggregation, on hand-computed arrays."""
+"""Tests for cotrain.learning.aggregation (float FedAvg, the float32 baseline of the benchmarks), on
+hand-computed arrays."""
 
 import numpy as np
 import pytest

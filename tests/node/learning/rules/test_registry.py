@@ -7,12 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 import yaml
+from cotrain.consensus.exact import MICRO, exact_ratio, round_ratio_times
 from cotrain.errors import ConfigError
 from cotrain.experiments.robustness import SPECS, registered_pipelines
 from cotrain.learning.rules import Aggregate, Rule, get_rule, register, rule_names, unregister
 from cotrain.learning.rules.params import Ratio, RuleParams
+from cotrain.learning.rules.registry import shares_of
 from cotrain.protocol.round_record import Reason
 from cotrain.protocol.screening import RoundPipeline
 from cotrain.protocol.task_spec import AggregationSpec, validate_spec
@@ -33,8 +34,9 @@ class FirstParams(RuleParams):
 
 
 def _first(vectors: Sequence[np.ndarray], samples: Sequence[int], params: FirstParams) -> Aggregate:
-    shares = [1.0] + [0.0] * (len(vectors) - 1)
-    return Aggregate(vectors[0] * params.scale, shares)
+    ratio = exact_ratio(params.scale)
+    scaled = np.array([round_ratio_times(ratio, int(x)) for x in vectors[0]], dtype=np.int64)
+    return Aggregate(scaled, [MICRO] + [0] * (len(vectors) - 1))
 
 
 @pytest.fixture
@@ -84,19 +86,19 @@ def test_a_new_rule_is_one_registration_away_from_the_spec_the_pipeline_and_the_
 ) -> None:
     # Prepare
     spec = validate_spec(_digits({"rule": "first_scaled", "params": {"scale": "0.5"}}))
-    pipeline = RoundPipeline(spec.aggregation.model_copy(update={"screening": _off()}), {"w": torch.zeros(2)})
-    pipeline.add("0xB2", {"w": torch.tensor([4.0, 8.0])}, 10, 1)
-    pipeline.add("0xA1", {"w": torch.tensor([2.0, -6.0])}, 30, 0)
+    pipeline = RoundPipeline(spec.aggregation.model_copy(update={"screening": _off()}))
+    pipeline.add("0xB2", np.array([4, 8], dtype=np.int64), 10, 1)
+    pipeline.add("0xA1", np.array([2, -6], dtype=np.int64), 30, 0)
 
     # Execute
     result = pipeline.finish()
 
-    # Assert: the first update in address order, halved.
+    # Assert: the first update in address order, halved; it gets the whole share, both score 1.
     assert spec.aggregation.params == {"scale": 0.5}
-    assert result.delta is not None and result.delta["w"].tolist() == [1.0, -3.0]
-    assert {who: (j.reason, j.weight) for who, j in result.judgements.items()} == {
-        "0xa1": (Reason.OK, 1.0),
-        "0xb2": (Reason.OK, 0.0),
+    assert result.aggregate is not None and result.aggregate.tolist() == [1, -3]
+    assert {who: (j.reason, j.score, j.share, j.reward_weight) for who, j in result.judgements.items()} == {
+        "0xa1": (Reason.OK, MICRO, MICRO, 30 * MICRO),
+        "0xb2": (Reason.OK, MICRO, 0, 10 * MICRO),
     }
     assert "first_scaled + screening" in [p.name for p in registered_pipelines()]
     with pytest.raises(ConfigError, match=r"'first_scaled': scale: Input should be greater than 0"):
@@ -115,6 +117,22 @@ def test_a_name_cannot_be_registered_twice() -> None:
         register(Rule("median", RuleParams, get_rule("fedavg").aggregate))
 
     assert get_rule("median").name == "median"
+
+
+@pytest.mark.parametrize(
+    ("weights", "shares"),
+    [
+        ([1, 3], [250_000, 750_000]),
+        ([1, 1, 1], [333_333, 333_333, 333_333]),  # 333333.33 each: the shares need not sum to 10**6
+        ([1, 2], [333_333, 666_667]),
+        # 10**6 * w / 2,000,000: 0.5 -> 0 and 1.5 -> 2 (ties to even), 999998 exactly.
+        ([1, 3, 1_999_996], [0, 2, 999_998]),
+        ([0, 5], [0, 1_000_000]),
+        ([2**64 - 1, 2**64 - 1], [500_000, 500_000]),
+    ],
+)
+def test_shares_are_millionths_rounded_half_to_even(weights: list[int], shares: list[int]) -> None:
+    assert shares_of(weights) == shares
 
 
 def _off() -> Any:
