@@ -22,48 +22,6 @@ BOTTOM = -TOP
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "expected"),
-    [
-        (6, 3, 2),  # exact
-        (7, 3, 2),  # 2.33 down
-        (8, 3, 3),  # 2.67 up
-        (1, 2, 0),  # 0.5 to even 0
-        (3, 2, 2),  # 1.5 to even 2
-        (5, 2, 2),  # 2.5 to even 2
-        (7, 2, 4),  # 3.5 to even 4
-        (-1, 2, 0),  # -0.5 to even 0
-        (-3, 2, -2),  # -1.5 to even -2
-        (-5, 2, -2),  # -2.5 to even -2
-        (-7, 2, -4),  # -3.5 to even -4
-        (-7, 3, -2),  # -2.33 up
-        (-8, 3, -3),  # -2.67 down
-        (0, 5, 0),
-        (15, 10, 2),  # 1.5 to 2
-        (25, 10, 2),  # 2.5 to 2
-        (-25, 10, -2),
-        (-35, 10, -4),
-        (2 * TOP + 1, 2, TOP + 1),  # (2**128 - 1) / 2 = 2**127 - 0.5: to the even 2**127
-    ],
-)
-def test_round_half_even_div(a, b, expected):
-    assert round_half_even_div(a, b) == expected
-
-
-@given(st.integers(-(2**300), 2**300), st.integers(1, 2**200))
-def test_round_half_even_div_is_within_half_and_ties_go_to_even(a, b):
-    q = round_half_even_div(a, b)
-    assert abs(2 * (a - q * b)) <= b
-    if abs(2 * (a - q * b)) == b:
-        assert q % 2 == 0
-
-
-@pytest.mark.parametrize(("a", "b"), [(1, 0), (1, -2), (1.0, 2), (1, True)])
-def test_round_half_even_div_refuses_bad_divisors_and_non_integers(a, b):
-    with pytest.raises(IntegrityError):
-        round_half_even_div(a, b)
-
-
-@pytest.mark.parametrize(
     ("values", "weights", "expected"),
     [
         ([10], [7], 10),
