@@ -152,7 +152,7 @@ def _params(n: int, *, rounds: int, arbiter: str, min_contributors: int = 2) -> 
         join_duration=DAY,
         commit_duration=DAY,
         reveal_duration=DAY,
-        validation_duration=DAY,
+        validation_duration=CHALLENGE,
         challenge_duration=CHALLENGE,
         quorum=2,
         contributor_stake=STAKE,
@@ -222,7 +222,8 @@ def credit_side_task(bench: Bench) -> None:
     for validator in bench.validators[:2]:
         validator.propose(task_id, 0, proposal)
     bench.outsider.challenge(task_id, 0, "bafkreievidence", bond_wei=10**17)
-    bench.record("resolveChallenge (upheld)", lambda: bench.arbiter.resolve_challenge(task_id, 0, True))
+    winner = bench.outsider.client.address
+    bench.record("resolveChallenge (upheld)", lambda: bench.arbiter.resolve_challenge(task_id, 0, winner))
     bench.record("withdrawCredit", bench.outsider.withdraw_credit)
 
 
@@ -262,12 +263,14 @@ def main_task(bench: Bench, n: int) -> dict[str, Any]:
     bench.record(
         "challenge", lambda: bench.outsider.challenge(task_id, 0, "bafkreievidence", bond_wei=10**17)
     )
-    bench.record("resolveChallenge (rejected)", lambda: bench.arbiter.resolve_challenge(task_id, 0, False))
+    # Rejecting must wait for the challenge window to close (no other challenge can still come).
+    bench.jump_to(bench.market.get_round(task_id, 0).accepted_at + CHALLENGE)
+    zero = "0x" + "00" * 20
+    bench.record("resolveChallenge (rejected)", lambda: bench.arbiter.resolve_challenge(task_id, 0, zero))
 
     # Round 1 gets no updates: past its reveal end it fails for too few reveals and round 2 opens.
     bench.jump_to(bench.market.get_round(task_id, 1).reveal_end)
     bench.record("failRound (too few reveals)", lambda: bench.outsider.fail_round(task_id))
-    bench.jump_to(bench.market.get_round(task_id, 0).accepted_at + CHALLENGE)
     bench.record("finalizeRound", lambda: bench.outsider.finalize_round(task_id, 0))
 
     for i, member in enumerate(members):

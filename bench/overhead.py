@@ -102,8 +102,9 @@ def _addresses(count: int) -> list[str]:
 
 def _spec(settings: DemoSettings) -> tuple[TaskSpec, FileRef]:
     """The spec ``cotrain demo`` posts for ``settings`` (same dev accounts) and its initial model's ref."""
-    accounts = _addresses(1 + settings.validators + settings.contributors)
-    spec = demo_spec(settings, accounts[0], accounts[1 : 1 + settings.validators])
+    # As cotrain demo lays them out: 0 the owner, 1 the arbiter, then the validators, then the contributors.
+    accounts = _addresses(2 + settings.validators + settings.contributors)
+    spec = demo_spec(settings, accounts[1], accounts[2 : 2 + settings.validators])
     model = model_file(0, -1, initial_state(spec))
     base = FileRef(cid=compute_cid(model), digest=hashlib.sha256(model).digest())
     return with_initial_model(spec, base.cid, base.digest), base
@@ -117,7 +118,7 @@ def run_local(settings: DemoSettings) -> dict[str, Any]:
     """
     torch.set_num_threads(1)  # as every participant process of the network (OMP_NUM_THREADS=1)
     spec, base = _spec(settings)
-    contributors = _addresses(1 + settings.validators + settings.contributors)[1 + settings.validators :]
+    contributors = _addresses(2 + settings.validators + settings.contributors)[2 + settings.validators :]
     train, held_out = builtin_split(spec)
     shards = [train.subset(part) for part in partition_iid(len(train), settings.contributors, 0)]
     state = initial_state(spec)

@@ -193,7 +193,7 @@ def _ms(values: list[float]) -> dict[str, float]:
 # ---------------------------------------------------------------- the round
 
 
-def scale_spec(n: int, owner: str, validators: list[str]) -> TaskSpec:
+def scale_spec(n: int, arbiter: str, validators: list[str]) -> TaskSpec:
     """The built-in digits task with a logistic model, one round, ``n`` contributors and long phases."""
     path = Path(str(files("cotrain.protocol") / "specs" / "digits.yaml"))
     data = load_spec(path).model_dump(mode="json")
@@ -202,10 +202,11 @@ def scale_spec(n: int, owner: str, validators: list[str]) -> TaskSpec:
     data["data"]["input_shape"] = [64]
     data["training"].update(local_epochs=1, batch_size=32, lr=0.1, optimizer="sgd")
     data["rounds"] = 1
-    data["phases"] = {"join": DAY, "commit": DAY, "reveal": DAY, "validation": DAY, "challenge": CHALLENGE}
+    phases = {"join": DAY, "commit": DAY, "reveal": DAY, "validation": CHALLENGE, "challenge": CHALLENGE}
+    data["phases"] = phases
     data["contributors"].update(min=2, max=n)
     data["validators"].update(addresses=validators, quorum=2)
-    data["arbiter"] = owner
+    data["arbiter"] = arbiter
     return validate_spec(data, source="scale benchmark spec")
 
 
@@ -241,7 +242,8 @@ def run_round(n: int, workdir: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
             market = deploy_market(client)
             store = TimedStore(EmbeddedStore(workdir / "store"))
             validator_signers = [anvil.signer(i) for i in (1, 2, 3)]
-            spec = scale_spec(n, anvil.addresses[0], [s.address for s in validator_signers])
+            # Account 0 posts, 1-3 validate, 4 arbitrates (never the owner or a validator).
+            spec = scale_spec(n, anvil.addresses[4], [s.address for s in validator_signers])
             task_id, spec = post_task(market, store, spec)
             train, held_out = builtin_split(spec)
 

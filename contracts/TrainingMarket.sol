@@ -7,13 +7,22 @@ import {ITrainingMarket} from "./interfaces/ITrainingMarket.sol";
 
 /// @title TrainingMarket
 /// @notice See ITrainingMarket. Every wei the contract holds belongs to exactly one bucket: a task's escrow,
-/// reserved (accepted, not yet finalized rewards), unclaimed (finalized rewards), stakes, bonds or challenge bonds,
-/// or an account's credit. Each function moves wei between buckets or out to their owner, never elsewhere.
+/// reserved (accepted, not yet finalized rewards), unclaimed (finalized rewards), stakes, bonds, challenge bonds
+/// or burned (penalties nobody may collect), or an account's credit. Each function moves wei between buckets or
+/// out to their owner, never elsewhere.
 contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
     uint32 public constant MAX_ROUNDS = 1000;
     uint256 public constant MAX_VALIDATORS = 32;
     uint256 public constant MAX_CID_BYTES = 128;
     bytes32 private constant REVEALED = bytes32(uint256(1));
+    bytes32 private constant FORFEITED = bytes32(uint256(2));
+    /// @notice Whoever forfeits an unrevealed commitment is credited stake / FORFEIT_BOUNTY_DIVISOR; the rest burns.
+    uint256 public constant FORFEIT_BOUNTY_DIVISOR = 10;
+    /// @notice An upheld challenge's winner is credited slashed bonds / UPHELD_REWARD_DIVISOR; the rest burns, so
+    /// challenging one's own fraud loses money.
+    uint256 public constant UPHELD_REWARD_DIVISOR = 2;
+    uint8 private constant CHALLENGE_OPEN = 1;
+    uint8 private constant CHALLENGE_SETTLED = 2;
 
     struct Task {
         TaskParams params;
@@ -22,6 +31,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         uint32 currentRound;
         uint32 activeContributors;
         uint32 pendingRounds;
+        uint64 closedAt; // when the task stopped being active; 0 while active
         uint256 roundBudget;
         uint256 escrow;
         uint256 reserved;
@@ -29,6 +39,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         uint256 stakes;
         uint256 bonds;
         uint256 challengeBonds;
+        uint256 burned;
     }
 
     struct Round {
@@ -47,8 +58,8 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         bytes32 slashRoot;
         uint256 rewardTotal;
         uint256 rewardClaimed;
-        address challenger;
-        uint64 challengedAt;
+        uint32 challenges;
+        ChallengeOutcome outcome;
     }
 
     struct Contributor {
@@ -82,6 +93,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
     mapping(uint256 taskId => mapping(uint32 round => mapping(bytes32 => uint32))) private _votes;
     mapping(uint256 taskId => mapping(uint32 round => mapping(uint256 word => uint256))) private _claimedBitmap;
     mapping(uint256 taskId => mapping(uint32 round => mapping(uint256 word => uint256))) private _slashedBitmap;
+    mapping(uint256 taskId => mapping(uint32 round => mapping(address => uint8))) private _challengers;
 
     // ---------------------------------------------------------------- task owner
 
@@ -98,21 +110,23 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         }
         if (
             params.commitDuration == 0 || params.revealDuration == 0 || params.validationDuration == 0
-                || params.challengeDuration == 0
+                || params.challengeDuration < params.validationDuration
         ) revert BadDuration();
         if (validators.length == 0 || validators.length > MAX_VALIDATORS) {
             revert BadValidatorCount(validators.length);
         }
-        if (params.quorum == 0 || params.quorum > validators.length) {
+        // A quorum of more than half: two disjoint sets of validators can never both accept.
+        if (2 * uint256(params.quorum) <= validators.length || params.quorum > validators.length) {
             revert BadQuorum(params.quorum, validators.length);
         }
+        if (params.contributorStake == 0 || params.validatorBond == 0 || params.challengeBond == 0) revert BadBond();
         if (params.validatorSlash > params.validatorBond) revert BadSlash(params.validatorSlash, params.validatorBond);
+        if (params.arbiter == address(0) || params.arbiter == msg.sender) revert BadArbiter(params.arbiter);
         _checkCid(specCid);
 
         taskId = ++taskCount;
         Task storage task = _tasks[taskId];
         task.params = params;
-        if (params.arbiter == address(0)) task.params.arbiter = msg.sender;
         task.owner = msg.sender;
         task.status = TaskStatus.Active;
         task.roundBudget = msg.value / params.numRounds;
@@ -120,7 +134,8 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         for (uint256 i = 0; i < validators.length; i++) {
             address validator = validators[i];
             if (validator == address(0) || _validatorInfo[taskId][validator].listed) revert BadValidator(validator);
-            _validatorInfo[taskId][validator] = Validator({listed: true, bonded: params.validatorBond == 0, bond: 0});
+            if (validator == params.arbiter) revert BadArbiter(validator);
+            _validatorInfo[taskId][validator] = Validator({listed: true, bonded: false, bond: 0});
         }
         _validators[taskId] = validators;
 
@@ -132,7 +147,11 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
     function cancelTask(uint256 taskId) external nonReentrant {
         Task storage task = _activeTask(taskId);
         if (msg.sender != task.owner) revert NotOwner(msg.sender);
+        // Revealed updates are public: the round must be validated (and its contributors paid) or fail first.
+        uint32 round = task.currentRound;
+        if (_rounds[taskId][round].reveals != 0) revert RoundHasReveals(round);
         task.status = TaskStatus.Cancelled;
+        task.closedAt = uint64(block.timestamp);
         emit TaskCancelled(taskId);
         _refund(taskId, task);
     }
@@ -153,10 +172,12 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         Task storage task = _activeTask(taskId);
         Validator storage validator = _validatorInfo[taskId][msg.sender];
         if (!validator.listed) revert NotValidator(msg.sender);
-        if (validator.bonded) revert AlreadyBonded();
-        if (msg.value != task.params.validatorBond) revert WrongAmount(task.params.validatorBond, msg.value);
+        // A validator slashed below the bond tops it up to the full bond before it may propose again.
+        uint256 missing = task.params.validatorBond - validator.bond;
+        if (missing == 0) revert AlreadyBonded();
+        if (msg.value != missing) revert WrongAmount(missing, msg.value);
         validator.bonded = true;
-        validator.bond = uint128(msg.value);
+        validator.bond += uint128(msg.value);
         task.bonds += msg.value;
         emit ValidatorBonded(taskId, msg.sender, msg.value);
     }
@@ -193,7 +214,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         }
         Validator storage validator = _validatorInfo[taskId][msg.sender];
         if (!validator.listed) revert NotValidator(msg.sender);
-        if (!validator.bonded) revert NotBonded();
+        if (validator.bond < task.params.validatorBond) revert NotBonded();
         if (r.reveals < task.params.minContributors) revert TooFewReveals(r.reveals, task.params.minContributors);
         if (_proposals[taskId][round][msg.sender] != bytes32(0)) revert AlreadyProposed();
         if (proposal.rewardTotal > task.roundBudget) revert RewardsOverBudget(proposal.rewardTotal, task.roundBudget);
@@ -256,7 +277,9 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
     /// @inheritdoc ITrainingMarket
     function join(uint256 taskId) external payable {
         Task storage task = _activeTask(taskId);
-        if (_validatorInfo[taskId][msg.sender].listed) revert ConflictOfInterest(msg.sender);
+        if (_validatorInfo[taskId][msg.sender].listed || msg.sender == task.params.arbiter) {
+            revert ConflictOfInterest(msg.sender);
+        }
         Contributor storage contributor = _contributors[taskId][msg.sender];
         if (contributor.joined) revert AlreadyJoined();
         if (msg.value != task.params.contributorStake) revert WrongAmount(task.params.contributorStake, msg.value);
@@ -277,6 +300,12 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         Task storage task = _existingTask(taskId);
         Contributor storage contributor = _contributors[taskId][msg.sender];
         if (!contributor.joined) revert NotJoined();
+        uint32 last = contributor.lastRound;
+        if (last != 0 && _forfeitable(taskId, task, last - 1, msg.sender)) {
+            // Leaving does not take back a stake whose commitment was never opened.
+            _forfeit(taskId, task, last - 1, msg.sender, msg.sender);
+            return;
+        }
         _checkStakeFree(taskId, task, msg.sender, contributor.lastRound);
         _checkStakeFree(taskId, task, msg.sender, contributor.lockedRound);
         uint256 refund = contributor.stake;
@@ -297,7 +326,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         if (current != Phase.Commit) revert WrongPhase(Phase.Commit, current);
         Contributor storage contributor = _contributors[taskId][msg.sender];
         if (!contributor.joined) revert NotJoined();
-        if (commitment == bytes32(0) || commitment == REVEALED) revert EmptyCommitment();
+        if (commitment == bytes32(0) || commitment == REVEALED || commitment == FORFEITED) revert EmptyCommitment();
         mapping(address => bytes32) storage commitments = _commitments[taskId][round];
         if (commitments[msg.sender] != bytes32(0)) revert AlreadyCommitted();
         uint32 maxContributors = task.params.maxContributors;
@@ -305,6 +334,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
 
         commitments[msg.sender] = commitment;
         uint32 previous = contributor.lastRound;
+        if (previous != 0 && _forfeitable(taskId, task, previous - 1, msg.sender)) revert UnopenedCommitment(previous - 1);
         if (previous != 0) {
             RoundStatus earlier = _rounds[taskId][previous - 1].status;
             if (earlier == RoundStatus.Accepted || earlier == RoundStatus.Finalized) contributor.lockedRound = previous;
@@ -358,35 +388,42 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         Round storage r = _rounds[taskId][round];
         if (r.status != RoundStatus.Accepted) revert WrongRoundStatus(r.status);
         if (block.timestamp >= r.acceptedAt + task.params.challengeDuration) revert ChallengeWindowClosed();
-        if (r.challenger != address(0)) revert AlreadyChallenged();
+        mapping(address => uint8) storage challengers = _challengers[taskId][round];
+        if (challengers[msg.sender] != 0) revert AlreadyChallenged();
         if (msg.value != task.params.challengeBond) revert WrongAmount(task.params.challengeBond, msg.value);
         _checkCid(evidenceCid);
-        r.challenger = msg.sender;
-        r.challengedAt = uint64(block.timestamp);
+        challengers[msg.sender] = CHALLENGE_OPEN;
+        r.challenges += 1;
         task.challengeBonds += msg.value;
         emit RoundChallenged(taskId, round, msg.sender, evidenceCid);
     }
 
     /// @inheritdoc ITrainingMarket
-    function resolveChallenge(uint256 taskId, uint32 round, bool upheld) external {
+    function resolveChallenge(uint256 taskId, uint32 round, address winner) external {
         Task storage task = _existingTask(taskId);
         if (msg.sender != task.params.arbiter) revert NotArbiter(msg.sender);
         Round storage r = _rounds[taskId][round];
-        address challenger = r.challenger;
-        if (challenger == address(0) || r.status != RoundStatus.Accepted) revert NoChallenge();
-        uint64 arbitrationEnd = r.challengedAt + task.params.challengeDuration;
-        if (block.timestamp >= arbitrationEnd) revert ChallengeWindowClosed();
-
+        if (r.status != RoundStatus.Accepted || r.challenges == 0 || r.outcome != ChallengeOutcome.None) {
+            revert NoChallenge();
+        }
+        uint64 windowEnd = r.acceptedAt + task.params.challengeDuration;
+        if (block.timestamp >= windowEnd + task.params.challengeDuration) revert ChallengeWindowClosed();
         uint256 bond = task.params.challengeBond;
-        task.challengeBonds -= bond;
-        r.challenger = address(0);
-        r.challengedAt = 0;
-        if (!upheld) {
-            task.escrow += bond;
-            emit ChallengeResolved(taskId, round, false, 0);
+        if (winner == address(0)) {
+            // Rejecting every challenge must wait until no more can come.
+            if (block.timestamp < windowEnd) revert ChallengeWindowOpen(windowEnd);
+            r.outcome = ChallengeOutcome.Rejected;
+            uint256 lost = bond * r.challenges;
+            task.challengeBonds -= lost;
+            task.burned += lost;
+            emit ChallengeResolved(taskId, round, address(0), 0);
             return;
         }
-        uint256 payout = bond;
+        mapping(address => uint8) storage challengers = _challengers[taskId][round];
+        if (challengers[winner] != CHALLENGE_OPEN) revert NotAChallenger(winner);
+        r.outcome = ChallengeOutcome.Upheld;
+        challengers[winner] = CHALLENGE_SETTLED;
+        uint256 slashedTotal;
         address[] storage validators = _validators[taskId];
         for (uint256 i = 0; i < validators.length; i++) {
             address validator = validators[i];
@@ -395,14 +432,45 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
             uint256 slashed = info.bond;
             if (slashed == 0) continue;
             info.bond = 0;
+            info.bonded = false;
             task.bonds -= slashed;
-            payout += slashed;
+            slashedTotal += slashed;
             emit ValidatorSlashed(taskId, round, validator, slashed);
         }
-        credits[challenger] += payout;
+        uint256 reward = slashedTotal / UPHELD_REWARD_DIVISOR;
+        task.burned += slashedTotal - reward;
+        task.challengeBonds -= bond;
+        uint256 payout = bond + reward;
+        credits[winner] += payout;
         totalCredits += payout;
-        emit ChallengeResolved(taskId, round, true, payout);
+        emit ChallengeResolved(taskId, round, winner, payout);
         _halt(taskId, task, round);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function withdrawChallengeBond(uint256 taskId, uint32 round) external nonReentrant {
+        Task storage task = _existingTask(taskId);
+        Round storage r = _rounds[taskId][round];
+        mapping(address => uint8) storage challengers = _challengers[taskId][round];
+        if (challengers[msg.sender] != CHALLENGE_OPEN || r.outcome == ChallengeOutcome.Rejected) {
+            revert NothingToWithdraw();
+        }
+        // Returned when the round was upheld (for another winner), dismissed unresolved, or voided by a halt.
+        if (r.outcome == ChallengeOutcome.None && r.status != RoundStatus.Voided) {
+            revert ChallengePending(r.acceptedAt + 2 * task.params.challengeDuration);
+        }
+        challengers[msg.sender] = CHALLENGE_SETTLED;
+        uint256 bond = task.params.challengeBond;
+        task.challengeBonds -= bond;
+        emit ChallengeBondReturned(taskId, round, msg.sender, bond);
+        _send(msg.sender, bond);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function forfeitUnrevealed(uint256 taskId, uint32 round, address account) external {
+        Task storage task = _existingTask(taskId);
+        if (!_forfeitable(taskId, task, round, account)) revert NothingToForfeit();
+        _forfeit(taskId, task, round, account, msg.sender);
     }
 
     // ---------------------------------------------------------------- settlement
@@ -414,20 +482,19 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         if (r.status != RoundStatus.Accepted) revert WrongRoundStatus(r.status);
         uint64 challengeEnd = r.acceptedAt + task.params.challengeDuration;
         if (block.timestamp < challengeEnd) revert ChallengeWindowOpen(challengeEnd);
-        if (round > 0 && _rounds[taskId][round - 1].status == RoundStatus.Accepted) {
-            revert PreviousRoundPending(round - 1);
+        // Rounds settle in order: the latest earlier round that did not fail must be settled.
+        for (uint32 k = round; k > 0;) {
+            k -= 1;
+            RoundStatus earlier = _rounds[taskId][k].status;
+            if (earlier == RoundStatus.Accepted) revert PreviousRoundPending(k);
+            if (earlier != RoundStatus.Failed) break;
         }
-        address challenger = r.challenger;
-        if (challenger != address(0)) {
-            uint64 arbitrationEnd = r.challengedAt + task.params.challengeDuration;
+        if (r.challenges != 0 && r.outcome == ChallengeOutcome.None) {
+            uint64 arbitrationEnd = challengeEnd + task.params.challengeDuration;
             if (block.timestamp < arbitrationEnd) revert ChallengePending(arbitrationEnd);
-            // The arbiter let the window pass: the challenge is dismissed without cost to the challenger.
-            uint256 bond = task.params.challengeBond;
-            r.challenger = address(0);
-            task.challengeBonds -= bond;
-            credits[challenger] += bond;
-            totalCredits += bond;
-            emit ChallengeResolved(taskId, round, false, bond);
+            // The arbiter let the window pass: the challenges are dismissed and their bonds can be withdrawn.
+            r.outcome = ChallengeOutcome.Dismissed;
+            emit ChallengesDismissed(taskId, round, r.challenges);
         }
 
         r.status = RoundStatus.Finalized;
@@ -483,7 +550,8 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         if (r.status != RoundStatus.Finalized) revert WrongRoundStatus(r.status);
         if (block.timestamp > r.finalizedAt + task.params.challengeDuration) revert SlashWindowClosed();
         mapping(uint256 => uint256) storage bitmap = _slashedBitmap[taskId][round];
-        if (_isSet(bitmap, index)) revert AlreadySlashed();
+        // Several validators may race to apply the same leaf: the later ones do nothing, at little gas.
+        if (_isSet(bitmap, index)) return;
         if (!MerkleProof.verifyCalldata(proof, r.slashRoot, _leaf(index, account, amount))) revert InvalidProof();
 
         _set(bitmap, index);
@@ -492,6 +560,11 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         contributor.stake -= uint128(slashed);
         task.stakes -= slashed;
         task.escrow += slashed;
+        if (contributor.stake == 0 && contributor.joined) {
+            // Nothing left to lose: the slot goes, and taking part again means joining with a new stake.
+            contributor.joined = false;
+            task.activeContributors -= 1;
+        }
         emit ContributorSlashed(taskId, round, account, slashed);
     }
 
@@ -559,7 +632,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
     /// @notice Wei the contract holds for a task, all buckets together.
     function taskHoldings(uint256 taskId) external view returns (uint256) {
         Task storage t = _existingTask(taskId);
-        return t.escrow + t.reserved + t.unclaimed + t.stakes + t.bonds + t.challengeBonds;
+        return t.escrow + t.reserved + t.unclaimed + t.stakes + t.bonds + t.challengeBonds + t.burned;
     }
 
     // ---------------------------------------------------------------- internals
@@ -612,6 +685,41 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         if (!free) revert StakeLocked(round);
     }
 
+    /// Whether `account` committed in `round` and never opened it although the task was active through the
+    /// whole reveal phase (a task cancelled or halted before the reveal end forfeits nobody).
+    function _forfeitable(uint256 taskId, Task storage task, uint32 round, address account)
+        private
+        view
+        returns (bool)
+    {
+        bytes32 commitment = _commitments[taskId][round][account];
+        if (commitment == bytes32(0) || commitment == REVEALED || commitment == FORFEITED) return false;
+        uint64 revealEnd = _rounds[taskId][round].revealEnd;
+        if (block.timestamp < revealEnd) return false;
+        return task.closedAt == 0 || revealEnd <= task.closedAt;
+    }
+
+    /// Takes the whole stake of a contributor that did not open its commitment: a bounty to `caller`, the rest
+    /// burned; the contributor loses its slot.
+    function _forfeit(uint256 taskId, Task storage task, uint32 round, address account, address caller) private {
+        _commitments[taskId][round][account] = FORFEITED;
+        Contributor storage contributor = _contributors[taskId][account];
+        uint256 amount = contributor.stake;
+        contributor.stake = 0;
+        task.stakes -= amount;
+        if (contributor.joined) {
+            contributor.joined = false;
+            task.activeContributors -= 1;
+        }
+        uint256 bounty = amount / FORFEIT_BOUNTY_DIVISOR;
+        task.burned += amount - bounty;
+        if (bounty != 0) {
+            credits[caller] += bounty;
+            totalCredits += bounty;
+        }
+        emit CommitmentForfeited(taskId, round, account, amount, caller, bounty);
+    }
+
     function _startRound(uint256 taskId, Task storage task, uint32 round, uint64 startsAt) private {
         task.currentRound = round;
         uint64 commitEnd = startsAt + task.params.commitDuration;
@@ -641,6 +749,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         if (next == task.params.numRounds) {
             task.currentRound = next;
             task.status = TaskStatus.Completed;
+            task.closedAt = uint64(block.timestamp);
             emit TaskCompleted(taskId);
         } else {
             _startRound(taskId, task, next, uint64(block.timestamp));
@@ -650,6 +759,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
     /// Voids the challenged round and every later accepted round; the task stops.
     function _halt(uint256 taskId, Task storage task, uint32 fromRound) private {
         task.status = TaskStatus.Halted;
+        if (task.closedAt == 0) task.closedAt = uint64(block.timestamp); // a cancelled task stopped at the cancel
         uint32 last = task.currentRound < task.params.numRounds ? task.currentRound : task.params.numRounds - 1;
         for (uint32 round = fromRound; round <= last; round++) {
             Round storage r = _rounds[taskId][round];
@@ -668,6 +778,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         uint256 slashed = task.params.validatorSlash < info.bond ? task.params.validatorSlash : info.bond;
         if (slashed == 0) return;
         info.bond -= uint128(slashed);
+        info.bonded = false;
         task.bonds -= slashed;
         task.escrow += slashed;
         emit ValidatorSlashed(taskId, round, account, slashed);

@@ -84,7 +84,7 @@ def _round_spec(**aggregation: Any) -> dict[str, Any]:
             "slash_wei": "250000000000000000",
         },
         "challenge_bond_wei": "500000000000000000",
-        "arbiter": None,
+        "arbiter": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",  # anvil account 1: not a validator
         "budget_wei": "2000007",
         "limits": {"max_update_bytes": 2048},
         "rewards": {"slash_rejected_wei": "50000000000000000"},

@@ -22,7 +22,8 @@ DEFAULT_STORE = "embedded:.cotrain/store"
 
 
 class BrownieMarket:
-    """The part of cotrain's `Market` that `post_task` uses, sending through brownie."""
+    """The part of cotrain's `Market` that `post_task` uses, sending through brownie (the owner is passed to
+    `post_task` explicitly, since this has no client to ask)."""
 
     def __init__(self, contract, account):
         self.contract = contract
@@ -41,8 +42,9 @@ def main(spec_path, market_address, store_url=DEFAULT_STORE):
     """Post the task; print and return its id."""
     # A ConfigError names every invalid field, before anything is stored or sent.
     spec = load_spec(spec_path)
-    market = BrownieMarket(TrainingMarket.at(market_address), sender())
-    task_id, posted = post_task(market, open_store(store_url), spec)
+    account = sender()
+    market = BrownieMarket(TrainingMarket.at(market_address), account)
+    task_id, posted = post_task(market, open_store(store_url), spec, owner=str(account))
     print(
         f"posted task {task_id}: {posted.name}, {posted.rounds} rounds, budget {posted.budget_wei} wei\n"
         f"  spec {market.created['specCid']}, initial model {posted.initial_model.cid}"

@@ -8,8 +8,9 @@ Returns the same as a dict: status, current_round, phase, buckets (wei) and the 
 from brownie import TrainingMarket
 from cotrain.chain.market import Phase, RoundStatus, TaskStatus, snake_case
 
-# The Task struct's money buckets, by ABI name; together they are what the market holds for the task.
-BUCKETS = ("escrow", "reserved", "unclaimed", "stakes", "bonds", "challengeBonds")
+# The Task struct's money buckets, by ABI name; together they are what the market holds for the task
+# (burned: forfeited stakes, the burned part of slashed bonds, rejected challenge bonds; nobody collects it).
+BUCKETS = ("escrow", "reserved", "unclaimed", "stakes", "bonds", "challengeBonds", "burned")
 ROUND_FIELDS = ("commits", "reveals", "rewardTotal", "rewardClaimed")
 ROW = "  {:>5}  {:<9}  {:>7}  {:>7}  {:>24}  {}"  # round, status, then ROUND_FIELDS
 

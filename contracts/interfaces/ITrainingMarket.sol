@@ -24,6 +24,16 @@ interface ITrainingMarket {
         Voided
     }
 
+    /// @notice What became of a round's challenges: none resolved yet, every one rejected (bonds burned), upheld
+    /// naming a winner (the other challengers withdraw their bonds), or dismissed because the arbiter let the
+    /// arbitration window pass (every challenger withdraws its bond).
+    enum ChallengeOutcome {
+        None,
+        Rejected,
+        Upheld,
+        Dismissed
+    }
+
     /// @notice The phase of a task's current round, derived from its schedule and the clock.
     enum Phase {
         Join,
@@ -42,14 +52,16 @@ interface ITrainingMarket {
     /// @param commitDuration seconds to train and commit (ends early once every expected contributor committed)
     /// @param revealDuration seconds to reveal (ends early once every committer revealed)
     /// @param validationDuration seconds for validators to propose (ends early once a quorum agrees)
-    /// @param challengeDuration seconds an accepted round can be challenged, a challenge arbitrated, and a
-    /// contributor slashed after finalization
-    /// @param quorum identical proposals needed to accept a round (1 to the number of validators)
-    /// @param contributorStake wei each contributor locks while taking part
-    /// @param validatorBond wei each validator locks before proposing
+    /// @param challengeDuration seconds an accepted round can be challenged, then seconds the arbiter has to
+    /// resolve, and seconds a contributor can be slashed after finalization; at least validationDuration
+    /// @param quorum identical proposals needed to accept a round: more than half the validators
+    /// @param contributorStake wei each contributor locks while taking part (> 0); all of it is forfeited by a
+    /// commitment left unopened
+    /// @param validatorBond wei each validator locks before proposing (> 0)
     /// @param validatorSlash wei a validator loses per round it dissented from or missed (at most validatorBond)
-    /// @param challengeBond wei a challenger locks
-    /// @param arbiter who resolves challenges; address(0) means the task owner
+    /// @param challengeBond wei a challenger locks (> 0)
+    /// @param arbiter who resolves challenges: neither the task owner nor one of its validators (a multisig or a
+    /// committee contract is fine); it may not contribute
     struct TaskParams {
         bytes32 specDigest;
         uint32 numRounds;
@@ -147,9 +159,27 @@ interface ITrainingMarket {
         address indexed challenger,
         string evidenceCid
     );
-    /// @param upheld true when the arbiter agreed with the challenger
-    /// @param payout wei credited to the challenger (bond back plus slashed bonds, or the bond after a timeout)
-    event ChallengeResolved(uint256 indexed taskId, uint32 indexed round, bool upheld, uint256 payout);
+    /// @param winner the challenger the arbiter upheld, or address(0) when it rejected every challenge
+    /// @param payout wei credited to the winner: its bond back plus slashed bonds / UPHELD_REWARD_DIVISOR
+    event ChallengeResolved(uint256 indexed taskId, uint32 indexed round, address winner, uint256 payout);
+    /// @notice The arbiter let the arbitration window pass: every challenger may withdraw its bond.
+    event ChallengesDismissed(uint256 indexed taskId, uint32 indexed round, uint32 challenges);
+    event ChallengeBondReturned(
+        uint256 indexed taskId,
+        uint32 indexed round,
+        address indexed challenger,
+        uint256 amount
+    );
+    /// @notice A commitment left unopened after the reveal phase cost its contributor the whole stake: `bounty`
+    /// credited to `caller`, the rest burned.
+    event CommitmentForfeited(
+        uint256 indexed taskId,
+        uint32 indexed round,
+        address indexed contributor,
+        uint256 amount,
+        address caller,
+        uint256 bounty
+    );
     event RoundVoided(uint256 indexed taskId, uint32 indexed round);
     event RoundFinalized(uint256 indexed taskId, uint32 indexed round, uint256 rewardTotal);
 
@@ -218,7 +248,12 @@ interface ITrainingMarket {
     error ChallengePending(uint64 arbitrationEndsAt);
     error PreviousRoundPending(uint32 round);
     error AlreadyClaimed();
-    error AlreadySlashed();
+    error BadArbiter(address arbiter);
+    error BadBond();
+    error RoundHasReveals(uint32 round);
+    error UnopenedCommitment(uint32 round);
+    error NothingToForfeit();
+    error NotAChallenger(address account);
     error InvalidProof();
     error ExceedsRoundRewards(uint256 available, uint256 amount);
     error SlashWindowClosed();
@@ -234,15 +269,17 @@ interface ITrainingMarket {
         payable
         returns (uint256 taskId);
 
-    /// @notice Owner only, while the task is active: stops the task and refunds the escrow not yet earned.
-    /// Rounds already accepted stay payable; the open round is abandoned.
+    /// @notice Owner only, while the task is active and its current round has no reveals (revealed updates are
+    /// public, so that round must be validated or fail first): stops the task and refunds the escrow not yet
+    /// earned. Rounds already accepted stay payable; the open round is abandoned, forfeiting nobody.
     function cancelTask(uint256 taskId) external;
 
     /// @notice Owner only, once the task is no longer active: pays out escrow left over (unspent round budgets,
     /// slashes, voided rounds).
     function withdrawRefund(uint256 taskId) external;
 
-    /// @notice Locks the validator bond (msg.value must equal it). Only the task's validators, while it is active.
+    /// @notice Locks the validator bond, or tops it up after a slash (msg.value must equal what is missing). Only
+    /// the task's validators, while it is active; only a full bond may propose.
     function bondValidator(uint256 taskId) external payable;
 
     /// @notice Returns a validator's bond once the task is over and no accepted round awaits finalization.
@@ -252,11 +289,12 @@ interface ITrainingMarket {
     function join(uint256 taskId) external payable;
 
     /// @notice Leaves a task and gets the stake back, once every round the caller committed to is settled and,
-    /// for a finalized round, its slash window has passed.
+    /// for a finalized round, its slash window has passed. A commitment left unopened forfeits the stake instead.
     function leave(uint256 taskId) external;
 
     /// @notice Commits to an update in the commit phase:
-    /// commitment = keccak256(abi.encode(contributor, taskId, round, updateDigest, salt)).
+    /// commitment = keccak256(abi.encode(contributor, taskId, round, updateDigest, salt)). Reverts while the
+    /// caller's previous commitment is unopened (forfeit it first).
     function commit(uint256 taskId, uint32 round, bytes32 commitment) external;
 
     /// @notice Reveals the committed update in the reveal phase.
@@ -280,18 +318,30 @@ interface ITrainingMarket {
     /// quorum formed by the validation deadline (validators who proposed nothing then lose validatorSlash).
     function failRound(uint256 taskId) external;
 
-    /// @notice Anyone: disputes an accepted round within its challenge window by locking the challenge bond.
+    /// @notice Anyone, once per account per round: disputes an accepted round within its challenge window by
+    /// locking the challenge bond. Any number of challenges may be open; none blocks another.
     /// @param evidenceCid where the challenger's evidence (e.g. a replay report) is stored
     function challenge(uint256 taskId, uint32 round, string calldata evidenceCid) external payable;
 
-    /// @notice Arbiter only, within challengeDuration of the challenge. Upheld: the challenger is credited its bond
-    /// plus the whole bonds of the round's proposers, the task halts, and the round and every later accepted round
-    /// are voided (their rewards return to escrow). Rejected: the bond goes to the task escrow.
-    function resolveChallenge(uint256 taskId, uint32 round, bool upheld) external;
+    /// @notice Arbiter only, before the arbitration window (challengeDuration after the challenge window) ends.
+    /// Upheld (`winner` names an open challenge): the whole bonds of the round's proposers are slashed, the winner
+    /// is credited its bond plus slashed / UPHELD_REWARD_DIVISOR and the rest burns, the other challengers
+    /// withdraw their bonds, the task halts, and the round and every later accepted round are voided (their
+    /// rewards return to escrow). Rejected (`winner` zero, only after the challenge window): every challenge bond
+    /// of the round burns.
+    function resolveChallenge(uint256 taskId, uint32 round, address winner) external;
+
+    /// @notice A challenger's bond back, when its round was upheld for another winner, dismissed, or voided.
+    function withdrawChallengeBond(uint256 taskId, uint32 round) external;
+
+    /// @notice Anyone, after the reveal phase of a round the task was active through: takes the whole stake of a
+    /// contributor that committed and did not reveal; the caller is credited stake / FORFEIT_BOUNTY_DIVISOR, the
+    /// rest burns, and the contributor loses its slot.
+    function forfeitUnrevealed(uint256 taskId, uint32 round, address account) external;
 
     /// @notice Anyone, after the challenge window (and any arbitration window) of an accepted round whose
     /// predecessor is settled: makes its rewards claimable and slashes validators that dissented or were absent.
-    /// An unresolved challenge is dismissed and its bond credited back.
+    /// Rounds finalize in order. Unresolved challenges are dismissed (their bonds can be withdrawn).
     function finalizeRound(uint256 taskId, uint32 round) external;
 
     /// @notice Anyone: pays a finalized round's reward leaf (index, account, amount) to account.
@@ -305,7 +355,8 @@ interface ITrainingMarket {
     ) external;
 
     /// @notice Anyone, within the slash window of a finalized round: applies a slash leaf to a contributor's stake
-    /// (capped at what is left); the wei go to the task escrow.
+    /// (capped at what is left); the wei go to the task escrow. A stake slashed to zero loses its slot. A leaf
+    /// already applied is a no-op.
     function slashContributor(
         uint256 taskId,
         uint32 round,
@@ -315,6 +366,6 @@ interface ITrainingMarket {
         bytes32[] calldata proof
     ) external;
 
-    /// @notice Pays out the caller's credits (challenge payouts).
+    /// @notice Pays out the caller's credits (challenge payouts, forfeit bounties).
     function withdrawCredit() external;
 }

@@ -212,15 +212,20 @@ def task_post(
 
 @task_app.command("status")
 def task_status(task_id: int = typer.Argument(..., help="The task id."), network: Path = NETWORK) -> None:
-    """Show a task's state and each round's status."""
+    """Show a task's state and each round's status, forfeits and challenges."""
     from cotrain.chain.market import RoundStatus
+    from cotrain.roles.challenges import challenges_of, forfeits, round_challenges
+    from cotrain.roles.task_view import TaskView
 
-    market, _ = _connect(network, signed=False)
+    market, store = _connect(network, signed=False)
     market.require_task(task_id)
     task = market.get_task(task_id)
+    view = TaskView(market, store, task_id)
+    view.refresh()
     results: dict[int, set[bytes]] = {}
-    for event in market.events("RoundProposed", task_id=task_id):
+    for event in view.events("RoundProposed"):
         results.setdefault(event.args["round"], set()).add(event.args["proposalHash"])
+    challenges = challenges_of(view)
     rounds = [
         market.get_round(task_id, r) for r in range(min(task.current_round + 1, task.params.num_rounds))
     ]
@@ -234,7 +239,9 @@ def task_status(task_id: int = typer.Argument(..., help="The task id."), network
         "status",
         "commits",
         "reveals",
+        "forfeited",
         "results proposed",
+        "challenges",
         "reward total (wei)",
         "claimed (wei)",
     )
@@ -245,16 +252,23 @@ def task_status(task_id: int = typer.Argument(..., help="The task id."), network
         status = r.status.name.lower()
         if r.status == RoundStatus.FAILED and proposed > 1:
             status += " (validators disagreed)"
+        lost = forfeits(view, round_)
         table.add_row(
             str(round_),
             status,
             str(r.commits),
             str(r.reveals),
+            f"{len(lost)} ({sum(wei for _, wei in lost)} wei)" if lost else "-",
             str(proposed),
+            round_challenges(view, round_, challenges),
             str(r.reward_total),
             str(r.reward_claimed),
         )
     Console().print(table)
+    if task.burned:
+        Console().print(
+            f"burned in task {task_id}: {task.burned} wei (forfeits, slashed bonds, rejected challenges)"
+        )
 
 
 @app.command()
@@ -373,7 +387,9 @@ def validate(
 
 @app.command()
 def claim(task: int = TASK, network: Path = NETWORK, state: Path = STATE) -> None:
-    """Claim every reward of finalized rounds owed to this account."""
+    """Claim every reward of finalized rounds owed to this account, take back challenge bonds the market
+    returns, and withdraw the account's credits (upheld challenges' payouts, forfeit bounties)."""
+    from cotrain.roles.challenges import withdraw_challenge_bonds, withdraw_credits
     from cotrain.roles.contributor import ContributorNode
 
     market, store = _connect(network)
@@ -385,6 +401,11 @@ def claim(task: int = TASK, network: Path = NETWORK, state: Path = STATE) -> Non
     node.view.refresh()
     claimed = node.claim_rewards(market.get_task(task).current_round)
     console.print(f"claimed {claimed} wei for {address}")
+    for round_, wei in withdraw_challenge_bonds(node.view):
+        console.print(f"took back the challenge bond of round {round_}: {wei} wei")
+    credits = withdraw_credits(market)
+    if credits:
+        console.print(f"withdrew {credits} wei of credits (challenge payouts, forfeit bounties)")
 
 
 @app.command()
@@ -394,7 +415,11 @@ def audit(
     label_column: str = typer.Option("label", "--label-column"),
     json_path: Path = typer.Option(None, "--json", help="Write a JSON summary here."),
     html_path: Path = typer.Option(None, "--html", help="Write an HTML report with plots here."),
-    challenge: bool = typer.Option(False, "--challenge", help="Challenge the first failed round on-chain."),
+    challenge: bool = typer.Option(
+        False,
+        "--challenge",
+        help="Challenge the first failed round still open to challenge, with the task's bond.",
+    ),
     network: Path = NETWORK,
 ) -> None:
     """Rebuild the task's history from chain events, re-run every round and check every digest."""
@@ -414,10 +439,39 @@ def audit(
         write_html(html_path, task, rounds)
     failed = [r for r in rounds if r.passed is False]
     if challenge and failed:
-        from cotrain.roles.audit_report import file_challenge
+        from cotrain.chain.market import RoundStatus
+        from cotrain.roles.challenges import file_challenge
 
-        file_challenge(market, store, task, failed[0])
+        # The earliest failed round that can still be challenged; upholding it voids every later one.
+        open_rounds = [r for r in failed if market.get_round(task, r.round).status == RoundStatus.ACCEPTED]
+        chosen = (open_rounds or failed)[0]
+        console.print(file_challenge(view, chosen.round, chosen.problems), soft_wrap=True, markup=False)
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def arbitrate(
+    task: int = TASK,
+    round_: int = typer.Option(..., "--round", help="The challenged round."),
+    winner: str = typer.Option(None, "--winner", help="Uphold this challenger's challenge (the task halts)."),
+    reject: bool = typer.Option(
+        False,
+        "--reject",
+        help="Reject every challenge of the round (after its challenge window; bonds burn).",
+    ),
+    network: Path = NETWORK,
+) -> None:
+    """As the task's arbiter, rule on a round's challenges: uphold one (--winner) or reject all (--reject)."""
+    from cotrain.roles.challenges import arbitrate as rule
+    from cotrain.roles.task_view import TaskView
+
+    if (winner is None) == (not reject):
+        raise ConfigError(
+            "pass either --winner ADDRESS (uphold that challenge) or --reject (reject them all)"
+        )
+    market, store = _connect(network)
+    market.require_task(task)
+    console.print(rule(TaskView(market, store, task), round_, winner), soft_wrap=True, markup=False)
 
 
 def _local_data(spec, path: Path, label_column: str):

@@ -54,6 +54,9 @@ class DemoSettings:
     block_time: float | None = 1.0  # seconds per anvil block; None mines one block per transaction
     poll_s: float = 0.5  # seconds each participant process waits between looks at the chain
     local_epochs: int | None = None  # overrides the built-in spec's (benchmarks: a heavier workload)
+    # Seconds of the validation deadline and of the challenge window (which must be at least as long): short,
+    # so rounds finalize quickly, yet ample for validators that judge a round in a second or two.
+    window_s: int = 10
 
 
 def parse_attackers(text: str, contributors: int) -> tuple[str, ...]:
@@ -84,8 +87,9 @@ def parse_attackers(text: str, contributors: int) -> tuple[str, ...]:
     return tuple(names)
 
 
-def demo_spec(settings: DemoSettings, owner: str, validators: list[str]) -> TaskSpec:
-    """The built-in task for ``settings.dataset``, resized to the demo's participants and rounds."""
+def demo_spec(settings: DemoSettings, arbiter: str, validators: list[str]) -> TaskSpec:
+    """The built-in task for ``settings.dataset``, resized to the demo's participants and rounds, with
+    ``arbiter`` ruling on challenges (neither the account that posts it nor a validator)."""
     if settings.dataset not in DATASETS:
         raise ConfigError(f"--dataset must be one of {DATASETS}, not {settings.dataset!r}")
     data = load_spec(Path(str(files("cotrain.protocol") / "specs" / f"{settings.dataset}.yaml"))).model_dump(
@@ -94,8 +98,8 @@ def demo_spec(settings: DemoSettings, owner: str, validators: list[str]) -> Task
     data["rounds"] = settings.rounds
     data["contributors"].update(min=min(2, settings.contributors), max=settings.contributors)
     data["validators"].update(addresses=validators, quorum=len(validators) // 2 + 1)
-    data["arbiter"] = owner
-    data["phases"]["challenge"] = 3  # seconds: rounds finalize quickly in a demo
+    data["arbiter"] = arbiter
+    data["phases"].update(validation=settings.window_s, challenge=settings.window_s)
     if settings.local_epochs is not None:
         data["training"]["local_epochs"] = settings.local_epochs
     return validate_spec(data, source=f"demo {settings.dataset} spec")
@@ -134,15 +138,17 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
     n, v = settings.contributors, settings.validators
     directory = _fresh_directory(settings.directory)
     started = time.monotonic()
+    # Dev accounts: 0 the task owner, 1 the arbiter, then the validators, then the contributors.
+    first_validator, first_contributor = 2, 2 + v
     with local_network(
-        directory, storage=settings.storage, accounts=1 + v + n, block_time=settings.block_time
+        directory, storage=settings.storage, accounts=2 + v + n, block_time=settings.block_time
     ) as net:
-        owner = net.signer(0)
-        validators = [net.signer(1 + i) for i in range(v)]
+        owner, arbiter = net.signer(0), net.signer(1)
+        validators = [net.signer(first_validator + i) for i in range(v)]
         keys = net.anvil.private_keys  # anvil's public test keys, handed to each participant's process
 
         market, store = net.config.connect(owner)
-        spec = demo_spec(settings, owner.address, [s.address for s in validators])
+        spec = demo_spec(settings, arbiter.address, [s.address for s in validators])
         task_id, spec = post_task(market, store, spec)
         console.print(
             f"posted task {task_id} ({spec.name}): {n} contributors, {v} validators (quorum "
@@ -161,7 +167,7 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
             shard = train.subset(part)
             np.savez(folder / "data.npz", features=shard.features, labels=shard.labels)
             folders[f"contributor-{i}"] = folder
-            roles[net.signer(1 + v + i).address.lower()] = attacks.get(i, "honest")
+            roles[net.signer(first_contributor + i).address.lower()] = attacks.get(i, "honest")
             attack = ["--attack", attacks[i]] if i in attacks else []
             processes[f"contributor-{i}"] = _spawn(
                 [
@@ -175,7 +181,7 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
                     str(folder / "timings.jsonl"),
                     *attack,
                 ],
-                keys[1 + v + i],
+                keys[first_contributor + i],
                 folder,
             )
         for i in range(v):
@@ -190,7 +196,7 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
                     "--state",
                     str(folder / "state"),
                 ],
-                keys[1 + i],
+                keys[first_validator + i],
                 folder,
             )
         _print_participants(console, net.anvil.addresses, v, roles, directory)
@@ -218,15 +224,16 @@ def _print_participants(
     table = Table(title="participants (anvil dev accounts)")
     for column in ("#", "address", "role", "log"):
         table.add_column(column, no_wrap=column != "log")
-    table.add_row("0", addresses[0], "task owner, arbiter", "-")
+    table.add_row("0", addresses[0], "task owner", "-")
+    table.add_row("1", addresses[1], "arbiter (rules on challenges; none are filed here)", "-")
     for i in range(validators):
         table.add_row(
-            str(1 + i), addresses[1 + i], "validator", str(directory / f"validator-{i}" / "log.txt")
+            str(2 + i), addresses[2 + i], "validator", str(directory / f"validator-{i}" / "log.txt")
         )
     for i, (address, role) in enumerate(roles.items()):
         label = "contributor" if role == "honest" else f"contributor, attacker ({role})"
         table.add_row(
-            str(1 + validators + i),
+            str(2 + validators + i),
             to_checksum_address(address),
             label,
             str(directory / f"contributor-{i}" / "log.txt"),

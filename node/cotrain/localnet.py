@@ -167,7 +167,7 @@ def dev_account_roles(addresses: Sequence[str], specs: Sequence[TaskSpec]) -> li
     plays that part; every other account is free to contribute.
     """
     validators = {a.lower() for spec in specs for a in spec.validators.addresses}
-    arbiters = {spec.arbiter.lower() for spec in specs if spec.arbiter}
+    arbiters = {spec.arbiter.lower() for spec in specs}
     roles: list[str] = []
     for index, address in enumerate(addresses):
         if index == 0:

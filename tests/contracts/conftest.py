@@ -18,6 +18,9 @@ from cotrain.protocol.merkle import Allocation, StandardMerkleTree, allocation_t
 ZERO_ADDRESS = "0x" + "00" * 20
 ZERO_BYTES32 = b"\x00" * 32
 ETHER = 10**18
+# anvil's default accounts[8] (the `arbiter` fixture): the default tasks' arbiter, neither their owner
+# (accounts[0]) nor one of their validators (accounts[1:4]).
+ARBITER = "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f"
 
 # TaskParams field order, as in ITrainingMarket.
 PARAM_FIELDS = (
@@ -45,6 +48,7 @@ TASK_FIELDS = (
     "currentRound",
     "activeContributors",
     "pendingRounds",
+    "closedAt",
     "roundBudget",
     "escrow",
     "reserved",
@@ -52,6 +56,7 @@ TASK_FIELDS = (
     "stakes",
     "bonds",
     "challengeBonds",
+    "burned",
 )
 ROUND_FIELDS = (
     "startsAt",
@@ -69,8 +74,8 @@ ROUND_FIELDS = (
     "slashRoot",
     "rewardTotal",
     "rewardClaimed",
-    "challenger",
-    "challengedAt",
+    "challenges",
+    "outcome",
 )
 DEFAULT_PARAMS = {
     "specDigest": hashlib.sha256(b"task spec").digest(),
@@ -87,7 +92,7 @@ DEFAULT_PARAMS = {
     "validatorBond": ETHER,
     "validatorSlash": ETHER // 4,
     "challengeBond": ETHER // 2,
-    "arbiter": ZERO_ADDRESS,
+    "arbiter": ARBITER,
 }
 DEFAULT_BUDGET = 3 * ETHER
 SPEC_CID = "bafkreispec"
@@ -95,6 +100,7 @@ SPEC_CID = "bafkreispec"
 # Enum values, as in ITrainingMarket.
 TASK_ACTIVE, TASK_COMPLETED, TASK_CANCELLED, TASK_HALTED = 1, 2, 3, 4
 OPEN, ACCEPTED, FINALIZED, FAILED, VOIDED = range(5)
+NO_OUTCOME, REJECTED, UPHELD, DISMISSED = range(4)  # ChallengeOutcome
 JOIN, COMMIT, REVEAL, VALIDATE, EXPIRED, CLOSED = range(6)
 
 
@@ -302,6 +308,7 @@ def contributors():
 
 @pytest.fixture(scope="module")
 def arbiter():
+    assert accounts[8] == ARBITER
     return accounts[8]
 
 

@@ -1,6 +1,11 @@
-"""challenge, resolveChallenge and a challenged round's finalization: who may act and when, what each
-outcome moves between the buckets (escrow, reserved, bonds, challenge bonds, credits), and what a halted task
-leaves to withdraw."""
+"""challenge, resolveChallenge, withdrawChallengeBond and a challenged round's finalization: who may act and
+when, what each outcome moves between the buckets (escrow, reserved, bonds, challenge bonds, burned, credits),
+and what a halted task leaves to withdraw.
+
+Any number of accounts may challenge a round, once each. The arbiter upholds naming one challenger (the
+accepting validators lose their whole bonds, half to the winner and half burned; the others withdraw their
+bonds), or rejects them all once the challenge window is over (every bond burns). If it does neither within
+the arbitration window, finalizeRound dismisses the challenges and every challenger withdraws its bond."""
 
 from __future__ import annotations
 
@@ -11,14 +16,18 @@ from conftest import (
     CLOSED,
     DEFAULT_BUDGET,
     DEFAULT_PARAMS,
+    DISMISSED,
     ETHER,
     FAILED,
     FINALIZED,
+    NO_OUTCOME,
     OPEN,
+    REJECTED,
     TASK_ACTIVE,
     TASK_CANCELLED,
     TASK_COMPLETED,
     TASK_HALTED,
+    UPHELD,
     VOIDED,
     ZERO_ADDRESS,
     digest_of,
@@ -34,7 +43,12 @@ STAKE = DEFAULT_PARAMS["contributorStake"]
 CHALLENGE_DURATION = DEFAULT_PARAMS["challengeDuration"]
 ROUND_BUDGET = DEFAULT_BUDGET // DEFAULT_PARAMS["numRounds"]
 EVIDENCE = "bafkreievidence"
-BUCKETS = ("escrow", "reserved", "unclaimed", "stakes", "bonds", "challengeBonds", "pendingRounds")
+BUCKETS = ("escrow", "reserved", "unclaimed", "stakes", "bonds", "challengeBonds", "burned", "pendingRounds")
+# What an upheld challenge of a round accepted by validators 0 and 1 moves: their two whole bonds, half of
+# them (UPHELD_REWARD_DIVISOR = 2) to the winner with its own bond, the other half burned.
+SLASHED = 2 * VALIDATOR_BOND
+PAYOUT = BOND + SLASHED // 2
+BURNED = SLASHED - SLASHED // 2
 
 
 # ---------------------------------------------------------------- helpers
@@ -59,7 +73,7 @@ def moved(before: dict, after: dict) -> dict:
 
 
 def assert_solvent(market, task_ids) -> None:
-    """The contract holds exactly the tasks' buckets plus the accounts' credits."""
+    """The contract holds exactly the tasks' buckets (burned included) plus the accounts' credits."""
     assert market.balance() == sum(market.taskHoldings(t) for t in task_ids) + market.totalCredits()
 
 
@@ -93,15 +107,35 @@ def events(tx, name) -> list[dict]:
     return [dict(event) for event in tx.events[name]] if name in tx.events else []
 
 
+def window_end(driver, task_id, round_) -> int:
+    """When the round's challenge window closes (and rejection becomes possible)."""
+    return driver.round(task_id, round_)["acceptedAt"] + CHALLENGE_DURATION
+
+
+def arbitration_end(driver, task_id, round_) -> int:
+    """When the arbiter's window closes and finalizeRound dismisses unresolved challenges."""
+    return driver.round(task_id, round_)["acceptedAt"] + 2 * CHALLENGE_DURATION
+
+
+def fresh_account(owner):
+    account = accounts.add()
+    owner.transfer(account, 10 * ETHER)
+    return account
+
+
 # ---------------------------------------------------------------- fixtures
 
 
 @pytest.fixture
 def challenger(owner):
     """A fresh account with 10 ether that has no other role in the task."""
-    account = accounts.add()
-    owner.transfer(account, 10 * ETHER)
-    return account
+    return fresh_account(owner)
+
+
+@pytest.fixture
+def rival(owner):
+    """A second fresh challenger."""
+    return fresh_account(owner)
 
 
 @pytest.fixture
@@ -126,9 +160,22 @@ def challenged(market, arbitrated, accepted, challenger):
 
 
 @pytest.fixture
-def upheld(market, arbiter, arbitrated, challenged):
-    """The challenge on round 0 upheld by the arbiter; the resolution tx."""
-    return market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+def contested(market, arbitrated, challenged, rival):
+    """Round 0 challenged by `challenger`, then by `rival`."""
+    return challenge_round(market, arbitrated, 0, rival)
+
+
+@pytest.fixture
+def upheld(market, arbiter, arbitrated, challenged, challenger):
+    """The challenge on round 0 upheld by the arbiter naming `challenger`; the resolution tx."""
+    return market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
+
+
+@pytest.fixture
+def rejected(driver, market, arbiter, arbitrated, contested):
+    """Both challenges of round 0 rejected at the end of the challenge window; the resolution tx."""
+    next_block_at(window_end(driver, arbitrated, 0))
+    return market.resolveChallenge(arbitrated, 0, ZERO_ADDRESS, {"from": arbiter})
 
 
 def pipelined(driver, market, task_id, challenger) -> None:
@@ -139,16 +186,16 @@ def pipelined(driver, market, task_id, challenger) -> None:
     challenge_round(market, task_id, 0, challenger)
 
 
+def test_reward_divisor(market):
+    assert market.UPHELD_REWARD_DIVISOR() == 2
+
+
 # ---------------------------------------------------------------- challenge
 
 
-def test_challenge_records_challenger_and_time_and_keeps_round_accepted(
-    driver, arbitrated, challenged, challenger
-):
+def test_challenge_counts_and_keeps_round_accepted(driver, arbitrated, challenged):
     r = driver.round(arbitrated, 0)
-    assert r["status"] == ACCEPTED
-    assert r["challenger"] == challenger
-    assert r["challengedAt"] == challenged.timestamp
+    assert (r["status"], r["challenges"], r["outcome"]) == (ACCEPTED, 1, NO_OUTCOME)
     assert driver.task(arbitrated)["status"] == TASK_ACTIVE
 
 
@@ -177,7 +224,7 @@ def test_challenge_one_second_before_window_end_succeeds(driver, market, arbitra
     next_block_at(end - 1)
     tx = challenge_round(market, arbitrated, 0, challenger)
     assert tx.timestamp == end - 1
-    assert driver.round(arbitrated, 0)["challengedAt"] == end - 1
+    assert driver.round(arbitrated, 0)["challenges"] == 1
 
 
 def test_challenge_at_window_end_reverts_challenge_window_closed(market, arbitrated, accepted, challenger):
@@ -192,9 +239,23 @@ def test_challenge_after_window_end_reverts_challenge_window_closed(market, arbi
         challenge_round(market, arbitrated, 0, challenger)
 
 
-def test_second_challenge_reverts_already_challenged(market, outsider, arbitrated, challenged):
+def test_second_challenge_by_the_same_account_reverts_already_challenged(
+    market, arbitrated, challenged, challenger
+):
     with reverts_with("AlreadyChallenged"):
-        challenge_round(market, arbitrated, 0, outsider)
+        challenge_round(market, arbitrated, 0, challenger)
+
+
+def test_a_challenge_does_not_block_others(
+    driver, market, owner, validators, contributors, outsider, arbitrated, challenged, rival
+):
+    """Whoever challenges first, everyone else may still challenge, each with its own bond."""
+    for account in (rival, outsider, contributors[0], validators[2], owner):
+        challenge_round(market, arbitrated, 0, account)
+    r = driver.round(arbitrated, 0)
+    assert (r["status"], r["challenges"], r["outcome"]) == (ACCEPTED, 6, NO_OUTCOME)
+    assert driver.task(arbitrated)["challengeBonds"] == 6 * BOND
+    assert_solvent(market, [arbitrated])
 
 
 @pytest.mark.parametrize("sent", [0, BOND - 1, BOND + 1], ids=["zero", "bond-1", "bond+1"])
@@ -264,7 +325,7 @@ def test_challenge_accepted_round_of_cancelled_task_is_accepted(
 
 @pytest.mark.parametrize("role", ["owner", "validator", "contributor", "outsider", "challenger"])
 def test_resolve_by_anyone_but_the_arbiter_reverts_not_arbiter(
-    market, owner, validators, contributors, outsider, challenger, arbitrated, challenged, role
+    driver, market, owner, validators, contributors, outsider, challenger, arbitrated, challenged, role
 ):
     caller = {
         "owner": owner,
@@ -273,155 +334,196 @@ def test_resolve_by_anyone_but_the_arbiter_reverts_not_arbiter(
         "outsider": outsider,
         "challenger": challenger,
     }[role]
-    for upheld in (True, False):
-        with reverts_with("NotArbiter", caller):
-            market.resolveChallenge(arbitrated, 0, upheld, {"from": caller})
+    with reverts_with("NotArbiter", caller):
+        market.resolveChallenge(arbitrated, 0, challenger, {"from": caller})
+    next_block_at(window_end(driver, arbitrated, 0))
+    with reverts_with("NotArbiter", caller):
+        market.resolveChallenge(arbitrated, 0, ZERO_ADDRESS, {"from": caller})
 
 
 def test_resolve_by_arbiter_of_another_task_reverts_not_arbiter(
-    driver, market, arbiter, outsider, arbitrated, challenged
+    driver, market, arbiter, outsider, challenger, arbitrated, challenged
 ):
     other = driver.create_task(arbiter=outsider.address)
     with reverts_with("NotArbiter", arbiter):
-        market.resolveChallenge(other, 0, True, {"from": arbiter})
+        market.resolveChallenge(other, 0, challenger, {"from": arbiter})
 
 
-def test_resolve_on_task_without_arbiter_is_for_the_owner(driver, market, owner, arbiter, challenger):
-    """TaskParams.arbiter: address(0) means the task owner."""
-    task_id = driver.create_task()
-    driver.join(task_id)
-    driver.open_commit(task_id)
-    accept_round(driver, task_id, 0)
-    challenge_round(market, task_id, 0, challenger)
-    with reverts_with("NotArbiter", arbiter):
-        market.resolveChallenge(task_id, 0, True, {"from": arbiter})
-    tx = market.resolveChallenge(task_id, 0, True, {"from": owner})
-    assert tx.events["ChallengeResolved"]["upheld"] is True
-
-
-def test_resolve_unknown_task_reverts_unknown_task(market, arbiter, arbitrated, challenged):
+def test_resolve_unknown_task_reverts_unknown_task(market, arbiter, challenger, arbitrated, challenged):
     unknown = market.taskCount() + 1
     with reverts_with("UnknownTask", unknown):
-        market.resolveChallenge(unknown, 0, True, {"from": arbiter})
+        market.resolveChallenge(unknown, 0, challenger, {"from": arbiter})
 
 
-def test_resolve_unchallenged_accepted_round_reverts_no_challenge(market, arbiter, arbitrated, accepted):
+def test_resolve_unchallenged_accepted_round_reverts_no_challenge(
+    driver, market, arbiter, challenger, arbitrated, accepted
+):
     with reverts_with("NoChallenge"):
-        market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+        market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
+    next_block_at(window_end(driver, arbitrated, 0))
+    with reverts_with("NoChallenge"):
+        market.resolveChallenge(arbitrated, 0, ZERO_ADDRESS, {"from": arbiter})
 
 
 def test_resolve_open_round_reverts_no_challenge(market, arbiter, arbitrated):
     with reverts_with("NoChallenge"):
-        market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
+        market.resolveChallenge(arbitrated, 0, ZERO_ADDRESS, {"from": arbiter})
 
 
-def test_resolve_dismissed_challenge_again_reverts_no_challenge(market, arbiter, arbitrated, challenged):
-    market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
+@pytest.mark.parametrize("again", ["uphold", "reject"])
+def test_resolve_rejected_challenges_again_reverts_no_challenge(
+    market, arbiter, challenger, arbitrated, rejected, again
+):
+    winner = challenger if again == "uphold" else ZERO_ADDRESS
     with reverts_with("NoChallenge"):
-        market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+        market.resolveChallenge(arbitrated, 0, winner, {"from": arbiter})
 
 
-def test_resolve_upheld_challenge_again_reverts_no_challenge(market, arbiter, arbitrated, upheld):
+@pytest.mark.parametrize("again", ["same winner", "other challenger"])
+def test_resolve_upheld_challenge_again_reverts_no_challenge(
+    market, arbiter, challenger, rival, arbitrated, contested, again
+):
+    market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
     with reverts_with("NoChallenge"):
-        market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+        market.resolveChallenge(
+            arbitrated, 0, challenger if again == "same winner" else rival, {"from": arbiter}
+        )
 
 
 def test_resolve_challenge_dismissed_by_timeout_reverts_no_challenge(
-    driver, market, arbiter, arbitrated, challenged
+    driver, market, arbiter, challenger, arbitrated, challenged
 ):
-    driver.sleep_until(challenged.timestamp + CHALLENGE_DURATION)
+    driver.sleep_until(arbitration_end(driver, arbitrated, 0))
     market.finalizeRound(arbitrated, 0, {"from": arbiter})
     with reverts_with("NoChallenge"):
-        market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+        market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
 
 
-def test_resolve_one_second_before_arbitration_end_succeeds(market, arbiter, arbitrated, challenged):
-    end = challenged.timestamp + CHALLENGE_DURATION
+@pytest.mark.parametrize("named", ["outsider", "owner", "validator"])
+def test_uphold_naming_a_non_challenger_reverts_not_a_challenger(
+    market, owner, validators, arbiter, outsider, arbitrated, challenged, named
+):
+    account = {"outsider": outsider, "owner": owner, "validator": validators[0]}[named]
+    with reverts_with("NotAChallenger", account):
+        market.resolveChallenge(arbitrated, 0, account, {"from": arbiter})
+
+
+def test_uphold_naming_a_challenger_of_another_round_reverts_not_a_challenger(
+    driver, market, arbiter, challenger, rival, arbitrated, challenged
+):
+    accept_round(driver, arbitrated, 1)
+    challenge_round(market, arbitrated, 1, rival)
+    with reverts_with("NotAChallenger", rival):
+        market.resolveChallenge(arbitrated, 0, rival, {"from": arbiter})
+
+
+def test_uphold_within_the_challenge_window_is_allowed(
+    driver, market, arbiter, challenger, arbitrated, challenged
+):
+    tx = market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
+    assert tx.timestamp < window_end(driver, arbitrated, 0)
+    assert driver.round(arbitrated, 0)["outcome"] == UPHELD
+
+
+def test_reject_before_the_challenge_window_ends_reverts_challenge_window_open(
+    driver, market, arbiter, arbitrated, challenged
+):
+    end = window_end(driver, arbitrated, 0)
     next_block_at(end - 1)
-    tx = market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+    with reverts_with("ChallengeWindowOpen", end):
+        market.resolveChallenge(arbitrated, 0, ZERO_ADDRESS, {"from": arbiter})
+
+
+def test_reject_at_the_challenge_window_end_is_allowed(driver, market, arbiter, arbitrated, challenged):
+    end = window_end(driver, arbitrated, 0)
+    next_block_at(end)
+    tx = market.resolveChallenge(arbitrated, 0, ZERO_ADDRESS, {"from": arbiter})
+    assert tx.timestamp == end
+    assert driver.round(arbitrated, 0)["outcome"] == REJECTED
+
+
+@pytest.mark.parametrize("ruling", ["upheld", "rejected"])
+def test_resolve_one_second_before_arbitration_end_succeeds(
+    driver, market, arbiter, challenger, arbitrated, challenged, ruling
+):
+    end = arbitration_end(driver, arbitrated, 0)
+    next_block_at(end - 1)
+    winner = challenger if ruling == "upheld" else ZERO_ADDRESS
+    tx = market.resolveChallenge(arbitrated, 0, winner, {"from": arbiter})
     assert tx.timestamp == end - 1
-    assert tx.events["ChallengeResolved"]["upheld"] is True
+    assert tx.events["ChallengeResolved"]["winner"] == winner
 
 
 @pytest.mark.parametrize("late", [0, 60], ids=["at-end", "after-end"])
-@pytest.mark.parametrize("upheld", [True, False], ids=["upheld", "dismissed"])
+@pytest.mark.parametrize("ruling", ["upheld", "rejected"])
 def test_resolve_at_or_after_arbitration_end_reverts_challenge_window_closed(
-    market, arbiter, arbitrated, challenged, late, upheld
+    driver, market, arbiter, challenger, arbitrated, challenged, late, ruling
 ):
-    next_block_at(challenged.timestamp + CHALLENGE_DURATION + late)
+    next_block_at(arbitration_end(driver, arbitrated, 0) + late)
+    winner = challenger if ruling == "upheld" else ZERO_ADDRESS
     with reverts_with("ChallengeWindowClosed"):
-        market.resolveChallenge(arbitrated, 0, upheld, {"from": arbiter})
+        market.resolveChallenge(arbitrated, 0, winner, {"from": arbiter})
 
 
-# ---------------------------------------------------------------- resolveChallenge: dismissed
+# ---------------------------------------------------------------- resolveChallenge: rejected
 
 
-def test_dismissed_challenge_moves_bond_to_escrow(
-    driver, market, arbiter, arbitrated, challenged, challenger
+def test_rejection_burns_every_challenge_bond(
+    driver, market, arbiter, arbitrated, contested, challenger, rival
 ):
-    before = ledger(driver, market, arbitrated, challenger=challenger, arbiter=arbiter)
-    market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
-    assert moved(before, ledger(driver, market, arbitrated, challenger=challenger, arbiter=arbiter)) == {
-        "challengeBonds": -BOND,
-        "escrow": BOND,
+    next_block_at(window_end(driver, arbitrated, 0))
+    holders = {"challenger": challenger, "rival": rival, "arbiter": arbiter}
+    before = ledger(driver, market, arbitrated, **holders)
+    market.resolveChallenge(arbitrated, 0, ZERO_ADDRESS, {"from": arbiter})
+    assert moved(before, ledger(driver, market, arbitrated, **holders)) == {
+        "challengeBonds": -2 * BOND,
+        "burned": 2 * BOND,
     }
     assert_solvent(market, [arbitrated])
 
 
-def test_dismissed_challenge_emits_challenge_resolved_with_no_payout(market, arbiter, arbitrated, challenged):
-    tx = market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
-    assert events(tx, "ChallengeResolved") == [
-        {"taskId": arbitrated, "round": 0, "upheld": False, "payout": 0}
+def test_rejection_emits_challenge_resolved_without_winner(arbitrated, rejected):
+    assert events(rejected, "ChallengeResolved") == [
+        {"taskId": arbitrated, "round": 0, "winner": ZERO_ADDRESS, "payout": 0}
     ]
-    assert events(tx, "ValidatorSlashed") == []
-    assert events(tx, "RoundVoided") == []
-    assert events(tx, "TaskHalted") == []
+    assert events(rejected, "ValidatorSlashed") == []
+    assert events(rejected, "RoundVoided") == []
+    assert events(rejected, "TaskHalted") == []
 
 
-def test_dismissed_challenge_clears_challenger_and_keeps_round_accepted(
-    driver, market, arbiter, validators, arbitrated, challenged
-):
-    market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
+def test_rejection_keeps_the_round_accepted_and_the_bonds(driver, market, validators, arbitrated, rejected):
     r = driver.round(arbitrated, 0)
-    assert (r["status"], r["challenger"], r["challengedAt"]) == (ACCEPTED, ZERO_ADDRESS, 0)
+    assert (r["status"], r["challenges"], r["outcome"]) == (ACCEPTED, 2, REJECTED)
     task = driver.task(arbitrated)
     assert (task["status"], task["pendingRounds"]) == (TASK_ACTIVE, 1)
     assert [bond_of(market, arbitrated, v) for v in validators] == [VALIDATOR_BOND] * 3
 
 
-def test_dismissed_round_finalizes_normally(
-    driver, market, arbiter, outsider, arbitrated, accepted, challenged
-):
-    market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
-    driver.sleep_until(accepted.timestamp + CHALLENGE_DURATION)
+def test_rejected_round_finalizes_at_once(driver, market, outsider, arbitrated, rejected):
     before = driver.task(arbitrated)
     tx = market.finalizeRound(arbitrated, 0, {"from": outsider})
-    assert events(tx, "ChallengeResolved") == []
+    assert events(tx, "ChallengesDismissed") == []
     assert events(tx, "RoundFinalized") == [{"taskId": arbitrated, "round": 0, "rewardTotal": ROUND_BUDGET}]
     after = driver.task(arbitrated)
     assert after["reserved"] == before["reserved"] - ROUND_BUDGET
     assert after["unclaimed"] == before["unclaimed"] + ROUND_BUDGET
-    assert driver.round(arbitrated, 0)["status"] == FINALIZED
-
-
-def test_dismissed_challengers_bond_is_lost(
-    driver, market, arbiter, arbitrated, accepted, challenged, challenger
-):
-    market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
-    driver.finalize(arbitrated, 0)
-    assert market.credits(challenger) == 0
-    with reverts_with("NothingToWithdraw"):
-        market.withdrawCredit({"from": challenger})
-
-
-def test_dismissed_round_can_be_challenged_again_within_its_window(
-    driver, market, arbiter, outsider, arbitrated, accepted, challenged
-):
-    market.resolveChallenge(arbitrated, 0, False, {"from": arbiter})
-    tx = challenge_round(market, arbitrated, 0, outsider)
     r = driver.round(arbitrated, 0)
-    assert (r["challenger"], r["challengedAt"]) == (outsider, tx.timestamp)
-    assert driver.task(arbitrated)["challengeBonds"] == BOND
+    assert (r["status"], r["outcome"]) == (FINALIZED, REJECTED)
+
+
+def test_rejected_challengers_bonds_are_lost(driver, market, arbitrated, rejected, challenger, rival):
+    driver.finalize(arbitrated, 0)
+    for account in (challenger, rival):
+        assert market.credits(account) == 0
+        with reverts_with("NothingToWithdraw"):
+            market.withdrawChallengeBond(arbitrated, 0, {"from": account})
+        with reverts_with("NothingToWithdraw"):
+            market.withdrawCredit({"from": account})
+
+
+def test_rejected_round_cannot_be_challenged_again(market, outsider, arbitrated, rejected):
+    with reverts_with("ChallengeWindowClosed"):
+        challenge_round(market, arbitrated, 0, outsider)
 
 
 # ---------------------------------------------------------------- resolveChallenge: upheld
@@ -434,57 +536,74 @@ def test_upheld_challenge_slashes_whole_bonds_of_the_accepting_validators(
         {"taskId": arbitrated, "round": 0, "validator": validators[0], "amount": VALIDATOR_BOND},
         {"taskId": arbitrated, "round": 0, "validator": validators[1], "amount": VALIDATOR_BOND},
     ]
-    assert [bond_of(market, arbitrated, v) for v in validators[:2]] == [0, 0]
+    assert [tuple(market.validatorInfo(arbitrated, v)) for v in validators[:2]] == [(True, False, 0)] * 2
 
 
 def test_upheld_challenge_spares_the_validator_that_proposed_something_else(
     market, validators, arbitrated, upheld
 ):
-    assert bond_of(market, arbitrated, validators[2]) == VALIDATOR_BOND
+    assert tuple(market.validatorInfo(arbitrated, validators[2])) == (True, True, VALIDATOR_BOND)
 
 
-def test_upheld_challenge_emits_challenge_resolved_with_payout(arbitrated, upheld):
-    payout = BOND + 2 * VALIDATOR_BOND
+def test_upheld_challenge_emits_challenge_resolved_with_payout(arbitrated, upheld, challenger):
     assert events(upheld, "ChallengeResolved") == [
-        {"taskId": arbitrated, "round": 0, "upheld": True, "payout": payout}
+        {"taskId": arbitrated, "round": 0, "winner": challenger, "payout": PAYOUT}
     ]
 
 
-def test_upheld_challenge_moves_bonds_to_credit_and_rewards_to_escrow(
+def test_upheld_challenge_credits_half_the_bonds_and_burns_the_rest(
     driver, market, arbiter, arbitrated, challenged, challenger
 ):
     before = ledger(driver, market, arbitrated, challenger=challenger)
-    market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
-    payout = BOND + 2 * VALIDATOR_BOND
+    market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
     assert moved(before, ledger(driver, market, arbitrated, challenger=challenger)) == {
         "challengeBonds": -BOND,
-        "bonds": -2 * VALIDATOR_BOND,
+        "bonds": -SLASHED,
+        "burned": BURNED,
         "reserved": -ROUND_BUDGET,
         "escrow": ROUND_BUDGET,
         "pendingRounds": -1,
-        "taskHoldings": -payout,
-        "totalCredits": payout,
-        "credit:challenger": payout,
+        "taskHoldings": -PAYOUT,
+        "totalCredits": PAYOUT,
+        "credit:challenger": PAYOUT,
     }
     assert_solvent(market, [arbitrated])
 
 
 def test_upheld_challenge_halts_the_task(driver, market, arbitrated, upheld):
     assert events(upheld, "TaskHalted") == [{"taskId": arbitrated, "fromRound": 0}]
-    assert driver.task(arbitrated)["status"] == TASK_HALTED
+    task = driver.task(arbitrated)
+    assert (task["status"], task["closedAt"]) == (TASK_HALTED, upheld.timestamp)
     assert market.phase(arbitrated) == CLOSED
 
 
 def test_upheld_challenge_voids_the_round(driver, arbitrated, upheld):
     assert events(upheld, "RoundVoided") == [{"taskId": arbitrated, "round": 0}]
     r = driver.round(arbitrated, 0)
-    assert (r["status"], r["challenger"], r["challengedAt"]) == (VOIDED, ZERO_ADDRESS, 0)
+    assert (r["status"], r["challenges"], r["outcome"]) == (VOIDED, 1, UPHELD)
     assert driver.task(arbitrated)["pendingRounds"] == 0
 
 
 def test_upheld_challenge_leaves_the_open_round_open(driver, arbitrated, upheld):
     assert driver.task(arbitrated)["currentRound"] == 1
     assert driver.round(arbitrated, 1)["status"] == OPEN
+
+
+@pytest.mark.parametrize("winner", ["first", "second"])
+def test_upheld_challenge_pays_only_the_named_challenger(
+    driver, market, arbiter, arbitrated, contested, challenger, rival, winner
+):
+    named, other = (challenger, rival) if winner == "first" else (rival, challenger)
+    holders = {"named": named, "other": other}
+    before = ledger(driver, market, arbitrated, **holders)
+    tx = market.resolveChallenge(arbitrated, 0, named, {"from": arbiter})
+    assert tx.events["ChallengeResolved"]["payout"] == PAYOUT
+    change = moved(before, ledger(driver, market, arbitrated, **holders))
+    assert change["credit:named"] == PAYOUT
+    assert "credit:other" not in change
+    assert change["challengeBonds"] == -BOND  # the other bond waits to be withdrawn
+    assert driver.task(arbitrated)["challengeBonds"] == BOND
+    assert_solvent(market, [arbitrated])
 
 
 def test_upheld_challenge_also_slashes_a_late_agreeing_validator(
@@ -496,10 +615,11 @@ def test_upheld_challenge_also_slashes_a_late_agreeing_validator(
     result = driver.accept(task_id, 0)  # validators 0 and 1
     market.propose(task_id, 0, result.proposal, {"from": validators[2]})  # agrees after acceptance
     challenge_round(market, task_id, 0, challenger)
-    tx = market.resolveChallenge(task_id, 0, True, {"from": arbiter})
+    tx = market.resolveChallenge(task_id, 0, challenger, {"from": arbiter})
     assert [e["validator"] for e in events(tx, "ValidatorSlashed")] == list(validators)
-    assert tx.events["ChallengeResolved"]["payout"] == BOND + 3 * VALIDATOR_BOND
-    assert driver.task(task_id)["bonds"] == 0
+    assert tx.events["ChallengeResolved"]["payout"] == BOND + 3 * VALIDATOR_BOND // 2
+    task = driver.task(task_id)
+    assert (task["bonds"], task["burned"]) == (0, 3 * VALIDATOR_BOND - 3 * VALIDATOR_BOND // 2)
 
 
 def test_upheld_challenge_pays_only_what_is_left_of_a_slashed_bond(
@@ -518,14 +638,15 @@ def test_upheld_challenge_pays_only_what_is_left_of_a_slashed_bond(
     next_block_at(round_0_accepted + CHALLENGE_DURATION)
     market.finalizeRound(task_id, 0, {"from": challenger})
     assert bond_of(market, task_id, validators[2]) == VALIDATOR_BOND - VALIDATOR_SLASH
-    tx = market.resolveChallenge(task_id, 1, True, {"from": arbiter})
+    tx = market.resolveChallenge(task_id, 1, challenger, {"from": arbiter})
     assert [(e["validator"], e["amount"]) for e in events(tx, "ValidatorSlashed")] == [
         (validators[0], VALIDATOR_BOND),
         (validators[1], VALIDATOR_BOND),
         (validators[2], VALIDATOR_BOND - VALIDATOR_SLASH),
     ]
-    assert tx.events["ChallengeResolved"]["payout"] == BOND + 3 * VALIDATOR_BOND - VALIDATOR_SLASH
-    assert driver.task(task_id)["bonds"] == 0
+    slashed = 3 * VALIDATOR_BOND - VALIDATOR_SLASH
+    assert tx.events["ChallengeResolved"]["payout"] == BOND + slashed // 2
+    assert (driver.task(task_id)["bonds"], driver.task(task_id)["burned"]) == (0, slashed - slashed // 2)
     assert_solvent(market, [task_id])
 
 
@@ -536,7 +657,7 @@ def test_upheld_challenge_of_completed_tasks_last_round_voids_it(driver, market,
     accept_round(driver, task_id, 0)
     assert driver.task(task_id)["status"] == TASK_COMPLETED
     challenge_round(market, task_id, 0, challenger)
-    tx = market.resolveChallenge(task_id, 0, True, {"from": arbiter})
+    tx = market.resolveChallenge(task_id, 0, challenger, {"from": arbiter})
     assert events(tx, "RoundVoided") == [{"taskId": task_id, "round": 0}]
     task = driver.task(task_id)
     assert (task["status"], task["escrow"], task["reserved"], task["pendingRounds"]) == (
@@ -553,12 +674,98 @@ def test_upheld_challenge_of_cancelled_task_returns_the_round_rewards_to_the_own
     market.cancelTask(arbitrated, {"from": owner})
     assert driver.task(arbitrated)["status"] == TASK_CANCELLED
     challenge_round(market, arbitrated, 0, challenger)
-    market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+    market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
     assert driver.task(arbitrated)["status"] == TASK_HALTED
     before = owner.balance()
     tx = market.withdrawRefund(arbitrated, {"from": owner})
     assert owner.balance() - before == ROUND_BUDGET
     assert events(tx, "EscrowRefunded") == [{"taskId": arbitrated, "owner": owner, "amount": ROUND_BUDGET}]
+    assert_solvent(market, [arbitrated])
+
+
+# ---------------------------------------------------------------- withdrawChallengeBond
+
+
+def test_withdraw_challenge_bond_while_pending_reverts_challenge_pending(
+    driver, market, arbitrated, challenged, challenger
+):
+    end = arbitration_end(driver, arbitrated, 0)
+    with reverts_with("ChallengePending", end):
+        market.withdrawChallengeBond(arbitrated, 0, {"from": challenger})
+    next_block_at(end)  # the arbitration window is over, but the round is not finalized yet
+    with reverts_with("ChallengePending", end):
+        market.withdrawChallengeBond(arbitrated, 0, {"from": challenger})
+
+
+def test_withdraw_challenge_bond_by_a_non_challenger_reverts_nothing_to_withdraw(
+    market, arbiter, outsider, arbitrated, contested, challenger
+):
+    market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
+    with reverts_with("NothingToWithdraw"):
+        market.withdrawChallengeBond(arbitrated, 0, {"from": outsider})
+
+
+def test_withdraw_challenge_bond_by_the_winner_reverts_nothing_to_withdraw(
+    market, arbitrated, upheld, challenger
+):
+    with reverts_with("NothingToWithdraw"):
+        market.withdrawChallengeBond(arbitrated, 0, {"from": challenger})
+
+
+def test_losing_challenger_of_an_upheld_round_withdraws_its_bond(
+    driver, market, arbiter, arbitrated, contested, challenger, rival
+):
+    market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
+    before = ledger(driver, market, arbitrated, rival=rival)
+    tx = market.withdrawChallengeBond(arbitrated, 0, {"from": rival})
+    assert moved(before, ledger(driver, market, arbitrated, rival=rival)) == {
+        "challengeBonds": -BOND,
+        "taskHoldings": -BOND,
+        "contract": -BOND,
+        "balance:rival": BOND,
+    }
+    assert events(tx, "ChallengeBondReturned") == [
+        {"taskId": arbitrated, "round": 0, "challenger": rival, "amount": BOND}
+    ]
+    assert driver.task(arbitrated)["challengeBonds"] == 0
+    with reverts_with("NothingToWithdraw"):
+        market.withdrawChallengeBond(arbitrated, 0, {"from": rival})
+    assert_solvent(market, [arbitrated])
+
+
+def test_every_challenger_withdraws_its_bond_after_dismissal(
+    driver, market, outsider, arbitrated, contested, challenger, rival
+):
+    driver.sleep_until(arbitration_end(driver, arbitrated, 0))
+    market.finalizeRound(arbitrated, 0, {"from": outsider})
+    for account in (challenger, rival):
+        before = account.balance()
+        market.withdrawChallengeBond(arbitrated, 0, {"from": account})
+        assert account.balance() - before == BOND
+        with reverts_with("NothingToWithdraw"):
+            market.withdrawChallengeBond(arbitrated, 0, {"from": account})
+    assert driver.task(arbitrated)["challengeBonds"] == 0
+    assert market.totalCredits() == 0
+    assert_solvent(market, [arbitrated])
+
+
+def test_challenger_of_a_round_voided_by_an_earlier_halt_withdraws_its_bond(
+    driver, market, arbiter, arbitrated, challenger, rival
+):
+    """Round 1's challenge is never ruled on: the halt from round 0 voids round 1, and the bond comes back."""
+    pipelined(driver, market, arbitrated, challenger)
+    challenge_round(market, arbitrated, 1, rival)
+    with reverts_with("ChallengePending", arbitration_end(driver, arbitrated, 1)):
+        market.withdrawChallengeBond(arbitrated, 1, {"from": rival})
+    market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
+    r = driver.round(arbitrated, 1)
+    assert (r["status"], r["outcome"]) == (VOIDED, NO_OUTCOME)
+    with reverts_with("NoChallenge"):
+        market.resolveChallenge(arbitrated, 1, rival, {"from": arbiter})
+    before = rival.balance()
+    market.withdrawChallengeBond(arbitrated, 1, {"from": rival})
+    assert rival.balance() - before == BOND
+    assert driver.task(arbitrated)["challengeBonds"] == 0
     assert_solvent(market, [arbitrated])
 
 
@@ -594,11 +801,10 @@ def test_owner_withdraws_whole_budget_after_halt(driver, market, owner, arbitrat
 
 
 def test_challenger_withdraws_exactly_the_payout(market, arbitrated, upheld, challenger):
-    payout = BOND + 2 * VALIDATOR_BOND
     before = challenger.balance()
     tx = market.withdrawCredit({"from": challenger})
-    assert challenger.balance() - before == payout
-    assert events(tx, "CreditWithdrawn") == [{"account": challenger, "amount": payout}]
+    assert challenger.balance() - before == PAYOUT
+    assert events(tx, "CreditWithdrawn") == [{"account": challenger, "amount": PAYOUT}]
     assert (market.credits(challenger), market.totalCredits()) == (0, 0)
     with reverts_with("NothingToWithdraw"):
         market.withdrawCredit({"from": challenger})
@@ -624,7 +830,12 @@ def test_validators_withdraw_what_is_left_of_their_bonds_after_halt(
     assert driver.task(arbitrated)["bonds"] == 0
 
 
-def test_halted_task_pays_everyone_out_to_the_last_wei(
+def test_slashed_validators_cannot_bond_again_after_halt(market, validators, arbitrated, upheld):
+    with reverts_with("TaskNotActive", arbitrated):
+        market.bondValidator(arbitrated, {"from": validators[0], "value": VALIDATOR_BOND})
+
+
+def test_halted_task_pays_everyone_out_but_the_burned_wei(
     driver, market, owner, validators, contributors, arbitrated, upheld, challenger
 ):
     market.withdrawRefund(arbitrated, {"from": owner})
@@ -632,9 +843,11 @@ def test_halted_task_pays_everyone_out_to_the_last_wei(
     market.withdrawBond(arbitrated, {"from": validators[2]})
     for contributor in contributors:
         market.leave(arbitrated, {"from": contributor})
-    assert market.taskHoldings(arbitrated) == 0
+    task = driver.task(arbitrated)
+    assert [task[name] for name in BUCKETS if name != "burned"] == [0] * (len(BUCKETS) - 1)
+    assert market.taskHoldings(arbitrated) == task["burned"] == BURNED
     assert market.totalCredits() == 0
-    assert market.balance() == 0
+    assert market.balance() == BURNED
 
 
 # ---------------------------------------------------------------- finalizeRound on a challenged round
@@ -643,31 +856,28 @@ def test_halted_task_pays_everyone_out_to_the_last_wei(
 def test_finalize_challenged_round_before_arbitration_end_reverts_challenge_pending(
     driver, market, outsider, arbitrated, accepted, challenger
 ):
-    next_block_at(accepted.timestamp + 600)
-    challenged = challenge_round(market, arbitrated, 0, challenger)
-    arbitration_end = challenged.timestamp + CHALLENGE_DURATION
-    next_block_at(arbitration_end - 1)  # past the round's own challenge window
-    assert arbitration_end - 1 >= accepted.timestamp + CHALLENGE_DURATION
-    with reverts_with("ChallengePending", arbitration_end):
+    next_block_at(accepted.timestamp + CHALLENGE_DURATION - 1)  # the latest possible challenge
+    challenge_round(market, arbitrated, 0, challenger)
+    end = accepted.timestamp + 2 * CHALLENGE_DURATION
+    next_block_at(end - 1)
+    with reverts_with("ChallengePending", end):
         market.finalizeRound(arbitrated, 0, {"from": outsider})
 
 
-def test_finalize_at_arbitration_end_dismisses_the_challenge_without_cost(
-    driver, market, outsider, arbitrated, challenged, challenger
+def test_finalize_at_arbitration_end_dismisses_the_challenges_without_cost(
+    driver, market, outsider, arbitrated, contested, challenger, rival
 ):
-    next_block_at(challenged.timestamp + CHALLENGE_DURATION)
-    before = ledger(driver, market, arbitrated, challenger=challenger)
+    end = arbitration_end(driver, arbitrated, 0)
+    next_block_at(end)
+    holders = {"challenger": challenger, "rival": rival}
+    before = ledger(driver, market, arbitrated, **holders)
     tx = market.finalizeRound(arbitrated, 0, {"from": outsider})
-    assert tx.timestamp == challenged.timestamp + CHALLENGE_DURATION
-    assert events(tx, "ChallengeResolved") == [
-        {"taskId": arbitrated, "round": 0, "upheld": False, "payout": BOND}
-    ]
-    # validator 2 dissented: finalization slashes it into the escrow as for any round
-    assert moved(before, ledger(driver, market, arbitrated, challenger=challenger)) == {
-        "challengeBonds": -BOND,
-        "totalCredits": BOND,
-        "credit:challenger": BOND,
-        "taskHoldings": -BOND,
+    assert tx.timestamp == end
+    assert events(tx, "ChallengesDismissed") == [{"taskId": arbitrated, "round": 0, "challenges": 2}]
+    assert events(tx, "ChallengeResolved") == []
+    # validator 2 dissented: finalization slashes it into the escrow as for any round; the challenge bonds
+    # stay in challengeBonds until withdrawn
+    assert moved(before, ledger(driver, market, arbitrated, **holders)) == {
         "reserved": -ROUND_BUDGET,
         "unclaimed": ROUND_BUDGET,
         "pendingRounds": -1,
@@ -678,23 +888,12 @@ def test_finalize_at_arbitration_end_dismisses_the_challenge_without_cost(
 
 
 def test_finalize_after_timeout_finalizes_the_round(driver, market, outsider, arbitrated, challenged):
-    driver.sleep_until(challenged.timestamp + CHALLENGE_DURATION)
+    driver.sleep_until(arbitration_end(driver, arbitrated, 0))
     tx = market.finalizeRound(arbitrated, 0, {"from": outsider})
     assert events(tx, "RoundFinalized") == [{"taskId": arbitrated, "round": 0, "rewardTotal": ROUND_BUDGET}]
     r = driver.round(arbitrated, 0)
-    assert (r["status"], r["finalizedAt"], r["challenger"]) == (FINALIZED, tx.timestamp, ZERO_ADDRESS)
+    assert (r["status"], r["finalizedAt"], r["outcome"]) == (FINALIZED, tx.timestamp, DISMISSED)
     assert driver.task(arbitrated)["status"] == TASK_ACTIVE
-
-
-def test_challenger_withdraws_the_bond_after_timeout_dismissal(
-    driver, market, outsider, arbitrated, challenged, challenger
-):
-    driver.sleep_until(challenged.timestamp + CHALLENGE_DURATION)
-    market.finalizeRound(arbitrated, 0, {"from": outsider})
-    before = challenger.balance()
-    market.withdrawCredit({"from": challenger})
-    assert challenger.balance() - before == BOND
-    assert market.totalCredits() == 0
 
 
 # ---------------------------------------------------------------- pipelined rounds
@@ -702,7 +901,7 @@ def test_challenger_withdraws_the_bond_after_timeout_dismissal(
 
 def test_upheld_challenge_voids_the_pipelined_later_round(driver, market, arbiter, arbitrated, challenger):
     pipelined(driver, market, arbitrated, challenger)
-    tx = market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+    tx = market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
     assert events(tx, "RoundVoided") == [
         {"taskId": arbitrated, "round": 0},
         {"taskId": arbitrated, "round": 1},
@@ -717,17 +916,17 @@ def test_upheld_challenge_returns_both_pipelined_rewards_to_escrow(
     pipelined(driver, market, arbitrated, challenger)
     before = ledger(driver, market, arbitrated, challenger=challenger)
     assert (before["reserved"], before["pendingRounds"]) == (2 * ROUND_BUDGET, 2)
-    market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
-    payout = BOND + 2 * VALIDATOR_BOND
+    market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
     assert moved(before, ledger(driver, market, arbitrated, challenger=challenger)) == {
         "challengeBonds": -BOND,
-        "bonds": -2 * VALIDATOR_BOND,
+        "bonds": -SLASHED,
+        "burned": BURNED,
         "reserved": -2 * ROUND_BUDGET,
         "escrow": 2 * ROUND_BUDGET,
         "pendingRounds": -2,
-        "taskHoldings": -payout,
-        "totalCredits": payout,
-        "credit:challenger": payout,
+        "taskHoldings": -PAYOUT,
+        "totalCredits": PAYOUT,
+        "credit:challenger": PAYOUT,
     }
     assert driver.task(arbitrated)["escrow"] == DEFAULT_BUDGET
     assert_solvent(market, [arbitrated])
@@ -737,7 +936,7 @@ def test_pipelined_halt_slashes_validators_once_for_the_challenged_round(
     driver, market, arbiter, validators, arbitrated, challenger
 ):
     pipelined(driver, market, arbitrated, challenger)
-    tx = market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+    tx = market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
     assert [(e["round"], e["validator"]) for e in events(tx, "ValidatorSlashed")] == [
         (0, validators[0]),
         (0, validators[1]),
@@ -749,7 +948,7 @@ def test_pipelined_halt_frees_every_stake_and_bond(
     driver, market, owner, arbiter, validators, contributors, arbitrated, challenger
 ):
     pipelined(driver, market, arbitrated, challenger)
-    market.resolveChallenge(arbitrated, 0, True, {"from": arbiter})
+    market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
     for contributor in contributors:
         before = contributor.balance()
         market.leave(arbitrated, {"from": contributor})
@@ -759,7 +958,7 @@ def test_pipelined_halt_frees_every_stake_and_bond(
     before = owner.balance()
     market.withdrawRefund(arbitrated, {"from": owner})
     assert owner.balance() - before == DEFAULT_BUDGET
-    assert market.balance() == 0
+    assert market.balance() == driver.task(arbitrated)["burned"] == BURNED
 
 
 def test_upheld_challenge_of_later_round_leaves_earlier_accepted_round_payable(
@@ -768,7 +967,7 @@ def test_upheld_challenge_of_later_round_leaves_earlier_accepted_round_payable(
     accept_round(driver, arbitrated, 0)
     accept_round(driver, arbitrated, 1)
     challenge_round(market, arbitrated, 1, challenger)
-    tx = market.resolveChallenge(arbitrated, 1, True, {"from": arbiter})
+    tx = market.resolveChallenge(arbitrated, 1, challenger, {"from": arbiter})
     assert events(tx, "RoundVoided") == [{"taskId": arbitrated, "round": 1}]
     assert events(tx, "TaskHalted") == [{"taskId": arbitrated, "fromRound": 1}]
     task = driver.task(arbitrated)

@@ -15,6 +15,7 @@ from conftest import (
     OPEN,
     TASK_HALTED,
     VOIDED,
+    ZERO_ADDRESS,
     RoundResult,
     make_proposal,
     next_block_at,
@@ -32,7 +33,8 @@ ROUND_BUDGET = DEFAULT_BUDGET // DEFAULT_PARAMS["numRounds"]
 SHARE = ROUND_BUDGET // 4  # what driver.accept gives each of the four contributors
 FIFTH = ROUND_BUDGET // 5  # each leaf of a five-leaf tree
 EVIDENCE_CID = "bafkreievidence"
-BUCKETS = ("escrow", "reserved", "unclaimed", "stakes", "bonds", "challengeBonds")
+CREDIT = CHALLENGE_BOND + BOND  # an upheld challenge's payout when two proposers lose their whole bonds
+BUCKETS = ("escrow", "reserved", "unclaimed", "stakes", "bonds", "challengeBonds", "burned")
 # OpenZeppelin's ReentrancyGuard error, as the re-entrant call's revert data.
 REENTRANT_CALL = "0x" + keccak(text="ReentrancyGuardReentrantCall()")[:4].hex()
 
@@ -109,7 +111,7 @@ def settle(driver, task_id, result: RoundResult, round_=0, updates=None) -> None
 def finalize_after_challenge(driver, task_id, round_=0):
     """Let the challenge window and the arbitration window pass without a ruling, then finalize."""
     r = driver.round(task_id, round_)
-    driver.sleep_until(max(r["acceptedAt"], r["challengedAt"]) + CHALLENGE_DURATION)
+    driver.sleep_until(r["acceptedAt"] + 2 * CHALLENGE_DURATION)
     return driver.market.finalizeRound(task_id, round_, {"from": driver.owner})
 
 
@@ -288,11 +290,11 @@ def test_claim_of_failed_round_reverts_wrong_round_status(driver, market, contri
 
 
 def test_claim_of_voided_round_reverts_wrong_round_status(
-    driver, market, owner, contributors, outsider, task_id
+    driver, market, arbiter, owner, contributors, outsider, task_id
 ):
     result = driver.accept(task_id, 0)
     challenge_round(market, task_id, outsider)
-    market.resolveChallenge(task_id, 0, True, {"from": owner})
+    market.resolveChallenge(task_id, 0, outsider, {"from": arbiter})
     assert driver.round(task_id, 0)["status"] == VOIDED
     with reverts_with("WrongRoundStatus", VOIDED):
         claim_leaf(market, task_id, 0, result, 0, contributors[0])
@@ -377,7 +379,7 @@ def test_claim_of_leaf_above_reward_total_reverts_exceeds_round_rewards(
 
 
 def test_claim_of_finalized_round_pays_after_later_round_is_voided(
-    driver, market, owner, contributors, outsider
+    driver, market, arbiter, owner, contributors, outsider
 ):
     # A commit phase longer than the challenge window keeps round 1 open while round 0 finalizes.
     task_id = driver.create_task(commitDuration=2 * CHALLENGE_DURATION)
@@ -387,7 +389,7 @@ def test_claim_of_finalized_round_pays_after_later_round_is_voided(
     driver.finalize(task_id, 0)
     driver.accept(task_id, 1)
     challenge_round(market, task_id, outsider, round_=1)
-    market.resolveChallenge(task_id, 1, True, {"from": owner})
+    market.resolveChallenge(task_id, 1, outsider, {"from": arbiter})
     assert driver.task(task_id)["status"] == TASK_HALTED
     assert (driver.round(task_id, 0)["status"], driver.round(task_id, 1)["status"]) == (FINALIZED, VOIDED)
     balance = contributors[3].balance()
@@ -429,19 +431,62 @@ def test_slash_above_stake_takes_whole_stake_and_no_more(
     assert_solvent(market)
 
 
+def test_slash_to_zero_takes_the_slot(driver, market, contributors, outsider, task_id, slashing):
+    slash_leaf(market, task_id, 0, slashing, 1, outsider)
+    assert tuple(market.contributorInfo(task_id, contributors[1])) == (False, 1, 0, 0)
+    assert driver.task(task_id)["activeContributors"] == 3
+    with reverts_with("NotJoined"):
+        market.leave(task_id, {"from": contributors[1]})
+
+
+def test_slash_to_zero_contributor_can_join_again(driver, market, contributors, outsider, task_id, slashing):
+    slash_leaf(market, task_id, 0, slashing, 1, outsider)
+    market.join(task_id, {"from": contributors[1], "value": STAKE})
+    assert tuple(market.contributorInfo(task_id, contributors[1])) == (True, 1, 0, STAKE)
+    assert driver.task(task_id)["activeContributors"] == 4
+
+
+def test_partial_slash_keeps_the_slot(driver, market, contributors, outsider, task_id, slashing):
+    slash_leaf(market, task_id, 0, slashing, 0, outsider)
+    assert market.contributorInfo(task_id, contributors[0])[0] is True
+    assert driver.task(task_id)["activeContributors"] == 4
+
+
 def test_slash_of_account_without_stake_moves_nothing(driver, market, outsider, task_id, slashing):
     before = buckets(driver, task_id)
     tx = slash_leaf(market, task_id, 0, slashing, 2, outsider)
     assert tx.events["ContributorSlashed"]["amount"] == 0
     assert buckets(driver, task_id) == before
     assert market.isSlashed(task_id, 0, 2)
+    assert tuple(market.contributorInfo(task_id, outsider)) == (False, 0, 0, 0)
+    assert driver.task(task_id)["activeContributors"] == 4
 
 
-def test_second_slash_reverts_already_slashed(driver, market, outsider, task_id, slashing):
+@pytest.mark.parametrize("second", ["same sender", "other validator"])
+def test_second_slash_of_a_leaf_is_a_no_op(
+    driver, market, contributors, validators, outsider, task_id, slashing, second
+):
+    """Validators racing to apply the same leaf: the later transactions succeed and change nothing."""
+    slash_leaf(market, task_id, 0, slashing, 0, validators[0])
+    before, held = buckets(driver, task_id), market.balance()
+    info = tuple(market.contributorInfo(task_id, contributors[0]))
+    sender = validators[0] if second == "same sender" else validators[1]
+    tx = slash_leaf(market, task_id, 0, slashing, 0, sender)
+    assert tx.status == 1
+    assert "ContributorSlashed" not in tx.events
+    assert buckets(driver, task_id) == before
+    assert market.balance() == held
+    assert tuple(market.contributorInfo(task_id, contributors[0])) == info == (True, 1, 0, STAKE - STAKE // 4)
+
+
+def test_second_slash_is_a_no_op_even_with_a_bad_proof(
+    driver, market, contributors, outsider, task_id, slashing
+):
+    """An applied leaf is not checked again: the no-op costs no proof verification."""
     slash_leaf(market, task_id, 0, slashing, 0, outsider)
     before = buckets(driver, task_id)
-    with reverts_with("AlreadySlashed"):
-        slash_leaf(market, task_id, 0, slashing, 0, outsider)
+    tx = market.slashContributor(task_id, 0, 0, contributors[0], 1, [], {"from": outsider})
+    assert "ContributorSlashed" not in tx.events
     assert buckets(driver, task_id) == before
 
 
@@ -484,13 +529,13 @@ def test_slash_of_accepted_round_reverts_wrong_round_status(driver, market, cont
 
 
 def test_slash_of_voided_round_reverts_wrong_round_status(
-    driver, market, owner, contributors, outsider, task_id
+    driver, market, arbiter, owner, contributors, outsider, task_id
 ):
     result = make_proposal([(c, SHARE) for c in contributors], [(contributors[0], STAKE)])
     driver.submit(task_id, 0)
     driver.propose(task_id, 0, result)
     challenge_round(market, task_id, outsider)
-    market.resolveChallenge(task_id, 0, True, {"from": owner})
+    market.resolveChallenge(task_id, 0, outsider, {"from": arbiter})
     with reverts_with("WrongRoundStatus", VOIDED):
         slash_leaf(market, task_id, 0, result, 0, outsider)
 
@@ -532,17 +577,15 @@ def test_slashed_contributor_leave_refunds_what_is_left(
     assert_solvent(market)
 
 
-def test_wholly_slashed_contributor_leave_refunds_nothing(
+def test_wholly_slashed_contributor_has_nothing_to_leave_with(
     driver, market, contributors, outsider, task_id, slashing
 ):
     slash_leaf(market, task_id, 0, slashing, 1, outsider)
     driver.sleep_until(driver.round(task_id, 0)["finalizedAt"] + CHALLENGE_DURATION + 1)
-    before, balance = buckets(driver, task_id), contributors[1].balance()
-    tx = market.leave(task_id, {"from": contributors[1]})
-    assert contributors[1].balance() == balance
-    assert tx.events["ContributorLeft"]["refund"] == 0
+    before = buckets(driver, task_id)
+    with reverts_with("NotJoined"):
+        market.leave(task_id, {"from": contributors[1]})
     assert buckets(driver, task_id) == before
-    assert market.contributorInfo(task_id, contributors[1])[0] is False
 
 
 def test_slashed_wei_reach_owner_refund(driver, market, owner, outsider, task_id, slashing):
@@ -561,26 +604,42 @@ def test_slashed_wei_reach_owner_refund(driver, market, owner, outsider, task_id
 # ------------------------------------------------------------------------------------------- withdrawCredit
 
 
-def test_withdraw_credit_pays_dismissed_challenge_bond(driver, market, outsider, task_id):
+def test_dismissed_challenge_bond_is_withdrawn_not_credited(driver, market, outsider, task_id):
     driver.accept(task_id, 0)
     challenge_round(market, task_id, outsider)
     finalize_after_challenge(driver, task_id)
-    assert market.credits(outsider) == CHALLENGE_BOND == market.totalCredits()
+    assert (market.credits(outsider), market.totalCredits()) == (0, 0)
     before, balance, held = buckets(driver, task_id), outsider.balance(), market.balance()
-    tx = market.withdrawCredit({"from": outsider})
+    tx = market.withdrawChallengeBond(task_id, 0, {"from": outsider})
     assert outsider.balance() - balance == CHALLENGE_BOND
     assert held - market.balance() == CHALLENGE_BOND
-    assert (market.credits(outsider), market.totalCredits()) == (0, 0)
-    assert buckets(driver, task_id) == before
-    assert dict(tx.events["CreditWithdrawn"]) == {"account": outsider, "amount": CHALLENGE_BOND}
+    assert moved(before, buckets(driver, task_id)) == {"challengeBonds": -CHALLENGE_BOND}
+    assert dict(tx.events["ChallengeBondReturned"]) == {
+        "taskId": task_id,
+        "round": 0,
+        "challenger": outsider,
+        "amount": CHALLENGE_BOND,
+    }
     assert_solvent(market)
 
 
-def test_withdraw_credit_pays_upheld_challenge_payout(driver, market, owner, outsider, task_id):
+def test_withdraw_credit_pays_forfeit_bounty(driver, market, contributors, outsider, task_id):
+    updates = driver.updates(0)
+    driver.commit(task_id, 0, updates)
+    driver.sleep_until(driver.round(task_id, 0)["revealEnd"])
+    market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": outsider})
+    balance = outsider.balance()
+    tx = market.withdrawCredit({"from": outsider})
+    assert outsider.balance() - balance == STAKE // 10
+    assert dict(tx.events["CreditWithdrawn"]) == {"account": outsider, "amount": STAKE // 10}
+    assert_solvent(market)
+
+
+def test_withdraw_credit_pays_upheld_challenge_payout(driver, market, arbiter, owner, outsider, task_id):
     driver.accept(task_id, 0)
     challenge_round(market, task_id, outsider)
-    market.resolveChallenge(task_id, 0, True, {"from": owner})
-    payout = CHALLENGE_BOND + 2 * BOND  # the bond back plus the bonds of the two proposers
+    market.resolveChallenge(task_id, 0, outsider, {"from": arbiter})
+    payout = CHALLENGE_BOND + BOND  # the bond back plus half the bonds of the two proposers
     assert market.credits(outsider) == payout == market.totalCredits()
     balance = outsider.balance()
     tx = market.withdrawCredit({"from": outsider})
@@ -595,30 +654,31 @@ def test_withdraw_credit_without_credit_reverts_nothing_to_withdraw(market, outs
         market.withdrawCredit({"from": outsider})
 
 
-def test_withdraw_credit_twice_reverts_nothing_to_withdraw(driver, market, owner, outsider, task_id):
+def test_withdraw_credit_twice_reverts_nothing_to_withdraw(driver, market, arbiter, owner, outsider, task_id):
     driver.accept(task_id, 0)
     challenge_round(market, task_id, outsider)
-    market.resolveChallenge(task_id, 0, True, {"from": owner})
+    market.resolveChallenge(task_id, 0, outsider, {"from": arbiter})
     market.withdrawCredit({"from": outsider})
     with reverts_with("NothingToWithdraw"):
         market.withdrawCredit({"from": outsider})
 
 
-def test_rejected_challenge_leaves_no_credit(driver, market, owner, outsider, task_id):
+def test_rejected_challenge_leaves_no_credit(driver, market, arbiter, owner, outsider, task_id):
     driver.accept(task_id, 0)
     challenge_round(market, task_id, outsider)
-    market.resolveChallenge(task_id, 0, False, {"from": owner})
+    driver.sleep_until(driver.round(task_id, 0)["acceptedAt"] + CHALLENGE_DURATION)
+    market.resolveChallenge(task_id, 0, ZERO_ADDRESS, {"from": arbiter})
     assert market.credits(outsider) == 0
     with reverts_with("NothingToWithdraw"):
         market.withdrawCredit({"from": outsider})
 
 
 def test_withdraw_credit_by_other_account_leaves_credit_in_place(
-    driver, market, owner, contributors, outsider, task_id
+    driver, market, arbiter, owner, contributors, outsider, task_id
 ):
     driver.accept(task_id, 0)
     challenge_round(market, task_id, outsider)
-    market.resolveChallenge(task_id, 0, True, {"from": owner})
+    market.resolveChallenge(task_id, 0, outsider, {"from": arbiter})
     credit = market.credits(outsider)
     for account in (owner, contributors[0]):
         with reverts_with("NothingToWithdraw"):
@@ -698,12 +758,12 @@ def test_reentrant_leave_fails_and_outer_leave_refunds_once(driver, market, outs
 
 
 @pytest.fixture
-def credited_claimer(driver, market, outsider, claimer, task_id):
-    """The ReentrantClaimer holding a credit of one challenge bond (its challenge dismissed at finalize)."""
+def credited_claimer(driver, market, arbiter, outsider, claimer, task_id):
+    """The ReentrantClaimer credited CREDIT: its challenge upheld, its bond back plus half of two bonds."""
     driver.accept(task_id, 0)
     claimer.challenge(task_id, 0, EVIDENCE_CID, {"from": outsider, "value": CHALLENGE_BOND})
-    finalize_after_challenge(driver, task_id)
-    assert market.credits(claimer) == CHALLENGE_BOND
+    market.resolveChallenge(task_id, 0, claimer, {"from": arbiter})
+    assert market.credits(claimer) == CREDIT
     return claimer
 
 
@@ -711,9 +771,9 @@ def test_reentrant_withdraw_credit_with_bubbling_reverts_whole_withdrawal(market
     claimer = credited_claimer
     claimer.armWithdrawCredit(True, {"from": outsider})
     held, total = market.balance(), market.totalCredits()
-    with reverts_with("TransferFailed", claimer.address, CHALLENGE_BOND):
+    with reverts_with("TransferFailed", claimer.address, CREDIT):
         claimer.withdrawCredit({"from": outsider})
-    assert (market.credits(claimer), market.totalCredits(), market.balance()) == (CHALLENGE_BOND, total, held)
+    assert (market.credits(claimer), market.totalCredits(), market.balance()) == (CREDIT, total, held)
     assert claimer.balance() == 0
 
 
@@ -725,9 +785,9 @@ def test_reentrant_withdraw_credit_fails_and_outer_pays_once(market, outsider, c
     assert (claimer.receipts(), claimer.reentryAttempts()) == (1, 1)
     assert claimer.reentrySucceeded() is False
     assert claimer.reentryError() == REENTRANT_CALL
-    assert claimer.balance() == CHALLENGE_BOND
-    assert held - market.balance() == CHALLENGE_BOND
-    assert (market.credits(claimer), market.totalCredits()) == (0, total - CHALLENGE_BOND)
+    assert claimer.balance() == CREDIT
+    assert held - market.balance() == CREDIT
+    assert (market.credits(claimer), market.totalCredits()) == (0, total - CREDIT)
     assert len(tx.events["CreditWithdrawn"]) == 1
     assert_solvent(market)
 

@@ -72,6 +72,15 @@ def new_task(driver, joined, **params):
     return task_id
 
 
+def reveal_alone(driver, task_id, round_, contributor) -> Update:
+    """contributor commits and reveals in round_, nobody else commits; returns its update."""
+    update = driver.updates(round_, [contributor])[0]
+    driver.commit(task_id, round_, [update])
+    end_commit_phase(driver, task_id, round_)
+    driver.reveal(task_id, round_, [update])
+    return update
+
+
 def fail_round_with_no_reveals(driver, market, task_id, round_):
     """Let round_ run out of reveals and fail it (too few reveals) in its validation phase."""
     driver.sleep_until(driver.round(task_id, round_)["revealEnd"])
@@ -231,7 +240,8 @@ def test_leave_after_slash_window_refunds_stake(driver, market, contributors, ta
 
 
 def test_leave_after_failed_round_refunds_stake(driver, market, contributors, task_id):
-    driver.commit(task_id, 0, driver.updates(0, contributors[:1]))
+    """It revealed, but one reveal is below minContributors: the round fails and the stake is free."""
+    reveal_alone(driver, task_id, 0, contributors[0])
     fail_round_with_no_reveals(driver, market, task_id, 0)
     before = contributors[0].balance()
     market.leave(task_id, {"from": contributors[0]})
@@ -256,8 +266,7 @@ def test_leave_is_locked_by_earlier_accepted_round_after_later_round_fails(
     and to round 1, which fails. Round 0 is still unsettled, so leaving must be refused.
     """
     driver.accept(task_id, 0)
-    driver.commit(task_id, 1, driver.updates(1, contributors[:1]))
-    end_commit_phase(driver, task_id, 1)
+    reveal_alone(driver, task_id, 1, contributors[0])
     fail_round_with_no_reveals(driver, market, task_id, 1)
     assert driver.round(task_id, 0)["status"] == ACCEPTED
     with reverts_with("StakeLocked", 0):
@@ -276,8 +285,11 @@ def test_leave_is_locked_by_accepted_round_before_a_voided_one(
     driver.commit(task_id, 2, driver.updates(2, contributors[:1]))  # the stake now points at round 1
     bond = driver.params(task_id)["challengeBond"]
     market.challenge(task_id, 1, "bafkreievidence", {"from": outsider, "value": bond})
-    market.resolveChallenge(task_id, 1, True, {"from": arbiter})
+    market.resolveChallenge(task_id, 1, outsider, {"from": arbiter})
     assert (driver.round(task_id, 0)["status"], driver.round(task_id, 1)["status"]) == (ACCEPTED, VOIDED)
+    # The halt came before round 2's reveal end: its unopened commitment forfeits nothing.
+    with reverts_with("NothingToForfeit"):
+        market.forfeitUnrevealed(task_id, 2, contributors[0], {"from": outsider})
     with reverts_with("StakeLocked", 0):
         market.leave(task_id, {"from": contributors[0]})
     driver.finalize(task_id, 0)
@@ -623,3 +635,209 @@ def test_phase_is_closed_after_last_round(driver, market):
     driver.open_commit(task_id)
     driver.accept(task_id, 0)
     assert market.phase(task_id) == CLOSED
+
+
+# ------------------------------------------------------------------------------------------ forfeitUnrevealed
+
+BOUNTY = STAKE // 10  # FORFEIT_BOUNTY_DIVISOR = 10
+FORFEITED = "0x" + "00" * 31 + "02"
+
+
+def assert_solvent(market, task_id) -> None:
+    assert market.balance() == market.taskHoldings(task_id) + market.totalCredits()
+
+
+@pytest.fixture
+def unopened(driver, task_id):
+    """Round 0: all four commit, contributors 1-3 reveal, contributor 0 never does; the reveal phase is over
+    (round 0 is in validation). Returns contributor 0's update."""
+    updates = driver.updates(0)
+    driver.commit(task_id, 0, updates)
+    driver.reveal(task_id, 0, updates[1:])
+    driver.sleep_until(driver.round(task_id, 0)["revealEnd"])
+    return updates[0]
+
+
+def test_forfeit_constants(market):
+    assert market.FORFEIT_BOUNTY_DIVISOR() == 10
+
+
+def test_forfeit_before_reveal_end_reverts_nothing_to_forfeit(
+    driver, market, contributors, outsider, task_id
+):
+    updates = driver.updates(0)
+    driver.commit(task_id, 0, updates)
+    driver.reveal(task_id, 0, updates[1:])
+    next_block_at(driver.round(task_id, 0)["revealEnd"] - 1)
+    with reverts_with("NothingToForfeit"):
+        market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": outsider})
+
+
+def test_forfeit_at_reveal_end_takes_the_whole_stake(driver, market, contributors, outsider, task_id):
+    updates = driver.updates(0)
+    driver.commit(task_id, 0, updates)
+    driver.reveal(task_id, 0, updates[1:])
+    reveal_end = driver.round(task_id, 0)["revealEnd"]
+    next_block_at(reveal_end)
+    before = driver.task(task_id)
+    tx = market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": outsider})
+    assert tx.timestamp == reveal_end
+    after = driver.task(task_id)
+    assert after["stakes"] - before["stakes"] == -STAKE
+    assert after["burned"] - before["burned"] == STAKE - BOUNTY
+    assert after["activeContributors"] == before["activeContributors"] - 1
+    assert (market.credits(outsider), market.totalCredits()) == (BOUNTY, BOUNTY)
+    assert tuple(market.contributorInfo(task_id, contributors[0])) == (False, 1, 0, 0)
+    assert market.commitmentOf(task_id, 0, contributors[0]) == FORFEITED
+    assert dict(tx.events["CommitmentForfeited"]) == {
+        "taskId": task_id,
+        "round": 0,
+        "contributor": contributors[0],
+        "amount": STAKE,
+        "caller": outsider,
+        "bounty": BOUNTY,
+    }
+    assert_solvent(market, task_id)
+
+
+@pytest.mark.parametrize("role", ["validator", "contributor", "owner", "self"])
+def test_anyone_may_forfeit_and_earns_the_bounty(
+    market, owner, validators, contributors, task_id, unopened, role
+):
+    caller = {
+        "validator": validators[2],
+        "contributor": contributors[1],
+        "owner": owner,
+        "self": contributors[0],
+    }[role]
+    tx = market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": caller})
+    assert tx.events["CommitmentForfeited"]["caller"] == caller
+    assert market.credits(caller) == BOUNTY
+    before = caller.balance()
+    market.withdrawCredit({"from": caller})
+    assert caller.balance() - before == BOUNTY
+
+
+def test_forfeit_twice_reverts_nothing_to_forfeit(market, contributors, outsider, task_id, unopened):
+    market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": outsider})
+    with reverts_with("NothingToForfeit"):
+        market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": outsider})
+
+
+def test_forfeit_of_a_revealed_commitment_reverts_nothing_to_forfeit(
+    market, contributors, outsider, task_id, unopened
+):
+    with reverts_with("NothingToForfeit"):
+        market.forfeitUnrevealed(task_id, 0, contributors[1], {"from": outsider})
+
+
+def test_forfeit_without_commitment_reverts_nothing_to_forfeit(
+    market, contributors, outsider, task_id, unopened
+):
+    with reverts_with("NothingToForfeit"):
+        market.forfeitUnrevealed(task_id, 1, contributors[0], {"from": outsider})
+    with reverts_with("NothingToForfeit"):
+        market.forfeitUnrevealed(task_id, 0, outsider, {"from": outsider})
+
+
+def test_forfeit_after_the_round_failed(driver, market, contributors, outsider, task_id):
+    updates = driver.updates(0)
+    driver.commit(task_id, 0, updates)
+    end_commit_phase(driver, task_id)
+    fail_round_with_no_reveals(driver, market, task_id, 0)
+    for contributor in contributors:
+        market.forfeitUnrevealed(task_id, 0, contributor, {"from": outsider})
+    task = driver.task(task_id)
+    assert (task["stakes"], task["activeContributors"], task["burned"]) == (0, 0, 4 * (STAKE - BOUNTY))
+    assert market.credits(outsider) == 4 * BOUNTY
+    assert_solvent(market, task_id)
+
+
+def test_forfeit_after_completion_of_the_last_round(driver, market, contributors, outsider):
+    task_id = new_task(driver, contributors, numRounds=1)
+    updates = driver.updates(0)
+    driver.commit(task_id, 0, updates)
+    driver.reveal(task_id, 0, updates[1:])
+    driver.sleep_until(driver.round(task_id, 0)["revealEnd"])
+    each = driver.task(task_id)["roundBudget"] // 3
+    driver.propose(task_id, 0, make_proposal([(u.contributor, each) for u in updates[1:]]))
+    assert driver.task(task_id)["closedAt"] > 0  # completed
+    market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": outsider})
+    assert market.credits(outsider) == BOUNTY
+
+
+def test_cancel_before_reveal_end_forfeits_nobody(driver, market, owner, contributors, outsider, task_id):
+    updates = driver.updates(0)
+    driver.commit(task_id, 0, updates)  # the reveal phase is open, nobody revealed yet
+    market.cancelTask(task_id, {"from": owner})
+    driver.sleep_until(driver.round(task_id, 0)["revealEnd"] + 1)
+    with reverts_with("NothingToForfeit"):
+        market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": outsider})
+    before = contributors[0].balance()
+    tx = market.leave(task_id, {"from": contributors[0]})
+    assert contributors[0].balance() - before == STAKE
+    assert "CommitmentForfeited" not in tx.events
+
+
+def test_cancel_after_reveal_end_without_reveals_still_forfeits(
+    driver, market, owner, contributors, outsider, task_id
+):
+    updates = driver.updates(0)
+    driver.commit(task_id, 0, updates)
+    driver.sleep_until(driver.round(task_id, 0)["revealEnd"])
+    market.cancelTask(task_id, {"from": owner})  # no reveals: allowed
+    market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": outsider})
+    assert market.credits(outsider) == BOUNTY
+
+
+def test_commit_while_previous_commitment_unopened_reverts(driver, market, contributors, task_id, unopened):
+    each = driver.task(task_id)["roundBudget"] // 3
+    driver.propose(task_id, 0, make_proposal([(c, each) for c in contributors[1:]]))
+    assert market.phase(task_id) == COMMIT
+    update = driver.updates(1, contributors[:1])[0]
+    with reverts_with("UnopenedCommitment", 0):
+        market.commit(task_id, 1, commitment_of(update, task_id, 1), {"from": contributors[0]})
+
+
+def test_forfeited_contributor_must_join_again_to_commit(
+    driver, market, contributors, outsider, task_id, unopened
+):
+    each = driver.task(task_id)["roundBudget"] // 3
+    driver.propose(task_id, 0, make_proposal([(c, each) for c in contributors[1:]]))
+    market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": outsider})
+    update = driver.updates(1, contributors[:1])[0]
+    with reverts_with("NotJoined"):
+        market.commit(task_id, 1, commitment_of(update, task_id, 1), {"from": contributors[0]})
+    market.join(task_id, {"from": contributors[0], "value": STAKE})
+    market.commit(task_id, 1, commitment_of(update, task_id, 1), {"from": contributors[0]})
+    # Round 0 is accepted, not settled: the new stake stays locked until it is (lockedRound = 1 + 0).
+    assert tuple(market.contributorInfo(task_id, contributors[0])) == (True, 2, 1, STAKE)
+
+
+def test_leave_with_unopened_commitment_forfeits_the_stake(driver, market, contributors, task_id, unopened):
+    leaver = contributors[0]
+    before = leaver.balance()
+    tx = market.leave(task_id, {"from": leaver})
+    assert leaver.balance() == before  # nothing sent back
+    assert "ContributorLeft" not in tx.events
+    assert dict(tx.events["CommitmentForfeited"]) == {
+        "taskId": task_id,
+        "round": 0,
+        "contributor": leaver,
+        "amount": STAKE,
+        "caller": leaver,
+        "bounty": BOUNTY,
+    }
+    assert market.credits(leaver) == BOUNTY  # the leaver keeps only the bounty: it loses 90% of its stake
+    assert tuple(market.contributorInfo(task_id, leaver)) == (False, 1, 0, 0)
+    with reverts_with("NotJoined"):
+        market.leave(task_id, {"from": leaver})
+    assert_solvent(market, task_id)
+
+
+def test_leave_before_reveal_end_with_unopened_commitment_reverts_stake_locked(
+    driver, market, contributors, task_id
+):
+    driver.commit(task_id, 0, driver.updates(0))
+    with reverts_with("StakeLocked", 0):
+        market.leave(task_id, {"from": contributors[0]})

@@ -83,8 +83,9 @@ def test_post_task_puts_the_spec_digest_on_chain(market, owner, store, posted):
     spec = parse_spec_bytes(fetch_verified(store, created["specCid"], digest, max_size=MAX_FILE))
     assert digest == spec_digest(spec)
     assert spec.model_copy(update={"initial_model": None}) == SPEC
-    # The contract stores the zero arbiter of the spec as the owner.
-    expected = task_params(spec, digest) | {"specDigest": "0x" + digest.hex(), "arbiter": str(owner)}
+    # The contract stores the spec's terms as they are, its arbiter (neither owner nor validator) included.
+    expected = task_params(spec, digest) | {"specDigest": "0x" + digest.hex()}
+    assert expected["arbiter"] not in (str(owner), *SPEC.validators.addresses)
     assert task["params"].dict() == expected
     assert (task["owner"], task["escrow"], created["budget"]) == (owner, BUDGET, BUDGET)
     assert list(market.validatorsOf(posted)) == SPEC.validators.addresses
@@ -164,6 +165,7 @@ def test_status_of_a_posted_task(market, posted, capsys):
             "stakes": 0,
             "bonds": 0,
             "challenge_bonds": 0,
+            "burned": 0,
         },
         "rounds": [
             dict(round=0, status="open", commits=0, reveals=0, reward_total=0, reward_claimed=0),

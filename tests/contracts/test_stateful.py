@@ -9,7 +9,8 @@ to the second (``chain.sleep`` follows the wall clock and could not). After ever
 read compares the contract with the model:
 
 - the market's balance is the sum of every task's holdings plus ``totalCredits``, and a task's holdings are
-  its six buckets (escrow, reserved, unclaimed, stakes, bonds, challenge bonds), each equal to the model's;
+  its seven buckets (escrow, reserved, unclaimed, stakes, bonds, challenge bonds, burned), each equal to the
+  model's;
 - a task's ``stakes`` is the sum of its contributors' stakes and ``bonds`` the sum of its validators' bonds;
 - ``isClaimed`` / ``isSlashed`` agree with the leaves the model paid (a second claim is tried after every
   claim and must revert ``AlreadyClaimed``);
@@ -18,7 +19,9 @@ read compares the contract with the model:
   balance moves only by the wei it sent and the wei a rule paid it.
 
 A leave is modelled on ``leave``'s NatSpec: it succeeds only when every round the contributor committed to
-is settled (failed, voided, never to be validated, or finalized with its slash window over).
+is settled (failed, voided, never to be validated, or finalized with its slash window over), except that a
+last commitment left unopened after its reveal phase forfeits the stake instead (as a commit after it is
+refused). The model does not call forfeitUnrevealed or withdrawChallengeBond itself.
 
 Most rules pick arguments that are usually valid in the model's state, but any of them may be out of phase
 and some are deliberately wrong. ``rule_progress*`` (one autopilot listed six times, to weigh about a
@@ -48,17 +51,21 @@ from conftest import (
     ACCEPTED,
     CLOSED,
     COMMIT,
+    DISMISSED,
     EXPIRED,
     FAILED,
     FINALIZED,
     JOIN,
+    NO_OUTCOME,
     OPEN,
     PARAM_FIELDS,
+    REJECTED,
     REVEAL,
     TASK_ACTIVE,
     TASK_CANCELLED,
     TASK_COMPLETED,
     TASK_HALTED,
+    UPHELD,
     VALIDATE,
     VOIDED,
     ZERO_ADDRESS,
@@ -127,8 +134,10 @@ class RoundModel:
     accepted_key: tuple | None = None
     reward_total: int = 0
     reward_claimed: int = 0
-    challenger: str = ZERO_ADDRESS
-    challenged_at: int = 0
+    challengers: dict[str, str] = field(default_factory=dict)  # account -> "open" or "settled"
+    challenges: int = 0
+    outcome: int = NO_OUTCOME
+    forfeited: set[str] = field(default_factory=set)
     updates: dict[str, Update] = field(default_factory=dict)  # committed, by contributor
     revealed: set[str] = field(default_factory=set)
     proposals: dict[str, tuple] = field(default_factory=dict)  # validator -> proposal key
@@ -159,6 +168,8 @@ class TaskModel:
     stakes: int = 0
     bonds: int = 0
     challenge_bonds: int = 0
+    burned: int = 0
+    closed_at: int = 0
     bonded: dict[str, bool] = field(default_factory=dict)
     bond: dict[str, int] = field(default_factory=dict)
     joined: dict[str, bool] = field(default_factory=dict)
@@ -172,11 +183,12 @@ class TaskModel:
 
     @property
     def arbiter(self) -> str:
-        return self.owner if self.params["arbiter"] == ZERO_ADDRESS else self.params["arbiter"]
+        return self.params["arbiter"]
 
     @property
     def holdings(self) -> int:
-        return self.escrow + self.reserved + self.unclaimed + self.stakes + self.bonds + self.challenge_bonds
+        buckets = (self.escrow, self.reserved, self.unclaimed, self.stakes, self.bonds, self.challenge_bonds)
+        return sum(buckets) + self.burned
 
     def round(self, r: int) -> RoundModel:
         """The round's model; a blank (Open, unscheduled) one for a round that never started."""
@@ -209,14 +221,14 @@ ST_PARAMS = st.fixed_dictionaries(
         # phases outlast a challenge window, so that finalizing one round does not time out the next
         "commitDuration": st.sampled_from([300, 900]),
         "revealDuration": st.sampled_from([300, 900]),
-        "validationDuration": st.sampled_from([300, 900]),
-        "challengeDuration": st.sampled_from([60, 120]),
-        "quorum": st.sampled_from([2, 1, 3]),
-        "contributorStake": st.sampled_from([1_000, 0]),
-        "validatorBond": st.sampled_from([10_000, 0]),
+        # the challenge window is at least the validation phase
+        "validationDuration": st.sampled_from([60, 120]),
+        "challengeDuration": st.sampled_from([120, 240]),
+        "quorum": st.sampled_from([2, 3]),  # more than half of the three validators
+        "contributorStake": st.sampled_from([1_000, 1]),  # 1: a forfeit bounty of zero
+        "validatorBond": st.sampled_from([10_000, 1]),
         "validatorSlash": st.sampled_from([2_500, 10_000]),
         "challengeBond": st.sampled_from([5_000, 1]),
-        "arbiter": st.sampled_from(["arbiter", "owner"]),
         "budget": st.sampled_from([3_000_000, 1_000_003]),
     }
 )
@@ -388,12 +400,16 @@ class MarketMachine(RuleBasedStateMachine):
         if task.current + 1 == task.params["numRounds"]:
             task.current += 1
             task.status = TASK_COMPLETED
+            task.closed_at = t
         else:
             self._start_round(task, task.current + 1, t)
 
     def _slash_validator(self, task: TaskModel, validator: str) -> None:
         slashed = min(task.params["validatorSlash"], task.bond[validator])
+        if slashed == 0:
+            return
         task.bond[validator] -= slashed
+        task.bonded[validator] = False
         task.bonds -= slashed
         task.escrow += slashed
 
@@ -413,8 +429,33 @@ class MarketMachine(RuleBasedStateMachine):
             return task.status != TASK_ACTIVE
         return False
 
-    def _halt(self, task: TaskModel, from_round: int) -> None:
+    def _forfeitable(self, task: TaskModel, r: int, who: str, t: int) -> bool:
+        """A commitment left unopened through a reveal phase the task was active for."""
+        rm = task.round(r)
+        if who not in rm.updates or who in rm.revealed or who in rm.forfeited or t < rm.reveal_end:
+            return False
+        return task.closed_at == 0 or rm.reveal_end <= task.closed_at
+
+    def _last_unopened(self, task: TaskModel, who: str, t: int) -> int | None:
+        """The contributor's last committed round, if that commitment is forfeitable at t."""
+        last = max(task.committed.get(who, ()), default=None)
+        return last if last is not None and self._forfeitable(task, last, who, t) else None
+
+    def _forfeit(self, task: TaskModel, r: int, who: str, caller: str) -> None:
+        task.round(r).forfeited.add(who)
+        amount, task.stake[who] = task.stake.get(who, 0), 0
+        task.stakes -= amount
+        if task.joined.get(who):
+            task.joined[who] = False
+            task.active -= 1
+        bounty = amount // 10
+        task.burned += amount - bounty
+        self.credits[caller] += bounty
+
+    def _halt(self, task: TaskModel, from_round: int, t: int) -> None:
         task.status = TASK_HALTED
+        if task.closed_at == 0:
+            task.closed_at = t
         last = min(task.current, task.params["numRounds"] - 1)
         for r in range(from_round, last + 1):
             rm = task.round(r)
@@ -469,24 +510,37 @@ class MarketMachine(RuleBasedStateMachine):
             error = "BadRoundCount"
         elif p["minContributors"] == 0 or p["maxContributors"] < p["minContributors"]:
             error = "BadContributorRange"
-        elif 0 in (p["commitDuration"], p["revealDuration"], p["validationDuration"], p["challengeDuration"]):
+        elif (
+            0 in (p["commitDuration"], p["revealDuration"], p["validationDuration"])
+            or p["challengeDuration"] < p["validationDuration"]
+        ):
             error = "BadDuration"
         elif not 0 < len(validators) <= 32:
             error = "BadValidatorCount"
-        elif not 0 < p["quorum"] <= len(validators):
+        elif not len(validators) < 2 * p["quorum"] <= 2 * len(validators):
             error = "BadQuorum"
+        elif 0 in (p["contributorStake"], p["validatorBond"], p["challengeBond"]):
+            error = "BadBond"
         elif p["validatorSlash"] > p["validatorBond"]:
             error = "BadSlash"
+        elif p["arbiter"] in (ZERO_ADDRESS, creator):
+            error = "BadArbiter"
         elif not 0 < len(spec) <= 128:
             error = "BadCid"
-        elif ZERO_ADDRESS in validators or len(set(validators)) != len(validators):
-            error = "BadValidator"
+        else:
+            for i, v in enumerate(validators):
+                if v == ZERO_ADDRESS or v in validators[:i]:
+                    error = "BadValidator"
+                    break
+                if v == p["arbiter"]:
+                    error = "BadArbiter"
+                    break
         args = (task_params(**p), spec, validators)
         if self._send("createTask", self.market.createTask, args, creator, error, budget) is None:
             return
         task = TaskModel(len(self.tasks) + 1, dict(p), creator, list(validators), budget, escrow=budget)
         for v in validators:
-            task.bonded[v] = p["validatorBond"] == 0
+            task.bonded[v] = False
             task.bond[v] = 0
         self.tasks.append(task)
         self._start_round(task, 0, t + p["joinDuration"])
@@ -494,7 +548,7 @@ class MarketMachine(RuleBasedStateMachine):
     def _create_valid(self, drawn: dict, creator: str) -> None:
         params = {name: drawn[name] for name in PARAM_FIELDS if name in drawn}
         params["validatorSlash"] = min(drawn["validatorSlash"], drawn["validatorBond"])
-        params["arbiter"] = self.arbiter_account if drawn["arbiter"] == "arbiter" else ZERO_ADDRESS
+        params["arbiter"] = self.arbiter_account
         params = {**dict(zip(PARAM_FIELDS, task_params(), strict=True)), **params}
         self._do_create(creator, params, drawn["budget"], list(self.validator_pool), SPEC)
 
@@ -511,21 +565,23 @@ class MarketMachine(RuleBasedStateMachine):
         if error is None:
             if who not in task.validators:
                 error = "NotValidator"
-            elif task.bonded[who]:
+            elif task.bond[who] == task.params["validatorBond"]:
                 error = "AlreadyBonded"
-            elif value != task.params["validatorBond"]:
-                error = "WrongAmount"
+            elif value != task.params["validatorBond"] - task.bond[who]:
+                error = "WrongAmount"  # the first bond, or the top-up of a slashed one
         if self._send("bondValidator", self.market.bondValidator, (task_id,), who, error, value) is None:
             return
+        if task.bond[who]:
+            self.counts["bondValidator (top-up)"] += 1
         task.bonded[who] = True
-        task.bond[who] = value
+        task.bond[who] += value
         task.bonds += value
 
     def _do_join(self, task_id: int, task: TaskModel | None, who: str, value: int) -> None:
         t = self._tick()
         error = self._active_error(task)
         if error is None:
-            if who in task.validators:
+            if who in task.validators or who == task.arbiter:
                 error = "ConflictOfInterest"
             elif task.joined.get(who):
                 error = "AlreadyJoined"
@@ -544,11 +600,16 @@ class MarketMachine(RuleBasedStateMachine):
         t = self._tick()
         error = "UnknownTask" if task is None else None
         if error is None:
+            unopened = self._last_unopened(task, who, t)
             if not task.joined.get(who):
                 error = "NotJoined"
-            elif not all(self._settled(task, r, t) for r in task.committed.get(who, ())):
+            elif unopened is None and not all(self._settled(task, r, t) for r in task.committed.get(who, ())):
                 error = "StakeLocked"
         if self._send("leave", self.market.leave, (task_id,), who, error) is None:
+            return
+        if unopened is not None:  # leaving forfeits a stake whose last commitment was never opened
+            self.counts["leave (forfeit)"] += 1
+            self._forfeit(task, unopened, who, who)
             return
         refund = task.stake[who]
         task.joined[who] = False
@@ -576,6 +637,8 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "AlreadyCommitted"
             elif rm.commits >= task.params["maxContributors"]:
                 error = "RoundFull"
+            elif self._last_unopened(task, who, t) is not None:
+                error = "UnopenedCommitment"
         if self._send("commit", self.market.commit, (task_id, r, commitment), who, error) is None:
             return
         rm.updates[who] = update
@@ -637,7 +700,7 @@ class MarketMachine(RuleBasedStateMachine):
         if error is None:
             if who not in task.validators:
                 error = "NotValidator"
-            elif not task.bonded[who]:
+            elif task.bond[who] < task.params["validatorBond"]:
                 error = "NotBonded"
             elif rm.reveals < task.params["minContributors"]:
                 error = "TooFewReveals"
@@ -691,45 +754,59 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "WrongRoundStatus"
             elif t >= rm.accepted_at + task.params["challengeDuration"]:
                 error = "ChallengeWindowClosed"
-            elif rm.challenger != ZERO_ADDRESS:
+            elif who in rm.challengers:
                 error = "AlreadyChallenged"
             elif value != task.params["challengeBond"]:
                 error = "WrongAmount"
         args = (task_id, r, "bafkreievidence")
         if self._send("challenge", self.market.challenge, args, who, error, value) is None:
             return
-        rm.challenger = who
-        rm.challenged_at = t
+        rm.challengers[who] = "open"
+        rm.challenges += 1
         task.challenge_bonds += value
 
-    def _do_resolve(self, task_id: int, task: TaskModel | None, who: str, r: int, upheld: bool) -> None:
+    def _do_resolve(self, task_id: int, task: TaskModel | None, who: str, r: int, winner: str) -> None:
+        """The arbiter upholds naming `winner`, or rejects every challenge (winner zero)."""
         t = self._tick()
         error = "UnknownTask" if task is None else None
         if error is None:
             rm = task.round(r)
+            window_end = rm.accepted_at + task.params["challengeDuration"]
             if who != task.arbiter:
                 error = "NotArbiter"
-            elif rm.challenger == ZERO_ADDRESS or rm.status != ACCEPTED:
+            elif rm.status != ACCEPTED or rm.challenges == 0 or rm.outcome != NO_OUTCOME:
                 error = "NoChallenge"
-            elif t >= rm.challenged_at + task.params["challengeDuration"]:
+            elif t >= window_end + task.params["challengeDuration"]:
                 error = "ChallengeWindowClosed"
+            elif winner == ZERO_ADDRESS and t < window_end:
+                error = "ChallengeWindowOpen"
+            elif winner != ZERO_ADDRESS and rm.challengers.get(winner) != "open":
+                error = "NotAChallenger"
+        upheld = winner != ZERO_ADDRESS
         action = "resolveChallenge (upheld)" if upheld else "resolveChallenge (rejected)"
-        if self._send(action, self.market.resolveChallenge, (task_id, r, upheld), who, error) is None:
+        if self._send(action, self.market.resolveChallenge, (task_id, r, winner), who, error) is None:
             return
         bond = task.params["challengeBond"]
-        task.challenge_bonds -= bond
-        challenger, rm.challenger, rm.challenged_at = rm.challenger, ZERO_ADDRESS, 0
-        if not upheld:
-            task.escrow += bond
+        if not upheld:  # every challenge bond of the round burns
+            rm.outcome = REJECTED
+            lost = bond * rm.challenges
+            task.challenge_bonds -= lost
+            task.burned += lost
             return
-        payout = bond
+        rm.outcome = UPHELD
+        rm.challengers[winner] = "settled"
+        slashed = 0
         for v in task.validators:
             if rm.proposals.get(v) == rm.accepted_key and task.bond[v]:
-                payout += task.bond[v]
+                slashed += task.bond[v]
                 task.bonds -= task.bond[v]
                 task.bond[v] = 0
-        self.credits[challenger] += payout
-        self._halt(task, r)
+                task.bonded[v] = False
+        reward = slashed // 2
+        task.burned += slashed - reward
+        task.challenge_bonds -= bond
+        self.credits[winner] += bond + reward
+        self._halt(task, r, t)
 
     def _do_finalize(self, task_id: int, task: TaskModel | None, who: str, r: int) -> None:
         t = self._tick()
@@ -741,18 +818,15 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "WrongRoundStatus"
             elif t < rm.accepted_at + duration:
                 error = "ChallengeWindowOpen"
-            elif r > 0 and task.round(r - 1).status == ACCEPTED:
+            elif self._earlier_pending(task, r):
                 error = "PreviousRoundPending"
-            elif rm.challenger != ZERO_ADDRESS and t < rm.challenged_at + duration:
+            elif rm.challenges and rm.outcome == NO_OUTCOME and t < rm.accepted_at + 2 * duration:
                 error = "ChallengePending"
         if self._send("finalizeRound", self.market.finalizeRound, (task_id, r), who, error) is None:
             return
-        if rm.challenger != ZERO_ADDRESS:  # the arbiter let the window pass: the bond goes back
-            bond = task.params["challengeBond"]
-            task.challenge_bonds -= bond
-            self.credits[rm.challenger] += bond
-            rm.challenger = ZERO_ADDRESS
-            self.counts["finalizeRound (challenge dismissed)"] += 1
+        if rm.challenges and rm.outcome == NO_OUTCOME:  # the arbiter let the window pass: bonds withdrawable
+            rm.outcome = DISMISSED
+            self.counts["finalizeRound (challenges dismissed)"] += 1
         rm.status = FINALIZED
         rm.finalized_at = t
         task.reserved -= rm.reward_total
@@ -761,6 +835,16 @@ class MarketMachine(RuleBasedStateMachine):
         for v in task.validators:
             if rm.proposals.get(v) != rm.accepted_key:
                 self._slash_validator(task, v)
+
+    def _earlier_pending(self, task: TaskModel, r: int) -> bool:
+        """Whether the latest round before r that did not fail is still accepted (rounds settle in order)."""
+        for k in range(r - 1, -1, -1):
+            status = task.round(k).status
+            if status == ACCEPTED:
+                return True
+            if status != FAILED:
+                return False
+        return False
 
     def _leaf(self, task: TaskModel | None, r: int, sel: int, slash: bool):
         """A leaf of the round's accepted result (the honest one if none): (index, account, amount, proof)."""
@@ -808,8 +892,10 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "WrongRoundStatus"
             elif t > rm.finalized_at + task.params["challengeDuration"]:
                 error = "SlashWindowClosed"
-            elif index in rm.slashed:
-                error = "AlreadySlashed"
+            elif index in rm.slashed:  # a leaf already applied: a no-op
+                args = (task_id, r, index, account, amount, proof)
+                self._send("slashContributor (no-op)", self.market.slashContributor, args, who, None)
+                return
             elif not proof_valid(tree, index, account, amount, proof):
                 error = "InvalidProof"
         args = (task_id, r, index, account, amount, proof)
@@ -820,17 +906,23 @@ class MarketMachine(RuleBasedStateMachine):
         task.stake[account] = task.stake.get(account, 0) - slashed
         task.stakes -= slashed
         task.escrow += slashed
+        if task.stake[account] == 0 and task.joined.get(account):  # nothing left at stake: the slot goes
+            task.joined[account] = False
+            task.active -= 1
         if slashed < amount:
             self.counts["slashContributor (capped)"] += 1
 
     def _do_cancel(self, task_id: int, task: TaskModel | None, who: str) -> None:
-        self._tick()
+        t = self._tick()
         error = self._active_error(task)
         if error is None and who != task.owner:
             error = "NotOwner"
+        elif error is None and task.round(task.current).reveals:
+            error = "RoundHasReveals"
         if self._send("cancelTask", self.market.cancelTask, (task_id,), who, error) is None:
             return
         task.status = TASK_CANCELLED
+        task.closed_at = t
         self._refund(task)
 
     def _do_withdraw_refund(self, task_id: int, task: TaskModel | None, who: str) -> None:
@@ -895,8 +987,8 @@ class MarketMachine(RuleBasedStateMachine):
         self._create_valid(params, self.owner)
         task = self.tasks[0]
         for i, v in enumerate(task.validators, start=1):
-            if i != mask and not task.bonded[v]:
-                self._do_bond(task.id, task, v, task.params["validatorBond"])
+            if i != mask and task.bond[v] < task.params["validatorBond"]:
+                self._do_bond(task.id, task, v, task.params["validatorBond"] - task.bond[v])
         for who in self.contributor_pool[:joiners]:
             self._do_join(task.id, task, who, task.params["contributorStake"])
 
@@ -916,11 +1008,11 @@ class MarketMachine(RuleBasedStateMachine):
         elif bad == 5:
             fields["minContributors"], fields["maxContributors"] = 3, 2
         elif bad == 6:
-            fields["challengeDuration"] = 0
+            fields["challengeDuration"] = fields["validationDuration"] - 1
         elif bad == 7:
             validators = []
         elif bad == 8:
-            fields["quorum"] = 4
+            fields["quorum"] = 1  # not more than half of three
         elif bad == 9:
             fields["validatorSlash"] = fields["validatorBond"] + 1
         elif bad == 10:
@@ -933,9 +1025,10 @@ class MarketMachine(RuleBasedStateMachine):
     def rule_bond(self, task, who, rare):
         self._step()
         task_id, t = self._task(task)
-        unbonded = [v for v in t.validators if not t.bonded[v]] if t else []
-        value = t.params["validatorBond"] if t else 10_000
-        self._do_bond(task_id, t, self._pick(who, unbonded, self.everyone), value + (rare == 0))
+        unbonded = [v for v in t.validators if t.bond[v] < t.params["validatorBond"]] if t else []
+        account = self._pick(who, unbonded, self.everyone)
+        value = t.params["validatorBond"] - t.bond.get(account, 0) if t else 10_000
+        self._do_bond(task_id, t, account, value + (rare == 0))
 
     @rule(task=ST_TASK, who=ST_SEL, rare=ST_RARE)
     def rule_join(self, task, who, rare):
@@ -997,10 +1090,20 @@ class MarketMachine(RuleBasedStateMachine):
     def rule_resolve(self, task, rnd, upheld, rare):
         self._step()
         task_id, t = self._task(task)
-        challenged = [r for r in self._rounds_with(t, ACCEPTED) if t.round(r).challenger != ZERO_ADDRESS]
+        challenged = [r for r in self._rounds_with(t, ACCEPTED) if self._unresolved(t, r)]
         r = challenged[rnd % len(challenged)] if challenged and rnd < 12 else rnd % 4
         who = self.everyone[rare] if rare < 2 or t is None else t.arbiter
-        self._do_resolve(task_id, t, who, r, upheld)
+        winner = ZERO_ADDRESS
+        if upheld:  # the first open challenger, or (rare == 2) an account that did not challenge
+            rm = t.round(r) if t else RoundModel()
+            open_ = [a for a, state in rm.challengers.items() if state == "open"]
+            winner = open_[0] if open_ and rare != 2 else self.outsider
+        self._do_resolve(task_id, t, who, r, winner)
+
+    @staticmethod
+    def _unresolved(t: TaskModel, r: int) -> bool:
+        rm = t.round(r)
+        return rm.challenges > 0 and rm.outcome == NO_OUTCOME
 
     @rule(task=ST_TASK, rnd=ST_SEL, who=ST_SEL)
     def rule_finalize(self, task, rnd, who):
@@ -1054,7 +1157,7 @@ class MarketMachine(RuleBasedStateMachine):
             (t, r)
             for t in self.tasks
             for r in self._rounds_with(t, ACCEPTED)
-            if t.round(r).challenger == ZERO_ADDRESS
+            if t.round(r).challenges == 0
             and self.now + 1 < t.round(r).accepted_at + t.params["challengeDuration"]
         ]
 
@@ -1062,27 +1165,30 @@ class MarketMachine(RuleBasedStateMachine):
         return r == self._rounds_with(t, ACCEPTED)[0]
 
     def _dispute(self, sel: int, who: int, uphold: bool) -> None:
-        """Two challenges of an accepted round. The arbiter rejects the first (its bond goes to the escrow,
-        the round stays open). The second is upheld (the payout is withdrawn, the task halts and every
-        contributor of it tries to leave) or, for the oldest pending round and `uphold` false, left to lapse:
-        finalizing the round then credits the bond back (withdrawn at once) and one slash leaf is applied."""
+        """Two challenges of an accepted round (the first does not block the second). The arbiter upholds
+        naming the first challenger (the payout is withdrawn, the task halts and every contributor of it
+        tries to leave); or, for the oldest pending round and `uphold` false, rejects both once the challenge
+        window is over (sel odd; the bonds burn) or lets the arbitration window lapse (sel even): the round
+        is then finalized and one slash leaf applied."""
         self._step()
         candidates = self._open_to_challenge()
         t, r = candidates[sel % len(candidates)]
-        challenger = self.everyone[(9, 4, 5, 6, 7, 0)[who % 6]]
+        challengers = (9, 4, 5, 6, 7, 0)
+        challenger = self.everyone[challengers[who % 6]]
         bond = t.params["challengeBond"]
         self._do_challenge(t.id, t, challenger, r, bond)
-        self._do_resolve(t.id, t, t.arbiter, r, False)
-        self._do_challenge(t.id, t, challenger, r, bond)
+        self._do_challenge(t.id, t, self.everyone[challengers[(who + 1) % 6]], r, bond)
         if uphold or not self._oldest_pending(t, r):
-            self._do_resolve(t.id, t, t.arbiter, r, True)
+            self._do_resolve(t.id, t, t.arbiter, r, challenger)
             self._do_withdraw_credit(challenger)
             for a in self.contributor_pool:
                 if t.joined.get(a):
                     self._do_leave(t.id, t, a)
             return
+        if sel % 2:
+            self._jump_to(t.round(r).accepted_at + t.params["challengeDuration"])
+            self._do_resolve(t.id, t, t.arbiter, r, ZERO_ADDRESS)
         self._finalize_after_jump(t, r)
-        self._do_withdraw_credit(challenger)
         result = t.round(r).accepted
         if t.round(r).status == FINALIZED and result.slash_allocations:
             self._slash_leaf(t, r, sel % len(result.slash_allocations))
@@ -1120,8 +1226,8 @@ class MarketMachine(RuleBasedStateMachine):
         for rm in t.rounds.values():
             if rm.status == ACCEPTED:
                 deadlines += [rm.accepted_at + duration, rm.validate_end]
-                if rm.challenger != ZERO_ADDRESS:
-                    deadlines.append(rm.challenged_at + duration)
+                if rm.challenges and rm.outcome == NO_OUTCOME:
+                    deadlines.append(rm.accepted_at + 2 * duration)
             elif rm.status == FINALIZED:
                 deadlines.append(rm.finalized_at + duration + 1)
         upcoming = [d for d in deadlines if d > self.now + 1]
@@ -1172,8 +1278,8 @@ class MarketMachine(RuleBasedStateMachine):
             rm = t.round(r)
             phase = self._phase(t, rm, next_t)
             for v in t.validators:
-                if not t.bonded[v]:
-                    add(1, self._do_bond, t.id, t, v, p["validatorBond"])
+                if t.bond[v] < p["validatorBond"]:
+                    add(1, self._do_bond, t.id, t, v, p["validatorBond"] - t.bond[v])
             unjoined = [a for a in self.contributor_pool if not t.joined.get(a)]
             enough = t.active >= p["minContributors"]
             acted = len(out)
@@ -1181,7 +1287,7 @@ class MarketMachine(RuleBasedStateMachine):
                 add(1 if enough else 4, self._do_join, t.id, t, unjoined[0], p["contributorStake"])
             if phase == COMMIT and enough:
                 for a in self.contributor_pool:
-                    if t.joined.get(a) and a not in rm.updates:
+                    if t.joined.get(a) and a not in rm.updates and self._last_unopened(t, a, next_t) is None:
                         add(3, self._do_commit, t.id, t, a, r)
             elif phase == REVEAL:
                 for a in rm.updates:
@@ -1192,7 +1298,7 @@ class MarketMachine(RuleBasedStateMachine):
                     add(3, self._do_fail, t.id, t, self.outsider)
                 else:
                     for v in t.validators:
-                        if t.bonded[v] and v not in rm.proposals:
+                        if t.bond[v] == p["validatorBond"] and v not in rm.proposals:
                             add(6, self._do_propose, t.id, t, v, r, "honest")
                             add(2, self._do_propose, t.id, t, v, r, "dissent")
             elif phase == EXPIRED:
@@ -1204,12 +1310,14 @@ class MarketMachine(RuleBasedStateMachine):
         accepted = self._rounds_with(t, ACCEPTED)
         for r in accepted:
             rm = t.round(r)
-            if rm.challenger == ZERO_ADDRESS and next_t < rm.accepted_at + duration:
-                challenger = self.everyone[(4, 5, 9)[choice % 3]]
+            challenger = self.everyone[(4, 5, 9)[choice % 3]]
+            if challenger not in rm.challengers and next_t < rm.accepted_at + duration:
                 add(5, self._do_challenge, t.id, t, challenger, r, p["challengeBond"])
-            if rm.challenger != ZERO_ADDRESS and next_t < rm.challenged_at + duration:
-                add(4, self._do_resolve, t.id, t, t.arbiter, r, True)
-                add(4, self._do_resolve, t.id, t, t.arbiter, r, False)
+            if self._unresolved(t, r) and next_t < rm.accepted_at + 2 * duration:
+                first = next(a for a, state in rm.challengers.items() if state == "open")
+                add(4, self._do_resolve, t.id, t, t.arbiter, r, first)
+                if next_t >= rm.accepted_at + duration:
+                    add(4, self._do_resolve, t.id, t, t.arbiter, r, ZERO_ADDRESS)
         if accepted:
             add(3, self._finalize_after_jump, t, accepted[0])
         for r in self._rounds_with(t, FINALIZED):
@@ -1262,8 +1370,8 @@ class MarketMachine(RuleBasedStateMachine):
         rm = t.round(r)
         duration = t.params["challengeDuration"]
         ready = rm.accepted_at + duration
-        if rm.challenger != ZERO_ADDRESS:
-            ready = max(ready, rm.challenged_at + duration)
+        if self._unresolved(t, r):
+            ready += duration  # the arbitration window must be over
         self._jump_to(ready)
         self._do_finalize(t.id, t, self.outsider, r)
 
@@ -1312,27 +1420,26 @@ class MarketMachine(RuleBasedStateMachine):
         holdings_sum = 0
         for t in self.tasks:
             task, holdings = next(values), next(values)
-            buckets = [task[i] for i in range(7, 13)]
+            buckets = [task[i] for i in range(8, 15)]
             assert holdings == sum(buckets), f"task {t.id}: taskHoldings != sum of buckets"
             holdings_sum += holdings
-            expected = [t.escrow, t.reserved, t.unclaimed, t.stakes, t.bonds, t.challenge_bonds]
-            assert buckets == expected, f"task {t.id} buckets (escrow..challengeBonds)"
-            state = [task[2], task[3], task[4], task[5], task[6], str(task[1])]
-            assert state == [t.status, t.current, t.active, t.pending, t.round_budget, t.owner], (
-                f"task {t.id}"
-            )
+            expected = [t.escrow, t.reserved, t.unclaimed, t.stakes, t.bonds, t.challenge_bonds, t.burned]
+            assert buckets == expected, f"task {t.id} buckets (escrow..burned)"
+            state = [task[2], task[3], task[4], task[5], task[6], task[7], str(task[1])]
+            model = [t.status, t.current, t.active, t.pending, t.closed_at, t.round_budget, t.owner]
+            assert state == model, f"task {t.id}"
             stakes = 0
             for a in self.contributor_pool:
                 joined, _, _, stake = next(values)
                 assert (joined, stake) == (bool(t.joined.get(a)), t.stake.get(a, 0)), f"task {t.id} {a}"
                 stakes += stake
-            assert task[10] == stakes, f"task {t.id}: stakes != sum of contributor stakes"
+            assert task[11] == stakes, f"task {t.id}: stakes != sum of contributor stakes"
             bonds = 0
             for v in t.validators:
                 listed, bonded, bond = next(values)
                 assert (listed, bonded, bond) == (True, t.bonded[v], t.bond[v]), f"task {t.id} validator {v}"
                 bonds += bond
-            assert task[11] == bonds, f"task {t.id}: bonds != sum of validator bonds"
+            assert task[12] == bonds, f"task {t.id}: bonds != sum of validator bonds"
             for r, rm in sorted(t.rounds.items()):
                 got = next(values)
                 where = f"task {t.id} round {r}"
@@ -1341,7 +1448,7 @@ class MarketMachine(RuleBasedStateMachine):
                 )
                 schedule = [got[0], got[1], got[2], got[5]]
                 assert schedule == [rm.starts_at, rm.commit_end, rm.reveal_end, rm.validate_end], where
-                counters = [got[3], got[4], got[8], got[6], got[7], got[13], got[14], str(got[15])]
+                counters = [got[3], got[4], got[8], got[6], got[7], got[13], got[14], got[15], got[16]]
                 assert counters == [
                     rm.commits,
                     rm.reveals,
@@ -1350,7 +1457,8 @@ class MarketMachine(RuleBasedStateMachine):
                     rm.finalized_at,
                     rm.reward_total,
                     rm.reward_claimed,
-                    rm.challenger,
+                    rm.challenges,
+                    rm.outcome,
                 ], where
                 if rm.accepted is not None:
                     assert got[11] == "0x" + rm.accepted.rewards.root.hex(), where
@@ -1401,7 +1509,7 @@ def test_replay_leave_before_an_earlier_accepted_round_settles(market):
         "revealDuration": 60,
         "validationDuration": 60,
         "challengeDuration": 300,
-        "quorum": 1,
+        "quorum": 2,
         "contributorStake": 1_000,
         "validatorBond": 10_000,
         "validatorSlash": 2_500,
@@ -1410,14 +1518,15 @@ def test_replay_leave_before_an_earlier_accepted_round_settles(market):
         "budget": 3_000_000,
     }
     m.initialize_task(params, 0, 1)
-    t, contributor, validator = m.tasks[0], m.contributor_pool[0], m.validator_pool[0]
+    t, contributor = m.tasks[0], m.contributor_pool[0]
     for r in (0, 1):
         m._do_commit(t.id, t, contributor, r)
         m._do_reveal(t.id, t, contributor, r)
-        m._do_propose(t.id, t, validator, r, "honest")
+        for validator in m.validator_pool[:2]:
+            m._do_propose(t.id, t, validator, r, "honest")
     m._do_commit(t.id, t, contributor, 2)
     m._do_challenge(t.id, t, m.outsider, 1, params["challengeBond"])
-    m._do_resolve(t.id, t, t.arbiter, 1, True)
+    m._do_resolve(t.id, t, t.arbiter, 1, m.outsider)
     m.check_model()
     assert (t.round(0).status, t.round(1).status, t.status) == (ACCEPTED, VOIDED, TASK_HALTED)
     m._do_leave(t.id, t, contributor)  # the model expects StakeLocked (round 0 is not settled)

@@ -17,6 +17,7 @@ from conftest import (
     TASK_CANCELLED,
     TASK_COMPLETED,
     ZERO_ADDRESS,
+    ZERO_BYTES32,
     digest_of,
     make_proposal,
     reverts_with,
@@ -69,11 +70,12 @@ def test_create_task_stores_params_owner_and_status(driver, market, owner, valid
     task = driver.task(task_id)
     stored = task["params"]
     assert stored["specDigest"] == "0x" + DEFAULT_PARAMS["specDigest"].hex()
-    for name in PARAM_FIELDS[1:-1]:
+    for name in PARAM_FIELDS[1:]:
         assert stored[name] == DEFAULT_PARAMS[name], name
     assert task["owner"] == owner
     assert task["status"] == TASK_ACTIVE
     assert (task["currentRound"], task["activeContributors"], task["pendingRounds"]) == (0, 0, 0)
+    assert (task["closedAt"], task["burned"]) == (0, 0)
     assert market.validatorsOf(task_id) == list(validators)
 
 
@@ -84,26 +86,32 @@ def test_create_task_escrows_budget_and_splits_round_budget(driver, market, owne
     task = driver.task(task_id)
     assert task["escrow"] == budget
     assert task["roundBudget"] == budget // 3
-    assert (task["reserved"], task["unclaimed"], task["stakes"], task["bonds"], task["challengeBonds"]) == (
-        0,
-        0,
-        0,
-        0,
-        0,
-    )
+    buckets = ("reserved", "unclaimed", "stakes", "bonds", "challengeBonds", "burned")
+    assert [task[name] for name in buckets] == [0] * len(buckets)
     assert owner_before - owner.balance() == budget
     assert market.balance() - market_before == budget
     assert market.taskHoldings(task_id) == budget
 
 
-def test_create_task_arbiter_defaults_to_owner(driver, market, owner, validators):
-    task_id = create(market, owner, validators, arbiter=ZERO_ADDRESS).return_value
-    assert driver.params(task_id)["arbiter"] == owner
+def test_create_task_without_arbiter_reverts_bad_arbiter(market, owner, validators):
+    with reverts_with("BadArbiter", ZERO_ADDRESS):
+        create(market, owner, validators, arbiter=ZERO_ADDRESS)
 
 
-def test_create_task_keeps_explicit_arbiter(driver, market, owner, validators, arbiter):
-    task_id = create(market, owner, validators, arbiter=str(arbiter)).return_value
-    assert driver.params(task_id)["arbiter"] == arbiter
+def test_create_task_with_owner_as_arbiter_reverts_bad_arbiter(market, owner, validators):
+    with reverts_with("BadArbiter", owner):
+        create(market, owner, validators, arbiter=str(owner))
+
+
+@pytest.mark.parametrize("position", [0, 2])
+def test_create_task_with_validator_as_arbiter_reverts_bad_arbiter(market, owner, validators, position):
+    with reverts_with("BadArbiter", validators[position]):
+        create(market, owner, validators, arbiter=str(validators[position]))
+
+
+def test_create_task_keeps_explicit_arbiter(driver, market, owner, validators, outsider):
+    task_id = create(market, owner, validators, arbiter=str(outsider)).return_value
+    assert driver.params(task_id)["arbiter"] == outsider
 
 
 def test_create_task_lists_validators_unbonded(market, owner, validators, outsider):
@@ -113,10 +121,16 @@ def test_create_task_lists_validators_unbonded(market, owner, validators, outsid
     assert tuple(market.validatorInfo(task_id, outsider)) == (False, False, 0)
 
 
-def test_create_task_without_bond_marks_validators_bonded(market, owner, validators):
-    task_id = create(market, owner, validators, validatorBond=0, validatorSlash=0).return_value
-    for validator in validators:
-        assert tuple(market.validatorInfo(task_id, validator)) == (True, True, 0)
+@pytest.mark.parametrize("bond", ["contributorStake", "validatorBond", "challengeBond"])
+def test_create_task_with_a_zero_bond_reverts_bad_bond(market, owner, validators, bond):
+    with reverts_with("BadBond"):
+        create(market, owner, validators, **{bond: 0, "validatorSlash": 0})
+
+
+def test_create_task_with_one_wei_bonds_is_accepted(driver, market, owner, validators):
+    params = {"contributorStake": 1, "validatorBond": 1, "validatorSlash": 1, "challengeBond": 1}
+    task_id = create(market, owner, validators, **params).return_value
+    assert {name: driver.params(task_id)[name] for name in params} == params
 
 
 def test_create_task_emits_task_created(market, owner, validators):
@@ -126,8 +140,7 @@ def test_create_task_emits_task_created(market, owner, validators):
     assert event["taskId"] == tx.return_value
     assert event["owner"] == owner
     assert event["specCid"] == SPEC_CID
-    # The event carries the stored params: the zero arbiter is replaced by the owner.
-    expected = task_params(arbiter=str(owner))
+    expected = task_params()
     assert event["params"][0] == "0x" + expected[0].hex()
     assert list(event["params"][1:]) == list(expected[1:])
     assert list(event["validators"]) == list(validators)
@@ -194,6 +207,16 @@ def test_create_task_zero_duration_reverts_bad_duration(market, owner, validator
         create(market, owner, validators, **{duration: 0})
 
 
+def test_create_task_challenge_shorter_than_validation_reverts_bad_duration(market, owner, validators):
+    with reverts_with("BadDuration"):
+        create(market, owner, validators, validationDuration=1800, challengeDuration=1799)
+
+
+def test_create_task_challenge_as_long_as_validation_is_accepted(driver, market, owner, validators):
+    task_id = create(market, owner, validators, validationDuration=1800, challengeDuration=1800).return_value
+    assert driver.params(task_id)["challengeDuration"] == 1800
+
+
 @pytest.mark.parametrize("count", [0, MAX_VALIDATORS + 1])
 def test_create_task_bad_validator_count_reverts(market, owner, count):
     with reverts_with("BadValidatorCount", count):
@@ -215,10 +238,24 @@ def test_create_task_duplicate_validator_reverts_bad_validator(market, owner, va
         create(market, owner, [validators[0], validators[1], validators[0]])
 
 
-@pytest.mark.parametrize("quorum", [0, 4])
+@pytest.mark.parametrize("quorum", [0, 1, 4])
 def test_create_task_bad_quorum_reverts(market, owner, validators, quorum):
     with reverts_with("BadQuorum", quorum, len(validators)):
         create(market, owner, validators, quorum=quorum)
+
+
+@pytest.mark.parametrize(
+    ("count", "quorum"), [(1, 0), (2, 1), (4, 2), (5, 2), (MAX_VALIDATORS, MAX_VALIDATORS // 2)]
+)
+def test_create_task_quorum_of_half_or_less_reverts_bad_quorum(market, owner, count, quorum):
+    with reverts_with("BadQuorum", quorum, count):
+        create(market, owner, addresses(count), quorum=quorum)
+
+
+@pytest.mark.parametrize(("count", "quorum"), [(1, 1), (2, 2), (4, 3), (5, 3), (MAX_VALIDATORS, 17)])
+def test_create_task_smallest_majority_quorum_is_accepted(driver, market, owner, count, quorum):
+    task_id = create(market, owner, addresses(count), quorum=quorum).return_value
+    assert driver.params(task_id)["quorum"] == quorum
 
 
 def test_create_task_quorum_equal_to_validator_count_is_accepted(driver, market, owner, validators):
@@ -283,6 +320,48 @@ def test_cancel_task_leaves_stakes_and_bonds_in_place(
     assert task["stakes"] == len(contributors) * STAKE
     assert task["bonds"] == len(validators) * BOND
     assert market.taskHoldings(task_id) == task["stakes"] + task["bonds"]
+
+
+def test_cancel_task_records_closed_at(driver, market, owner, task_id):
+    tx = market.cancelTask(task_id, {"from": owner})
+    assert driver.task(task_id)["closedAt"] == tx.timestamp
+
+
+def test_cancel_task_with_commits_but_no_reveals_is_allowed(driver, market, owner, task_id):
+    updates = driver.updates(0)
+    driver.commit(task_id, 0, updates)  # every contributor committed: the reveal phase is open
+    before = owner.balance()
+    market.cancelTask(task_id, {"from": owner})
+    assert owner.balance() - before == DEFAULT_BUDGET
+
+
+def test_cancel_task_after_a_reveal_reverts_round_has_reveals(driver, market, owner, task_id):
+    updates = driver.updates(0)
+    driver.commit(task_id, 0, updates)
+    driver.reveal(task_id, 0, updates[:1])
+    with reverts_with("RoundHasReveals", 0):
+        market.cancelTask(task_id, {"from": owner})
+
+
+def test_cancel_task_in_validation_phase_with_reveals_reverts_round_has_reveals(
+    driver, market, owner, task_id
+):
+    driver.submit(task_id, 0)
+    with reverts_with("RoundHasReveals", 0):
+        market.cancelTask(task_id, {"from": owner})
+    assert driver.task(task_id)["status"] == TASK_ACTIVE
+
+
+def test_cancel_task_after_failed_round_with_reveals_is_allowed(driver, market, owner, outsider, task_id):
+    """A round failed for too few reveals leaves the next round without reveals: the owner may cancel."""
+    updates = driver.updates(0)
+    driver.commit(task_id, 0, updates)
+    driver.sleep_until(driver.round(task_id, 0)["commitEnd"])
+    driver.reveal(task_id, 0, updates[:1])
+    driver.sleep_until(driver.round(task_id, 0)["revealEnd"])
+    market.failRound(task_id, {"from": outsider})
+    tx = market.cancelTask(task_id, {"from": owner})
+    assert tx.events["EscrowRefunded"]["amount"] == DEFAULT_BUDGET
 
 
 def test_cancel_task_twice_reverts_task_not_active(market, owner, task_id):
@@ -406,10 +485,46 @@ def test_bond_validator_twice_reverts_already_bonded(driver, market, validators)
         market.bondValidator(task_id, {"from": validators[0], "value": BOND})
 
 
-def test_bond_validator_when_bond_is_zero_reverts_already_bonded(driver, market, validators):
-    task_id = driver.create_task(validatorBond=0, validatorSlash=0)
-    with reverts_with("AlreadyBonded"):
-        market.bondValidator(task_id, {"from": validators[0], "value": 0})
+def slashed_validator(driver, market, outsider, task_id) -> None:
+    """Validators stay silent through round 0's validation phase: failRound slashes each of them once."""
+    driver.submit(task_id, 0)
+    driver.sleep_until(driver.round(task_id, 0)["validateEnd"])
+    market.failRound(task_id, {"from": outsider})
+
+
+def test_bond_validator_tops_up_a_slashed_bond(driver, market, outsider, validators, task_id):
+    slashed_validator(driver, market, outsider, task_id)
+    assert tuple(market.validatorInfo(task_id, validators[0])) == (True, False, BOND - SLASH)
+    before = validators[0].balance()
+    tx = market.bondValidator(task_id, {"from": validators[0], "value": SLASH})
+    assert validators[0].balance() - before == -SLASH
+    assert tuple(market.validatorInfo(task_id, validators[0])) == (True, True, BOND)
+    assert dict(tx.events["ValidatorBonded"]) == {
+        "taskId": task_id,
+        "validator": validators[0],
+        "amount": SLASH,
+    }
+    assert driver.task(task_id)["bonds"] == 3 * (BOND - SLASH) + SLASH
+
+
+@pytest.mark.parametrize("sent", [0, SLASH - 1, SLASH + 1, BOND])
+def test_bond_validator_top_up_of_other_than_the_missing_part_reverts_wrong_amount(
+    driver, market, outsider, validators, task_id, sent
+):
+    slashed_validator(driver, market, outsider, task_id)
+    with reverts_with("WrongAmount", SLASH, sent):
+        market.bondValidator(task_id, {"from": validators[0], "value": sent})
+
+
+def test_slashed_validator_cannot_propose_until_topped_up(driver, market, outsider, validators, task_id):
+    slashed_validator(driver, market, outsider, task_id)
+    driver.submit(task_id, 1)
+    result = make_proposal([(c, 1) for c in driver.contributors], label="model 1")
+    with reverts_with("NotBonded"):
+        market.propose(task_id, 1, result.proposal, {"from": validators[0]})
+    market.bondValidator(task_id, {"from": validators[0], "value": SLASH})
+    market.propose(task_id, 1, result.proposal, {"from": validators[0]})
+    assert market.proposalOf(task_id, 1, validators[0]) != "0x" + ZERO_BYTES32.hex()
 
 
 @pytest.mark.parametrize("sent", [0, BOND - 1, BOND + 1])
@@ -517,7 +632,9 @@ UNKNOWN_TASK_CALLS = {
     "propose": lambda m, t, a: m.propose(t, 0, PROPOSAL, {"from": a}),
     "failRound": lambda m, t, a: m.failRound(t, {"from": a}),
     "challenge": lambda m, t, a: m.challenge(t, 0, "bafkrei", {"from": a, "value": ETHER // 2}),
-    "resolveChallenge": lambda m, t, a: m.resolveChallenge(t, 0, True, {"from": a}),
+    "resolveChallenge": lambda m, t, a: m.resolveChallenge(t, 0, a, {"from": a}),
+    "withdrawChallengeBond": lambda m, t, a: m.withdrawChallengeBond(t, 0, {"from": a}),
+    "forfeitUnrevealed": lambda m, t, a: m.forfeitUnrevealed(t, 0, a, {"from": a}),
     "finalizeRound": lambda m, t, a: m.finalizeRound(t, 0, {"from": a}),
     "claim": lambda m, t, a: m.claim(t, 0, 0, a, 1, [], {"from": a}),
     "slashContributor": lambda m, t, a: m.slashContributor(t, 0, 0, a, 1, [], {"from": a}),

@@ -185,10 +185,12 @@ def test_propose_with_128_byte_cids_is_accepted(market, validators, validating, 
     assert tx.events["RoundProposed"]["proposal"][5] == "m" * 128
 
 
-def test_propose_after_cancel_reverts_task_not_active(driver, market, owner, validators, validating, result):
-    market.cancelTask(validating, {"from": owner})
-    with reverts_with("TaskNotActive", validating):
-        market.propose(validating, 0, result.proposal, {"from": validators[0]})
+def test_propose_after_cancel_reverts_task_not_active(driver, market, owner, validators, task_id):
+    reveal_only(driver, task_id, 0, 0)  # a round with reveals cannot be cancelled
+    market.cancelTask(task_id, {"from": owner})
+    driver.sleep_until(driver.round(task_id, 0)["revealEnd"])
+    with reverts_with("TaskNotActive", task_id):
+        market.propose(task_id, 0, equal_result(driver, task_id).proposal, {"from": validators[0]})
 
 
 def test_propose_for_a_later_round_reverts_wrong_round(market, validators, validating, result):
@@ -454,13 +456,58 @@ def test_finalize_succeeds_once_previous_round_finalized(driver, market, outside
     assert driver.round(validating, 1)["status"] == FINALIZED
 
 
+def fail_with_one_reveal(driver, market, task_id, round_) -> None:
+    """Only contributor 0 commits and reveals in round_: too few reveals, the round fails."""
+    update = driver.updates(round_, driver.contributors[:1])
+    driver.commit(task_id, round_, update)
+    driver.sleep_until(driver.round(task_id, round_)["commitEnd"])
+    driver.reveal(task_id, round_, update)
+    driver.sleep_until(driver.round(task_id, round_)["revealEnd"])
+    market.failRound(task_id, {"from": driver.owner})
+    assert driver.round(task_id, round_)["status"] == FAILED
+
+
 def test_finalize_after_previous_round_failed_succeeds(driver, market, outsider, validators, task_id):
-    reveal_only(driver, task_id, 0, 1)
-    driver.sleep_until(driver.round(task_id, 0)["revealEnd"])
-    market.failRound(task_id, {"from": outsider})
+    fail_with_one_reveal(driver, market, task_id, 0)
     driver.accept(task_id, 1)
     driver.finalize(task_id, 1)
     assert driver.round(task_id, 1)["status"] == FINALIZED
+
+
+@pytest.mark.parametrize("failed", [1, 2])
+def test_finalize_across_failed_rounds_reverts_while_an_earlier_round_is_pending(
+    driver, market, outsider, failed
+):
+    """Round 0 accepted, then `failed` failed rounds, then an accepted round: it waits for round 0."""
+    last = failed + 1
+    task_id = driver.create_task(numRounds=last + 1)
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    driver.accept(task_id, 0)
+    for round_ in range(1, last):
+        fail_with_one_reveal(driver, market, task_id, round_)
+    driver.accept(task_id, last)
+    driver.sleep_until(
+        driver.round(task_id, last)["acceptedAt"] + driver.params(task_id)["challengeDuration"]
+    )
+    with reverts_with("PreviousRoundPending", 0):
+        market.finalizeRound(task_id, last, {"from": outsider})
+    market.finalizeRound(task_id, 0, {"from": outsider})
+    market.finalizeRound(task_id, last, {"from": outsider})
+    assert [driver.round(task_id, r)["status"] for r in range(last + 1)] == [FINALIZED] + [
+        FAILED
+    ] * failed + [FINALIZED]
+
+
+def test_finalize_after_failed_rounds_back_to_round_zero_succeeds(driver, market, outsider):
+    task_id = driver.create_task(numRounds=3)
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    fail_with_one_reveal(driver, market, task_id, 0)
+    fail_with_one_reveal(driver, market, task_id, 1)
+    driver.accept(task_id, 2)
+    driver.finalize(task_id, 2)
+    assert driver.round(task_id, 2)["status"] == FINALIZED
 
 
 def test_finalize_open_round_reverts_wrong_round_status(market, outsider, validating):

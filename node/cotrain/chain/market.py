@@ -32,6 +32,9 @@ from cotrain.errors import ChainError, ConfigError
 ARTIFACT_NAME = "TrainingMarket.json"
 ZERO_ADDRESS = "0x" + "00" * 20
 ZERO_BYTES32 = bytes(32)
+#: What ``commitmentOf`` returns once a commitment was revealed, and once it was forfeited unopened.
+REVEALED = (1).to_bytes(32, "big")
+FORFEITED = (2).to_bytes(32, "big")
 
 
 # ---------------------------------------------------------------- enums, in Solidity order
@@ -68,6 +71,15 @@ class Phase(IntEnum):
     CLOSED = 5
 
 
+class ChallengeOutcome(IntEnum):
+    """``ITrainingMarket.ChallengeOutcome``: what became of a round's challenges."""
+
+    NONE = 0
+    REJECTED = 1
+    UPHELD = 2
+    DISMISSED = 3
+
+
 # ---------------------------------------------------------------- structs, in ABI field order
 
 
@@ -75,7 +87,8 @@ class Phase(IntEnum):
 class TaskParams:
     """``ITrainingMarket.TaskParams``: a task's terms, fixed at creation (durations in s, amounts in wei).
 
-    See the NatSpec of ``ITrainingMarket.TaskParams`` for each field; ``arbiter`` zero means the task owner.
+    See the NatSpec of ``ITrainingMarket.TaskParams`` for each field; ``arbiter`` must be neither the task
+    owner nor one of its validators.
     """
 
     spec_digest: bytes
@@ -92,7 +105,7 @@ class TaskParams:
     validator_bond: int
     validator_slash: int
     challenge_bond: int
-    arbiter: str = ZERO_ADDRESS
+    arbiter: str
 
 
 @dataclass(frozen=True)
@@ -125,7 +138,8 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Task:
-    """``TrainingMarket.Task``: a task's parameters, status and money buckets (wei)."""
+    """``TrainingMarket.Task``: a task's parameters, status and money buckets (wei); ``closed_at`` is when it
+    stopped being active (0 while active), ``burned`` the penalties nobody may collect."""
 
     params: TaskParams
     owner: str
@@ -133,6 +147,7 @@ class Task:
     current_round: int
     active_contributors: int
     pending_rounds: int
+    closed_at: int
     round_budget: int
     escrow: int
     reserved: int
@@ -140,11 +155,14 @@ class Task:
     stakes: int
     bonds: int
     challenge_bonds: int
+    burned: int
 
 
 @dataclass(frozen=True)
 class Round:
-    """``TrainingMarket.Round``: a round's schedule (unix seconds), counters, status and accepted result."""
+    """``TrainingMarket.Round``: a round's schedule (unix seconds), counters, status and accepted result;
+    ``challenges`` counts the challenges filed, ``outcome`` says what the arbiter (or its silence) made of
+    them."""
 
     starts_at: int
     commit_end: int
@@ -161,8 +179,8 @@ class Round:
     slash_root: bytes
     reward_total: int
     reward_claimed: int
-    challenger: str
-    challenged_at: int
+    challenges: int
+    outcome: ChallengeOutcome
 
 
 @dataclass(frozen=True)
@@ -221,7 +239,9 @@ class MarketEvent:
 #: the round and schedules the next one (about 275k gas against 94k for one that does not).
 GAS_FLOORS = {"propose": 400_000}
 
-ENUMS: dict[str, type[IntEnum]] = {cls.__name__: cls for cls in (TaskStatus, RoundStatus, Phase)}
+ENUMS: dict[str, type[IntEnum]] = {
+    cls.__name__: cls for cls in (TaskStatus, RoundStatus, Phase, ChallengeOutcome)
+}
 STRUCTS: dict[str, type] = {
     cls.__name__: cls for cls in (TaskParams, Proposal, Task, Round, Contributor, Validator)
 }
@@ -446,9 +466,11 @@ class Market:
     # ---------------------------------------------------------------- validators
 
     def bond_validator(self, task_id: int, *, bond_wei: int | None = None) -> TxReceipt:
-        """Lock the validator bond (the task's ``validator_bond`` unless ``bond_wei`` is given)."""
+        """Lock the validator bond, or top up a slashed one: unless ``bond_wei`` is given, what this account's
+        bond lacks of the task's ``validator_bond``."""
         if bond_wei is None:
-            bond_wei = self.get_task(task_id).params.validator_bond
+            full = self.get_task(task_id).params.validator_bond
+            bond_wei = full - self.validator_info(task_id, self.client.signing_address()).bond
         return self._send("bondValidator", task_id, value=bond_wei)
 
     def withdraw_bond(self, task_id: int) -> TxReceipt:
@@ -472,7 +494,8 @@ class Market:
         return self._send("join", task_id, value=stake_wei)
 
     def leave(self, task_id: int) -> TxReceipt:
-        """Leave a task and take the stake back once every round committed to is settled."""
+        """Leave a task and take the stake back once every round committed to is settled; a last commitment
+        left unopened forfeits the stake instead (``CommitmentForfeited``)."""
         return self._send("leave", task_id)
 
     def commit(self, task_id: int, round_: int, commitment: bytes) -> TxReceipt:
@@ -495,9 +518,20 @@ class Market:
             bond_wei = self.get_task(task_id).params.challenge_bond
         return self._send("challenge", task_id, round_, evidence_cid, value=bond_wei)
 
-    def resolve_challenge(self, task_id: int, round_: int, upheld: bool) -> TxReceipt:
-        """Arbiter: rule on a round's challenge."""
-        return self._send("resolveChallenge", task_id, round_, upheld)
+    def resolve_challenge(self, task_id: int, round_: int, winner: str) -> TxReceipt:
+        """Arbiter: uphold ``winner``'s challenge of a round (the task halts), or reject every challenge of
+        the round with ``winner`` the zero address (only after its challenge window; their bonds burn)."""
+        return self._send("resolveChallenge", task_id, round_, to_checksum_address(winner))
+
+    def withdraw_challenge_bond(self, task_id: int, round_: int) -> TxReceipt:
+        """Challenger: take the bond back once the round was upheld for another winner, dismissed or
+        voided."""
+        return self._send("withdrawChallengeBond", task_id, round_)
+
+    def forfeit_unrevealed(self, task_id: int, round_: int, account: str) -> TxReceipt:
+        """Anyone, after a round's reveal phase: take the stake of ``account``, which committed in the round
+        and did not reveal; the caller is credited stake / ``FORFEIT_BOUNTY_DIVISOR``, the rest burns."""
+        return self._send("forfeitUnrevealed", task_id, round_, to_checksum_address(account))
 
     def finalize_round(self, task_id: int, round_: int) -> TxReceipt:
         """Make an accepted round's rewards claimable once its challenge window has passed."""
@@ -516,7 +550,7 @@ class Market:
         return self._send("slashContributor", task_id, round_, index, account, amount, list(proof))
 
     def withdraw_credit(self) -> TxReceipt:
-        """Withdraw the account's credits (challenge payouts)."""
+        """Withdraw the account's credits (challenge payouts, forfeit bounties)."""
         return self._send("withdrawCredit")
 
     # ---------------------------------------------------------------- views
@@ -546,7 +580,8 @@ class Market:
         return self._view("contributorInfo", task_id, account)
 
     def commitment_of(self, task_id: int, round_: int, account: str) -> bytes:
-        """The contributor's commitment in a round; ``0x00..01`` once revealed, zero if none."""
+        """The contributor's commitment in a round; :data:`REVEALED` once revealed, :data:`FORFEITED` once
+        forfeited unopened, zero if none."""
         return self._view("commitmentOf", task_id, round_, account)
 
     def proposal_of(self, task_id: int, round_: int, account: str) -> bytes:
@@ -595,6 +630,14 @@ class Market:
     def max_cid_bytes(self) -> int:
         """``MAX_CID_BYTES``."""
         return self._view("MAX_CID_BYTES")
+
+    def forfeit_bounty_divisor(self) -> int:
+        """``FORFEIT_BOUNTY_DIVISOR``: a forfeit's caller is credited stake / this."""
+        return self._view("FORFEIT_BOUNTY_DIVISOR")
+
+    def upheld_reward_divisor(self) -> int:
+        """``UPHELD_REWARD_DIVISOR``: an upheld challenge's winner is credited slashed bonds / this."""
+        return self._view("UPHELD_REWARD_DIVISOR")
 
     # ---------------------------------------------------------------- events
 

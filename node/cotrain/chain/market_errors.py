@@ -10,10 +10,12 @@ REVERT_WORDS: dict[str, str] = {
     "EmptyBudget": "a task needs a reward budget above zero",
     "BadRoundCount": "the number of rounds is zero or above the market's maximum",
     "BadContributorRange": "the contributor range is empty or its minimum is zero",
-    "BadDuration": "a phase of the task has a zero or inconsistent duration",
+    "BadDuration": (
+        "a phase of the task has a zero duration, or its challenge phase is shorter than its validation phase"
+    ),
     "BadValidatorCount": "the task names no validators or more than the market allows",
     "BadValidator": "a validator address is zero or listed twice",
-    "BadQuorum": "the quorum is zero or larger than the number of validators",
+    "BadQuorum": "the quorum must be more than half the validators and at most all of them",
     "BadSlash": "the validator slash exceeds the validator bond",
     "BadCid": "the CID is empty or longer than the market allows",
     "UnknownTask": "there is no task with this id on this market",
@@ -22,7 +24,7 @@ REVERT_WORDS: dict[str, str] = {
     "NotOwner": "only the task's owner may do this",
     "NotArbiter": "only the task's arbiter may resolve a challenge",
     "NotValidator": "this account is not one of the task's validators",
-    "ConflictOfInterest": "a validator of the task cannot also contribute to it",
+    "ConflictOfInterest": "a validator or the arbiter of the task cannot also contribute to it",
     "WrongAmount": "the value sent differs from what the task asks",
     "WrongRound": "the round given is not the task's current round",
     "WrongPhase": "the round is not in the phase this needs",
@@ -46,12 +48,24 @@ REVERT_WORDS: dict[str, str] = {
     "RoundNotExpired": "the round has not expired yet",
     "ChallengeWindowClosed": "the challenge window of the round has closed",
     "ChallengeWindowOpen": "the round's challenge window is still open",
-    "AlreadyChallenged": "the round is already challenged",
-    "NoChallenge": "the round has no open challenge",
-    "ChallengePending": "a challenge of the round awaits the arbiter",
+    "AlreadyChallenged": "this account already challenged this round",
+    "NoChallenge": "the round has no challenge left to resolve",
+    "ChallengePending": "the round's challenges await the arbiter until the time given",
     "PreviousRoundPending": "an earlier round must be settled first",
     "AlreadyClaimed": "this reward was already claimed",
-    "AlreadySlashed": "this slash was already applied",
+    "BadArbiter": "the arbiter must be an account other than the task owner and its validators",
+    "BadBond": "the contributor stake, the validator bond and the challenge bond must all be above zero",
+    "RoundHasReveals": (
+        "the round has revealed updates, so it must be validated or fail before the task can be cancelled"
+    ),
+    "UnopenedCommitment": (
+        "this account's commitment of that round was never revealed: its stake must be forfeited first"
+    ),
+    "NothingToForfeit": (
+        "there is no unrevealed commitment to forfeit: none was made, it was revealed or already forfeited, "
+        "or the reveal phase is not over"
+    ),
+    "NotAChallenger": "this account has no open challenge of the round",
     "InvalidProof": "the Merkle proof does not match the round's root",
     "ExceedsRoundRewards": "the amount exceeds what is left of the round's rewards",
     "SlashWindowClosed": "the window for applying the round's slashes has closed",

@@ -112,6 +112,17 @@ def _checksummed(value: str) -> str:
     return value
 
 
+ARBITER_REQUIRED = (
+    "must name an account that is neither the task owner nor a validator (it rules on challenges)"
+)
+
+
+def _arbiter_named(value: Any) -> Any:
+    if value is None:
+        raise ValueError(ARBITER_REQUIRED)
+    return value
+
+
 def _digest_from_hex(value: Any) -> Any:
     if isinstance(value, str):
         if not _HEX32.fullmatch(value):
@@ -374,7 +385,8 @@ class TaskSpec(_Strict):
     contributors: ContributorsSpec
     validators: ValidatorsSpec
     challenge_bond_wei: Wei
-    arbiter: Address | None = None
+    # Required, but missing or null gets its own message (ARBITER_REQUIRED) instead of pydantic's.
+    arbiter: Annotated[Address, BeforeValidator(_arbiter_named)] = Field(default=None, validate_default=True)
     budget_wei: Wei
     limits: LimitsSpec
     rewards: RewardsSpec
@@ -398,10 +410,39 @@ class TaskSpec(_Strict):
                 f"contributors.min ({self.contributors.min}) must be at most contributors.max "
                 f"({self.contributors.max})"
             )
-        if self.validators.quorum > len(self.validators.addresses):
+        validators = len(self.validators.addresses)
+        if self.validators.quorum > validators:
             problems.append(
                 f"validators.quorum ({self.validators.quorum}) must be at most the number of "
-                f"validators.addresses ({len(self.validators.addresses)})"
+                f"validators.addresses ({validators})"
+            )
+        elif 2 * self.validators.quorum <= validators:
+            problems.append(
+                f"validators.quorum ({self.validators.quorum}) must be more than half the {validators} "
+                f"validators.addresses (at least {validators // 2 + 1}), so that two disjoint groups of "
+                "validators can never both accept a round"
+            )
+        if self.arbiter in self.validators.addresses:
+            problems.append(
+                f"arbiter {self.arbiter} is also in validators.addresses: the arbiter must be neither the "
+                "task owner nor a validator"
+            )
+        for name, amount, why in (
+            (
+                "contributors.stake_wei",
+                self.contributors.stake_wei,
+                "an unrevealed update must cost something",
+            ),
+            ("validators.bond_wei", self.validators.bond_wei, "a wrong result must cost its validators"),
+            ("challenge_bond_wei", self.challenge_bond_wei, "a frivolous challenge must cost its challenger"),
+        ):
+            if amount == 0:
+                problems.append(f"{name} must be above zero: {why}")
+        if self.phases.challenge < self.phases.validation:
+            problems.append(
+                f"phases.challenge ({self.phases.challenge}) must be at least phases.validation "
+                f"({self.phases.validation}), so no round is finalized (and its silent validators slashed) "
+                "before their deadline to agree"
             )
         if self.validators.slash_wei > self.validators.bond_wei:
             problems.append(
@@ -580,8 +621,7 @@ def with_held_out_digest(spec: TaskSpec, digest: bytes) -> TaskSpec:
 def task_params(spec: TaskSpec, spec_digest: bytes) -> dict[str, Any]:
     """Return the contract's ``TaskParams`` for ``spec``, keys in ABI order (see :data:`TASK_PARAMS_FIELDS`).
 
-    ``tuple(task_params(spec, digest).values())`` is the struct argument of ``createTask``. A missing
-    arbiter becomes the zero address, which the contract reads as "the task owner".
+    ``tuple(task_params(spec, digest).values())`` is the struct argument of ``createTask``.
 
     Parameters
     ----------
@@ -616,7 +656,7 @@ def task_params(spec: TaskSpec, spec_digest: bytes) -> dict[str, Any]:
         "validatorBond": spec.validators.bond_wei,
         "validatorSlash": spec.validators.slash_wei,
         "challengeBond": spec.challenge_bond_wei,
-        "arbiter": spec.arbiter or ZERO_ADDRESS,
+        "arbiter": spec.arbiter,
     }
     return params
 

@@ -12,19 +12,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from cotrain.chain.market import Market, RoundStatus
+from cotrain.chain.market import FORFEITED, REVEALED, Market, RoundStatus
 from cotrain.errors import ConfigError
 from cotrain.protocol.rewards import allocation_proof
+from cotrain.roles.challenges import Challenge, challenges_of
 from cotrain.roles.task_view import TaskView
 from cotrain.storage.base import ContentStore
 from eth_utils import is_hex_address, to_checksum_address
 
 EMPTY = bytes(32)
-REVEALED = (1).to_bytes(32, "big")  # what commitmentOf returns once the update is revealed
 NO_VERDICT = "-"
 NOT_REVEALED = "not revealed"
+FORFEITED_VERDICT = "forfeited"
 #: Events that name an account taking part in a task (validators are also listed in ``TaskCreated``).
-PARTICIPATION_EVENTS = {"ContributorJoined": "contributor", "ValidatorBonded": "validator"}
+PARTICIPATION_EVENTS = {
+    "ContributorJoined": "contributor",
+    "ValidatorBonded": "validator",
+    "RoundChallenged": "challenger",
+}
 
 
 @dataclass(frozen=True)
@@ -39,9 +44,10 @@ class RoundResult:
         The round's status on chain in lower case: ``open``, ``accepted``, ``finalized``, ``failed``,
         ``voided``.
     verdict : str
-        ``accepted`` or ``rejected`` (from the accepted record); ``not revealed`` when the account committed
-        but never revealed; ``committed`` or ``revealed`` while the round is open; ``-`` when the account
-        sent nothing or the round has no accepted result.
+        ``accepted`` or ``rejected`` (from the accepted record); ``forfeited`` when the account committed,
+        never revealed, and its stake was forfeited; ``not revealed`` when it committed and never revealed
+        (forfeit, but not taken yet); ``committed`` or ``revealed`` while the round is open; ``-`` when the
+        account sent nothing or the round has no accepted result.
     reason : str
         The record's reason code (``ok``, ``free_rider``, ...), or ``-``.
     score : str or None
@@ -56,6 +62,9 @@ class RoundResult:
         Whether the account's reward leaf is marked claimed on chain.
     claimable_wei : int
         What the account can claim now: its reward once the round is finalized, until it is claimed.
+    forfeited_wei : int
+        Stake the market took because the account's commitment of this round was never revealed
+        (``CommitmentForfeited``).
     """
 
     round: int
@@ -68,6 +77,7 @@ class RoundResult:
     slashed_wei: int
     claimed: bool
     claimable_wei: int
+    forfeited_wei: int = 0
 
     @property
     def claimed_wei(self) -> int:
@@ -99,6 +109,8 @@ class TaskStanding:
         Bond the market took from it (``ValidatorSlashed``).
     rounds : tuple[RoundResult, ...]
         One result per round so far, when the account is a contributor; empty otherwise.
+    challenges : tuple[Challenge, ...]
+        The account's challenges of the task's rounds and what became of them.
     """
 
     task_id: int
@@ -110,13 +122,17 @@ class TaskStanding:
     bond_wei: int
     bond_slashed_wei: int
     rounds: tuple[RoundResult, ...]
+    challenges: tuple[Challenge, ...] = ()
 
     @property
     def roles(self) -> tuple[str, ...]:
-        """``("contributor",)``, ``("validator",)``, both, or neither."""
-        return tuple(
-            role for role, held in (("contributor", self.contributor), ("validator", self.validator)) if held
+        """Among ``contributor``, ``validator`` and ``challenger``, those the account played."""
+        held = (
+            ("contributor", self.contributor),
+            ("validator", self.validator),
+            ("challenger", bool(self.challenges)),
         )
+        return tuple(role for role, played in held if played)
 
     @property
     def rewarded_wei(self) -> int:
@@ -127,6 +143,11 @@ class TaskStanding:
     def slashed_wei(self) -> int:
         """Stake the market took from the account."""
         return sum(r.slashed_wei for r in self.rounds)
+
+    @property
+    def forfeited_wei(self) -> int:
+        """Stake the account forfeited for commitments it never opened."""
+        return sum(r.forfeited_wei for r in self.rounds)
 
     @property
     def claimed_wei(self) -> int:
@@ -185,6 +206,11 @@ def round_result(view: TaskView, round_: int, account: str) -> RoundResult:
         for e in view.events("ContributorSlashed", round_)
         if e.args["contributor"] == account
     )
+    forfeited = sum(
+        e.args["amount"]
+        for e in view.events("CommitmentForfeited", round_)
+        if e.args["contributor"] == account
+    )
     reward_wei = slash_wei = 0
     claimed = False
     record = view.record(round_) if status in (RoundStatus.ACCEPTED, RoundStatus.FINALIZED) else None
@@ -196,6 +222,8 @@ def round_result(view: TaskView, round_: int, account: str) -> RoundResult:
             index = allocation_proof(record.reward_allocations, account).index
             claimed = market.is_claimed(task_id, round_, index)
         verdict, reason, score = entry.verdict, entry.reason.value, entry.score
+    elif commitment == FORFEITED:
+        verdict, reason, score = FORFEITED_VERDICT, NO_VERDICT, None
     elif status == RoundStatus.OPEN and commitment != EMPTY:
         verdict, reason, score = "revealed" if commitment == REVEALED else "committed", NO_VERDICT, None
     elif commitment not in (EMPTY, REVEALED):
@@ -214,6 +242,7 @@ def round_result(view: TaskView, round_: int, account: str) -> RoundResult:
         slashed_wei=slashed,
         claimed=claimed,
         claimable_wei=reward_wei if finalized and not claimed else 0,
+        forfeited_wei=forfeited,
     )
 
 
@@ -248,11 +277,13 @@ def task_standing(view: TaskView, account: str) -> TaskStanding:
             e.args["amount"] for e in view.events("ValidatorSlashed") if e.args["validator"] == account
         ),
         rounds=rounds,
+        challenges=tuple(challenges_of(view, account)),
     )
 
 
 def tasks_of(market: Market, account: str) -> list[int]:
-    """The ids of the tasks ``account`` joined, bonded for, or is listed as a validator of, ascending.
+    """The ids of the tasks ``account`` joined, bonded for, challenged, or is listed as a validator of,
+    ascending.
 
     Raises
     ------
@@ -332,6 +363,10 @@ def describe(result: RoundResult) -> str:
         if result.slash_wei:
             return f"{line}, slash of {result.slash_wei} wei not applied (yet)"
         return f"{line}, not slashed"
+    if result.verdict == FORFEITED_VERDICT:
+        return (
+            f"{head}committed but never revealed: the whole stake of {result.forfeited_wei} wei was forfeited"
+        )
     if result.verdict == NOT_REVEALED:
         return f"{head}committed but not revealed (round {result.status})"
     if result.verdict in ("committed", "revealed"):

@@ -1,5 +1,5 @@
-"""Presenting an audit: a terminal table, a JSON summary, an HTML report with plots, and the on-chain
-challenge of a round that failed it."""
+"""Presenting an audit: a terminal table, a JSON summary and an HTML report with plots (a round that failed
+it is challenged with :func:`cotrain.roles.challenges.file_challenge`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import html
 import json
 from pathlib import Path
 
-from cotrain.chain.market import Market
 from cotrain.roles.auditor import RoundAudit
-from cotrain.storage.base import ContentStore
 from rich.console import Console
 from rich.table import Table
 
@@ -174,13 +172,3 @@ def _bar_svg(bars: list[tuple[str, int]], width: int = 480, row: int = 22) -> st
         for i, (label, v) in enumerate(bars)
     )
     return f'<svg width="{width}" height="{len(bars) * row}" xmlns="http://www.w3.org/2000/svg">{items}</svg>'
-
-
-def file_challenge(market: Market, store: ContentStore, task_id: int, audit: RoundAudit) -> str:
-    """Store the audit's findings as evidence and challenge the round with the task's bond; return the CID."""
-    evidence = json.dumps(
-        {"task_id": task_id, "round": audit.round, "problems": audit.problems}, sort_keys=True
-    ).encode()
-    cid = store.add(evidence)
-    market.challenge(task_id, audit.round, cid)
-    return cid

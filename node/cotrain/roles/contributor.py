@@ -2,7 +2,12 @@
 and claims its rewards. Restart-safe: the chain says what was done; the journal keeps the salt and the
 stored update between commit and reveal, so an update is never trained or submitted twice for a round.
 A journal entry is used only for the round, task and base model it was trained for, and only while it
-matches the commitment on chain; a node whose journal contradicts the chain stops with one line."""
+matches the commitment on chain; a node whose journal contradicts the chain stops with one line.
+
+A commitment left unopened after its reveal phase (the node was down) costs the whole stake: anyone may
+forfeit it, and the account cannot commit again until it is. The node says so in one line, forfeits it itself
+when it finds it first (the bounty then comes back to the account) and joins again with a new stake; leaving
+with an unopened commitment forfeits the stake too, and the node says that as well."""
 
 from __future__ import annotations
 
@@ -14,7 +19,16 @@ from collections.abc import Callable
 
 import numpy as np
 from cotrain.chain.client import ContractRevert
-from cotrain.chain.market import Market, Phase, RoundStatus, TaskStatus
+from cotrain.chain.market import (
+    FORFEITED,
+    REVEALED,
+    Contributor,
+    Market,
+    Phase,
+    RoundStatus,
+    Task,
+    TaskStatus,
+)
 from cotrain.consensus.fixed_point import NUMBER_FORMATS, overflow_count
 from cotrain.errors import ConfigError, NodeStateError
 from cotrain.learning.attacks import Attack
@@ -25,7 +39,7 @@ from cotrain.protocol.rewards import allocation_proof
 from cotrain.protocol.round_judge import flatten_arrays
 from cotrain.protocol.task_model import train_round
 from cotrain.protocol.update_binding import update_metadata
-from cotrain.roles.account_status import describe, round_result, task_standing
+from cotrain.roles.account_status import FORFEITED_VERDICT, describe, round_result, task_standing
 from cotrain.roles.journal import Journal
 from cotrain.roles.task_view import TaskView
 from cotrain.roles.timings import Timings
@@ -33,7 +47,6 @@ from cotrain.roles.transactions import send_tolerantly
 from cotrain.storage.base import ContentStore
 
 log = logging.getLogger(__name__)
-REVEALED = (1).to_bytes(32, "big")
 EMPTY = bytes(32)
 WAITING_NOTE_S = 15.0  # how often a node waiting on a phase says so
 
@@ -75,6 +88,7 @@ class ContributorNode:
         self.view = TaskView(market, store, task_id)
         self._waiting_noted: tuple[int, float] | None = None  # (round, when) of the last "waiting" line
         self._reported: set[int] = set()  # rounds whose outcome the log already tells
+        self._forfeits_noted: set[int] = set()  # rounds whose forfeited stake the log already tells
 
     def step(self) -> bool:
         """Do what the task's state calls for now; return True once there is nothing left to do."""
@@ -82,17 +96,25 @@ class ContributorNode:
         task = self.market.get_task(self.task_id)
         me = self.market.contributor_info(self.task_id, self.address)
         self.claim_rewards(task.current_round)
+        self._note_forfeits()
         self._report_outcomes(task.current_round)
         if task.status != TaskStatus.ACTIVE:
-            return self._all_claimed(task.current_round) and self._leave(me.joined)
+            return self._all_claimed(task.current_round) and self._leave(me)
         if not me.joined:
-            log.info("joining task %d with a stake of %d wei", self.task_id, task.params.contributor_stake)
+            again = " again" if self._forfeits_noted else ""
+            log.info(
+                "joining task %d%s with a stake of %d wei", self.task_id, again, task.params.contributor_stake
+            )
             self.market.join(self.task_id)
             return False
         round_ = task.current_round
         phase = self.market.phase(self.task_id)
         commitment = self.market.commitment_of(self.task_id, round_, self.address)
         if phase == Phase.COMMIT and commitment == EMPTY:
+            unopened = self._unopened(me, task)
+            if unopened is not None:
+                self._forfeit_own(round_, unopened)
+                return False
             self._commit(round_)
         elif phase == Phase.REVEAL and commitment not in (EMPTY, REVEALED):
             self._reveal(round_, commitment)
@@ -110,10 +132,55 @@ class ContributorNode:
                 continue
             self._reported.add(round_)
             result = round_result(self.view, round_, self.address)
+            if result.verdict == FORFEITED_VERDICT and round_ in self._forfeits_noted:
+                continue  # said when it was forfeited
             if result.verdict == "accepted":
                 log.info("%s", describe(result))
             elif result.verdict != "-" or status in (RoundStatus.FAILED, RoundStatus.VOIDED):
                 log.warning("%s", describe(result))
+
+    def _note_forfeits(self) -> None:
+        """Say, once per round, that this account's stake was forfeited for a commitment it never opened."""
+        for event in self.view.events("CommitmentForfeited"):
+            round_ = event.args["round"]
+            if event.args["contributor"] != self.address or round_ in self._forfeits_noted:
+                continue
+            self._forfeits_noted.add(round_)
+            log.warning(
+                "round %d: this account committed and never revealed, so its whole stake of %d wei was "
+                "forfeited (%s was credited a bounty of %d wei)",
+                round_,
+                event.args["amount"],
+                "this account" if event.args["caller"] == self.address else event.args["caller"],
+                event.args["bounty"],
+            )
+
+    def _unopened(self, me: Contributor, task: Task) -> int | None:
+        """The round of this account's last commitment if it was never revealed and its reveal phase is over
+        (the stake is then forfeit), else None."""
+        if me.last_round == 0:
+            return None
+        round_ = me.last_round - 1
+        if self.market.commitment_of(self.task_id, round_, self.address) in (EMPTY, REVEALED, FORFEITED):
+            return None
+        reveal_end = self.market.get_round(self.task_id, round_).reveal_end
+        if self.market.client.latest_timestamp() < reveal_end:
+            return None
+        if task.closed_at and task.closed_at < reveal_end:
+            return None  # the task stopped before the reveal phase ended: nothing is forfeit
+        return round_
+
+    def _forfeit_own(self, round_: int, unopened: int) -> None:
+        """This account cannot commit in ``round_`` while its commitment of ``unopened`` is unopened: forfeit
+        it (the bounty comes back to this account rather than to whoever forfeits it first)."""
+        log.warning(
+            "round %d: cannot commit: this account's commitment of round %d was never revealed and its "
+            "reveal phase is over, so its whole stake is forfeit; forfeiting it now (the bounty comes back "
+            "to this account), then joining again with a new stake",
+            round_,
+            unopened,
+        )
+        self._send(round_, lambda: self.market.forfeit_unrevealed(self.task_id, unopened, self.address))
 
     def _note_waiting(self, round_: int, joined: int, minimum: int) -> None:
         """Say, now and then, that the node waits for the join phase to end, and for how long."""
@@ -141,7 +208,18 @@ class ContributorNode:
             self.address, self.task_id, round_, bytes.fromhex(entry["digest"]), bytes.fromhex(entry["salt"])
         )
         log.info("round %d: committing update %s", round_, entry["cid"])
-        self._send(round_, lambda: self.market.commit(self.task_id, round_, commitment))
+        try:
+            self._send(round_, lambda: self.market.commit(self.task_id, round_, commitment))
+        except ContractRevert as revert:
+            if revert.name != "UnopenedCommitment":
+                raise
+            log.warning(
+                "round %d: the market refused the commitment: this account's commitment of round %d was "
+                "never revealed, so its stake is forfeit; it is forfeited at the next step, then the account "
+                "joins again",
+                round_,
+                revert.arguments.get("round"),
+            )
 
     def _prepare(self, round_: int) -> dict:
         """Train on the round's base model, store the update and journal it before anything is sent."""
@@ -263,9 +341,10 @@ class ContributorNode:
             self.journal.put(f"claimed-{round_}", {"amount": mine[0].amount if mine else 0})
         return claimed
 
-    def _leave(self, joined: bool) -> bool:
-        """Take the stake back once the task is over; True when done (False: still locked, retry later)."""
-        if not joined:
+    def _leave(self, me: Contributor) -> bool:
+        """Take the stake back once the task is over; True when done (False: still locked, retry later). A
+        last commitment left unopened forfeits the stake instead, which the log says."""
+        if not me.joined:
             return True
         try:
             receipt = self.market.leave(self.task_id)
@@ -273,9 +352,21 @@ class ContributorNode:
             if revert.name != "StakeLocked":
                 raise
             return False
-        refund = sum(
-            e.args["refund"] for e in self.market.receipt_events(receipt) if e.name == "ContributorLeft"
-        )
+        events = self.market.receipt_events(receipt)
+        forfeited = [e for e in events if e.name == "CommitmentForfeited"]
+        if forfeited:
+            self._forfeits_noted.add(forfeited[0].args["round"])
+            log.warning(
+                "task %d is over, but this account's commitment of round %d was never revealed: leaving "
+                "forfeited its whole stake of %d wei; %d wei come back as the forfeit bounty (credits, which "
+                "`cotrain claim` withdraws)",
+                self.task_id,
+                forfeited[0].args["round"],
+                forfeited[0].args["amount"],
+                forfeited[0].args["bounty"],
+            )
+            return True
+        refund = sum(e.args["refund"] for e in events if e.name == "ContributorLeft")
         standing = task_standing(self.view, self.address)
         accepted = sum(r.verdict == "accepted" for r in standing.rounds)
         log.info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from cotrain.chain.market import Market, TaskParams
+from cotrain.errors import ConfigError
 from cotrain.protocol.round_outcome import model_file
 from cotrain.protocol.task_model import check_held_out_pin, initial_state
 from cotrain.protocol.task_spec import (
@@ -17,12 +18,31 @@ from cotrain.protocol.task_spec import (
 from cotrain.storage.base import ContentStore
 
 
-def post_task(market: Market, store: ContentStore, spec: TaskSpec) -> tuple[int, TaskSpec]:
+def check_arbiter(spec: TaskSpec, owner: str) -> None:
+    """Refuse, in one line, a spec whose arbiter is the account about to post it (the market would too).
+
+    Raises
+    ------
+    ConfigError
+        If ``spec.arbiter`` is ``owner``.
+    """
+    if spec.arbiter.lower() == owner.lower():
+        raise ConfigError(
+            f"the spec's arbiter {spec.arbiter} is the account posting the task: a task owner may not rule "
+            "on challenges of its own task; name another account in `arbiter`, one that is not a validator"
+        )
+
+
+def post_task(
+    market: Market, store: ContentStore, spec: TaskSpec, *, owner: str | None = None
+) -> tuple[int, TaskSpec]:
     """Store what participants need, create the task; return its id and the spec as posted.
 
     A spec without ``initial_model`` gets the registry model built from ``training.seed``. A built-in data
-    set's ``held_out_digest``, when given, must be its split's (checked before anything is stored).
+    set's ``held_out_digest``, when given, must be its split's, and the arbiter must not be ``owner`` (the
+    market's signing account unless given), both checked before anything is stored.
     """
+    check_arbiter(spec, owner or market.client.signing_address())
     check_held_out_pin(spec)
     if spec.initial_model is None:
         model = model_file(0, -1, initial_state(spec))

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from cotrain.roles.account_status import RoundResult, TaskStanding, describe
+from cotrain.roles.challenges import Challenge
+from cotrain.roles.challenges import describe as describe_challenge
 from rich.console import Console
 from rich.table import Table
 
@@ -18,10 +20,11 @@ COLUMNS = (
     "score",
     "reward (wei)",
     "slashed (wei)",
+    "forfeited (wei)",
     "claimed",
     "claimable (wei)",
 )
-VERDICT_STYLES = {"accepted": "green", "rejected": "bold red", "not revealed": "red"}
+VERDICT_STYLES = {"accepted": "green", "rejected": "bold red", "not revealed": "red", "forfeited": "bold red"}
 
 
 def _locked(standing: TaskStanding) -> str:
@@ -57,18 +60,34 @@ def print_status(console: Console, account: str, standings: Sequence[TaskStandin
                 r.score or "-",
                 str(r.reward_wei),
                 _slash_cell(r),
+                str(r.forfeited_wei),
                 "yes" if r.claimed else "-" if not r.reward_wei else "no",
                 str(r.claimable_wei),
             )
         if s.rounds:
             table.add_section()
-            totals = (s.rewarded_wei, s.slashed_wei, s.claimed_wei, s.claimable_wei)
-            table.add_row("total", "", "", "", "", *(str(wei) for wei in totals))
+            table.add_row(
+                "total",
+                "",
+                "",
+                "",
+                "",
+                str(s.rewarded_wei),
+                str(s.slashed_wei),
+                str(s.forfeited_wei),
+                str(s.claimed_wei),
+                str(s.claimable_wei),
+            )
         console.print(table)
-        console.print(
+        line = (
             f"task {s.task_id}: rewarded {s.rewarded_wei} wei, claimed {s.claimed_wei} wei, "
             f"claimable {s.claimable_wei} wei, slashed {s.slashed_wei} wei"
         )
+        if s.forfeited_wei:
+            line += f", forfeited {s.forfeited_wei} wei"
+        console.print(line)
+        for challenge in s.challenges:
+            console.print(f"task {s.task_id}: {describe_challenge(challenge)}")
 
 
 def _slash_cell(r: RoundResult) -> str:
@@ -91,7 +110,22 @@ def round_json(r: RoundResult) -> dict[str, Any]:
         "claimed": r.claimed,
         "claimed_wei": str(r.claimed_wei),
         "claimable_wei": str(r.claimable_wei),
+        "forfeited_wei": str(r.forfeited_wei),
         "summary": describe(r),
+    }
+
+
+def challenge_json(c: Challenge) -> dict[str, Any]:
+    """One challenge as JSON data (wei as strings)."""
+    return {
+        "round": c.round,
+        "evidence_cid": c.evidence_cid,
+        "outcome": c.outcome,
+        "bond_wei": str(c.bond_wei),
+        "payout_wei": str(c.payout_wei),
+        "bond_returned": c.returned,
+        "bond_withdrawable": c.withdrawable,
+        "summary": describe_challenge(c),
     }
 
 
@@ -113,8 +147,10 @@ def status_summary(account: str, standings: Sequence[TaskStanding]) -> dict[str,
                     "slashed_wei": str(s.slashed_wei),
                     "claimed_wei": str(s.claimed_wei),
                     "claimable_wei": str(s.claimable_wei),
+                    "forfeited_wei": str(s.forfeited_wei),
                 },
                 "rounds": [round_json(r) for r in s.rounds],
+                "challenges": [challenge_json(c) for c in s.challenges],
             }
             for s in standings
         ],

@@ -11,9 +11,10 @@ from cotrain.roles.timings import Timings
 log = logging.getLogger(__name__)
 
 #: Refusals an honest node meets when another node or the clock got there first: the phase moved on, a round
-#: filled or settled, another validator finalized or slashed, a claim or bond already went through. The node
-#: re-reads the chain at its next step and acts on what it finds. Every other refusal means the node cannot
-#: succeed by trying again (it is not a validator, its commitment does not match, ...), so it stops.
+#: filled or settled, another validator finalized or slashed or forfeited an unrevealed commitment, a claim or
+#: bond already went through. The node re-reads the chain at its next step and acts on what it finds. Every
+#: other refusal means the node cannot succeed by trying again (it is not a validator, its commitment does not
+#: match, ...), so it stops.
 RACES = frozenset(
     {
         "AlreadyBonded",
@@ -22,9 +23,9 @@ RACES = frozenset(
         "AlreadyJoined",
         "AlreadyProposed",
         "AlreadyRevealed",
-        "AlreadySlashed",
         "ChallengePending",
         "ChallengeWindowOpen",
+        "NothingToForfeit",
         "PreviousRoundPending",
         "RoundFull",
         "RoundNotExpired",

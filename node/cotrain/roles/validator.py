@@ -1,6 +1,7 @@
 """The validator: bonds, and once a round's reveals are in, judges the round (fetch, check, aggregate,
 evaluate, reward), stores the record and the new model, and proposes their digests and Merkle roots. It also
-does the housekeeping anyone may do: failing dead rounds, finalizing, applying slashes, withdrawing its bond.
+does the housekeeping anyone may do: forfeiting the stakes of commitments left unopened after a reveal phase
+(for a bounty), failing dead rounds, finalizing, applying slashes, withdrawing its bond and credits.
 
 Restart-safe without a journal: a proposal is a pure function of public data, and the chain says whether this
 validator already proposed."""
@@ -11,7 +12,7 @@ import functools
 import logging
 from collections.abc import Callable
 
-from cotrain.chain.market import Market, Phase, Proposal, RoundStatus, TaskStatus
+from cotrain.chain.market import FORFEITED, REVEALED, Market, Phase, Proposal, RoundStatus, Task, TaskStatus
 from cotrain.errors import IntegrityError, StorageError
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected
@@ -22,6 +23,7 @@ from cotrain.roles.task_view import TaskView
 from cotrain.roles.timings import Timings
 from cotrain.roles.transactions import send_tolerantly
 from cotrain.storage.base import ContentStore, ContentTooLargeError, fetch_verified
+from web3.types import TxReceipt
 
 log = logging.getLogger(__name__)
 EMPTY = bytes(32)
@@ -82,6 +84,7 @@ class ValidatorNode:
         self.timings = timings or Timings()
         self.outcomes: dict[int, RoundOutcome] = {}
         self.settled: set[int] = set()  # rounds with nothing left to do
+        self.forfeits_done: set[int] = set()  # rounds whose unopened commitments were all forfeited
         self._disagreements_reported: set[int] = set()
         self._stagger: int | None = None
 
@@ -90,12 +93,23 @@ class ValidatorNode:
         self.view.refresh()
         task = self.market.get_task(self.task_id)
         me = self.market.validator_info(self.task_id, self.address)
-        if task.status == TaskStatus.ACTIVE and not me.bonded:
-            log.info("bonding %d wei on task %d", task.params.validator_bond, self.task_id)
+        if task.status == TaskStatus.ACTIVE and me.bond < task.params.validator_bond:
+            missing = task.params.validator_bond - me.bond
+            if me.bond:
+                log.info(
+                    "topping the slashed bond of %d wei up by %d wei on task %d",
+                    me.bond,
+                    missing,
+                    self.task_id,
+                )
+            else:
+                log.info("bonding %d wei on task %d", missing, self.task_id)
             self._send(task.current_round, lambda: self.market.bond_validator(self.task_id))
             return False
         last = min(task.current_round, task.params.num_rounds - 1)
         for round_ in range(last + 1):
+            if round_ not in self.forfeits_done:
+                self._forfeit_unopened(round_, task)
             if round_ not in self.settled:
                 self._settle(round_, task.params.challenge_duration)
         if task.status == TaskStatus.ACTIVE:
@@ -105,8 +119,54 @@ class ValidatorNode:
             if me.bond:
                 log.info("task %d is over: withdrawing the bond", self.task_id)
                 self._send(task.current_round, lambda: self.market.withdraw_bond(self.task_id))
+            credits = self.market.credits(self.address)
+            if credits:
+                log.info("withdrawing %d wei of credits (forfeit bounties)", credits)
+                self._send(task.current_round, self.market.withdraw_credit)
             return True
         return False
+
+    def _forfeit_unopened(self, round_: int, task: Task) -> None:
+        """Once ``round_``'s reveal phase is over, take the stake of every contributor that committed in it
+        and did not reveal (UpdateCommitted less UpdateRevealed); this validator is credited the bounty.
+        Another node forfeiting first is a race, not an error."""
+        r = self.market.get_round(self.task_id, round_)
+        now = self.market.client.latest_timestamp()
+        if now < r.reveal_end:
+            return
+        if task.closed_at and task.closed_at < r.reveal_end:
+            self.forfeits_done.add(round_)  # the task stopped during the round: nobody forfeits
+            return
+        if now < r.reveal_end + self._finalize_delay():
+            return  # the first listed validator goes first; the others only if it has not
+        self.view.refresh()  # every commit and reveal of the round is mined by now
+        revealed = {e.args["contributor"] for e in self.view.events("UpdateRevealed", round_)}
+        unopened = [
+            e.args["contributor"]
+            for e in self.view.events("UpdateCommitted", round_)
+            if e.args["contributor"] not in revealed
+        ]
+        for account in unopened:
+            if self.market.commitment_of(self.task_id, round_, account) in (REVEALED, FORFEITED, EMPTY):
+                continue  # forfeited already (or this view lags the chain)
+            receipts: list[TxReceipt] = []
+            forfeit = functools.partial(self._forfeit, receipts, round_, account)
+            if not send_tolerantly(forfeit, self.timings, round_):
+                continue
+            for event in self.market.receipt_events(receipts[0]):
+                if event.name == "CommitmentForfeited":
+                    log.warning(
+                        "round %d: %s committed and never revealed: forfeited its stake of %d wei, a bounty "
+                        "of %d wei to this validator",
+                        round_,
+                        account,
+                        event.args["amount"],
+                        event.args["bounty"],
+                    )
+        self.forfeits_done.add(round_)
+
+    def _forfeit(self, receipts: list[TxReceipt], round_: int, account: str) -> None:
+        receipts.append(self.market.forfeit_unrevealed(self.task_id, round_, account))
 
     def _validate(self, round_: int) -> None:
         phase = self.market.phase(self.task_id)

@@ -11,7 +11,7 @@ from cotrain.chain.anvil import Anvil
 from cotrain.chain.client import ChainClient
 from cotrain.chain.keys import Signer
 from cotrain.chain.market import Market, deploy_market
-from task_terms import BUDGET, SPEC_CID, task_params
+from task_terms import ARBITER, BUDGET, SPEC_CID, task_params
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,14 @@ def validators(anvil: Anvil) -> list[Signer]:
 @pytest.fixture(scope="module")
 def contributors(anvil: Anvil) -> list[Signer]:
     return [anvil.signer(i) for i in (4, 5, 6)]
+
+
+@pytest.fixture(scope="module")
+def arbiter(anvil: Anvil) -> Signer:
+    """The tasks' arbiter (task_terms.ARBITER): dev account 8."""
+    signer = anvil.signer(8)
+    assert signer.address == ARBITER
+    return signer
 
 
 @pytest.fixture(scope="module")

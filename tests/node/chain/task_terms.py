@@ -8,6 +8,9 @@ from typing import Any
 from cotrain.chain.market import TaskParams
 
 ETHER = 10**18
+#: Dev account 8, which the chain tests give no other role (owner 0, validators 1-3, contributors 4-6,
+#: outsider 9): the arbiter must be neither a task's owner nor one of its validators.
+ARBITER = "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f"
 BUDGET = 2 * ETHER
 SPEC_CID = "bafkreispec"
 DEFAULT_TERMS: dict[str, Any] = {
@@ -25,6 +28,7 @@ DEFAULT_TERMS: dict[str, Any] = {
     "validator_bond": ETHER,
     "validator_slash": ETHER // 4,
     "challenge_bond": ETHER // 2,
+    "arbiter": ARBITER,
 }
 
 

@@ -85,4 +85,5 @@ def test_shipped_enums_come_from_the_solidity_sources():
         "ITrainingMarket.TaskStatus": ["None", "Active", "Completed", "Cancelled", "Halted"],
         "ITrainingMarket.RoundStatus": ["Open", "Accepted", "Finalized", "Failed", "Voided"],
         "ITrainingMarket.Phase": ["Join", "Commit", "Reveal", "Validate", "Expired", "Closed"],
+        "ITrainingMarket.ChallengeOutcome": ["None", "Rejected", "Upheld", "Dismissed"],
     }

@@ -13,6 +13,7 @@ from cotrain.chain.market import (
     ENUMS,
     STRUCTS,
     ZERO_BYTES32,
+    ChallengeOutcome,
     Market,
     Phase,
     Proposal,
@@ -72,7 +73,8 @@ def test_every_contract_function_has_a_market_method():
 
 
 def test_struct_and_enum_names_mirror_solidity():
-    assert list(ENUMS) == ["TaskStatus", "RoundStatus", "Phase"]
+    assert list(ENUMS) == ["TaskStatus", "RoundStatus", "Phase", "ChallengeOutcome"]
+    assert [m.name for m in ChallengeOutcome] == ["NONE", "REJECTED", "UPHELD", "DISMISSED"]
     assert [m.name for m in Phase] == ["JOIN", "COMMIT", "REVEAL", "VALIDATE", "EXPIRED", "CLOSED"]
     assert [f.name for f in fields(STRUCTS["Proposal"])] == [
         "model_digest",
@@ -228,8 +230,7 @@ def test_events_decode_structs_into_the_bindings(market, flow, owner, validators
     created = market.events("TaskCreated", task_id=flow.task_id)[0]
     proposed = market.events("RoundProposed", task_id=flow.task_id)
 
-    # The contract stores (and emits) the owner as arbiter when none was given.
-    assert created.args["params"] == task_params(arbiter=owner.address)
+    assert created.args["params"] == task_params()
     assert created.args["validators"] == tuple(v.address for v in validators)
     assert (created.task_id, created.args["owner"], created.args["budget"]) == (
         flow.task_id,

@@ -5,6 +5,9 @@ would), then `cotrain audit` re-runs every round from chain events and storage a
 - A quorum that proposes rewards of its own choosing (a self-consistent record paying one contributor
   less than its share) fails that round's audit with exactly the fields that differ, the other round
   still passes, and `cotrain audit --challenge` disputes the round on chain, the findings its evidence.
+  A second account challenges too; `cotrain arbitrate` upholds the first challenge (the challenger is
+  credited its bond and half the proposer's bond, the task halts), and `cotrain claim` pays the winner its
+  credit and the other challenger its bond back.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cotrain.chain.market import Market, Phase, Proposal, RoundStatus, TaskStatus
+from cotrain.chain.market import ChallengeOutcome, Market, Phase, Proposal, RoundStatus, TaskStatus
 from cotrain.demo import DemoSettings, demo_spec
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.evaluation import evaluate
@@ -28,6 +31,7 @@ from cotrain.protocol.round_record import COMPUTED_FIELDS, RoundRecord, parse_re
 from cotrain.protocol.task_model import builtin_split, task_model
 from cotrain.protocol.task_spec import TaskSpec, validate_spec
 from cotrain.roles.auditor import audit_task
+from cotrain.roles.challenges import file_challenge
 from cotrain.roles.contributor import ContributorNode
 from cotrain.roles.journal import Journal
 from cotrain.roles.owner import post_task
@@ -35,10 +39,11 @@ from cotrain.roles.task_view import TaskView
 from cotrain.roles.validator import ValidatorNode, judge
 from cotrain.storage.base import ContentStore
 from cotrain.storage.unixfs import compute_cid
-from e2e_helpers import CliResult, RunCli, run_until
+from e2e_helpers import CliResult, RunCli, error_line, run_until
 
 CONTRIBUTORS = 3
 ROUNDS = 2
+ARBITER = -3  # the dev account after the contributors; the last two are spare
 ENV = {"COLUMNS": "200", "OMP_NUM_THREADS": "1"}
 
 
@@ -62,15 +67,16 @@ class Task:
 
 @contextmanager
 def running_task(directory: Path, validators: int, challenge_s: int) -> Iterator[Task]:
-    """A breast-cancer task like the demo's (owner 0, validators 1.., contributors next, one spare dev
-    account last), posted on a fresh local network, and a node object per participant."""
-    accounts = 1 + validators + CONTRIBUTORS + 1
+    """A breast-cancer task like the demo's (owner 0, validators 1.., contributors next, then the arbiter,
+    then two spare dev accounts), posted on a fresh local network, and a node object per participant."""
+    accounts = 1 + validators + CONTRIBUTORS + 3
     with local_network(directory / "net", storage="embedded", block_time=1, accounts=accounts) as net:
         owner = net.signer(0)
         market, store = net.config.connect(owner)
         settings = DemoSettings(CONTRIBUTORS, validators, ROUNDS, "breast_cancer")
         addresses = [net.anvil.addresses[1 + i] for i in range(validators)]
-        data = demo_spec(settings, owner.address, addresses).model_dump(mode="json")
+        arbiter = net.anvil.addresses[ARBITER]
+        data = demo_spec(settings, arbiter, addresses).model_dump(mode="json")
         data["phases"]["challenge"] = challenge_s
         task_id, spec = post_task(market, store, validate_spec(data, source="audit test spec"))
         train, held_out = builtin_split(spec)
@@ -106,7 +112,7 @@ def audit(run_cli: RunCli, task: Task, out: Path, *extra: str, env: dict | None 
 
 
 def test_honest_history_passes_the_audit(run_cli: RunCli, tmp_path: Path) -> None:
-    with running_task(tmp_path, validators=2, challenge_s=3) as task:
+    with running_task(tmp_path, validators=2, challenge_s=DemoSettings().window_s) as task:
         run_until("every participant settled", [n.step for n in [*task.contributors, *task.validators]])
         market, task_id = task.market, task.task_id
         assert market.get_task(task_id).status == TaskStatus.COMPLETED
@@ -293,11 +299,14 @@ def test_dishonest_quorum_fails_the_audit_and_is_challenged(
 
         (event,) = market.events("RoundChallenged", task_id=task_id)
         assert (event.args["round"], event.args["challenger"]) == (cheated, challenger), event
+        assert f"challenged round {cheated} of task {task_id} with a bond of" in result.stderr, (
+            result.explain()
+        )
         evidence = json.loads(task.store.get(event.args["evidenceCid"], max_size=1 << 20))
         assert evidence == {"task_id": task_id, "round": cheated, "problems": expected}
         challenged = market.get_round(task_id, cheated)
-        assert (challenged.status, challenged.challenger) == (RoundStatus.ACCEPTED, challenger)
-        assert forged.accepted_at <= challenged.challenged_at < window_end
+        assert (challenged.status, challenged.challenges) == (RoundStatus.ACCEPTED, 1)
+        assert challenged.outcome == ChallengeOutcome.NONE
         assert json.loads((tmp_path / "challenge.json").read_text(encoding="utf-8")) == summary
         bond = market.get_task(task_id).params.challenge_bond
         assert bond == task.spec.challenge_bond_wei > 0
@@ -305,3 +314,70 @@ def test_dishonest_quorum_fails_the_audit_and_is_challenged(
         receipt = w3.eth.get_transaction_receipt(event.tx_hash)
         gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
         assert before - w3.eth.get_balance(challenger) == bond + gas
+
+        # The same account cannot challenge twice: the auditor says so instead of sending.
+        as_challenger = market.with_account(task.net.signer(len(task.net.anvil.addresses) - 1))
+        view = TaskView(as_challenger, task.store, task_id)
+        again = file_challenge(view, cheated, expected)
+        assert again.startswith(f"{challenger} already challenged round {cheated} of task {task_id}"), again
+        # Another account challenges the same round: challenges do not block each other.
+        other = task.net.anvil.addresses[-2]
+        market.with_account(task.net.signer(len(task.net.anvil.addresses) - 2)).challenge(
+            task_id, cheated, event.args["evidenceCid"]
+        )
+        assert market.get_round(task_id, cheated).challenges == 2
+        assert market.get_task(task_id).challenge_bonds == 2 * bond
+
+        # The arbiter upholds the first challenge: the forger's whole bond is slashed, half of it goes to the
+        # challenger with its bond back, the rest burns; both accepted rounds are voided and the task halts.
+        arbiter_key = {"COTRAIN_PRIVATE_KEY": task.net.anvil.private_keys[ARBITER]}
+        network = ["--network", task.network]
+        stranger = run_cli(
+            "arbitrate", "--task", task_id, "--round", cheated, "--winner", challenger, *network, env=key
+        )
+        assert "is not the arbiter of task" in error_line(stranger), stranger.explain()
+        validator_bond = market.validator_info(task_id, validator.address).bond
+        assert validator_bond == market.get_task(task_id).params.validator_bond
+        result = run_cli(
+            "arbitrate",
+            "--task",
+            task_id,
+            "--round",
+            cheated,
+            "--winner",
+            challenger,
+            *network,
+            env=arbiter_key,
+        )
+        assert result.returncode == 0, result.explain()
+        payout = bond + validator_bond // 2
+        assert result.stderr.strip() == (
+            f"upheld {challenger}'s challenge of round {cheated} of task {task_id}: it is credited {payout} "
+            f"wei, the proposers lost {validator_bond} wei of bonds, and the task halted"
+        ), result.explain()
+        assert market.credits(challenger) == payout, "the challenger's credit did not arrive"
+        after = market.get_task(task_id)
+        assert after.status == TaskStatus.HALTED
+        assert (after.burned, after.challenge_bonds) == (validator_bond - validator_bond // 2, bond)
+        assert [market.get_round(task_id, r).status for r in range(ROUNDS)] == [RoundStatus.VOIDED] * ROUNDS
+        assert market.get_round(task_id, cheated).outcome == ChallengeOutcome.UPHELD
+        assert market.validator_info(task_id, validator.address).bond == 0
+
+        status = run_cli("task", "status", task_id, *network, env=ENV)
+        assert status.returncode == 0, status.explain()
+        assert f"2, upheld for {challenger}" in status.stdout, status.explain()
+
+        # `cotrain claim` pays the winner its credit, and the other challenger its bond back.
+        result = run_cli("claim", "--task", task_id, *network, env={**ENV, **key})
+        assert result.returncode == 0, result.explain()
+        assert f"withdrew {payout} wei of credits" in result.stderr, result.explain()
+        assert market.credits(challenger) == 0
+        other_key = {"COTRAIN_PRIVATE_KEY": task.net.anvil.private_keys[-2]}
+        result = run_cli("claim", "--task", task_id, *network, env={**ENV, **other_key})
+        assert result.returncode == 0, result.explain()
+        assert f"took back the challenge bond of round {cheated}: {bond} wei" in result.stderr, (
+            result.explain()
+        )
+        (returned,) = market.events("ChallengeBondReturned", task_id=task_id)
+        assert (returned.args["challenger"], returned.args["amount"]) == (other, bond)
+        assert market.get_task(task_id).challenge_bonds == 0

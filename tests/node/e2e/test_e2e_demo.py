@@ -25,9 +25,9 @@ MIN_ACCURACY = {"digits": (0.75, 0.88), "breast_cancer": (0.88, 0.9)}  # (every 
 
 
 def contributor_addresses() -> list[str]:
-    """The demo's contributors: anvil dev accounts after the owner (0) and the validators."""
-    keys = dev_private_keys(1 + VALIDATORS + CONTRIBUTORS)
-    return [Account.from_key(key).address for key in keys[1 + VALIDATORS :]]
+    """The demo's contributors: anvil dev accounts after the owner (0), the arbiter (1) and the validators."""
+    keys = dev_private_keys(2 + VALIDATORS + CONTRIBUTORS)
+    return [Account.from_key(key).address for key in keys[2 + VALIDATORS :]]
 
 
 def port_closed(url: str) -> bool:
@@ -66,8 +66,11 @@ def test_demo_summary(run_cli: RunCli, tmp_path: Path, storage: str, dataset: st
     assert result.returncode == 0, result.explain() + "\n" + logs_of(directory)
     assert "Traceback" not in result.output, result.explain()
     assert f"audit: {ROUNDS} rounds passed, 0 failed" in result.stdout, result.explain()
+    lines = result.stdout.splitlines()
     for address in contributor_addresses():  # the participants table names each dev account's part
-        assert any(address in line and "contributor" in line for line in result.stdout.splitlines()), address
+        assert any(address in line and "contributor" in line for line in lines), address
+    arbiter = Account.from_key(dev_private_keys(2)[1]).address  # neither the owner nor a validator
+    assert any(arbiter in line and "arbiter" in line for line in lines), result.explain()
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
 
     assert {"task_id", "rounds", "audit", "rewards", "storage"} <= summary.keys()

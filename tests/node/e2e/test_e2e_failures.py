@@ -21,11 +21,11 @@ from e2e_helpers import RunCli, builtin_spec, error_line
 def live_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, int]]:
     """A running chain with a market and one posted breast-cancer task (embedded store)."""
     directory = tmp_path_factory.mktemp("live")
-    with local_network(directory, storage="embedded", accounts=4) as net:
+    with local_network(directory, storage="embedded", accounts=5) as net:
         owner = net.signer(0)
         market, store = net.config.connect(owner)
         settings = DemoSettings(contributors=2, validators=1, rounds=1, dataset="breast_cancer")
-        spec = demo_spec(settings, owner.address, [net.anvil.addresses[1]])
+        spec = demo_spec(settings, net.anvil.addresses[4], [net.anvil.addresses[1]])
         task_id, _ = post_task(market, store, spec)
         yield net, task_id
 
@@ -95,6 +95,15 @@ BAD_SPECS = {
     ),
     "budget_wei": (lambda spec: spec.update(budget_wei=-5), "greater than or equal to 0"),
     "rounds": (lambda spec: spec.pop("rounds"), "required field is missing"),
+    # The market's terms for strangers (issue 12): an arbiter of its own, a quorum of more than half.
+    "arbiter": (
+        lambda spec: spec.update(arbiter=None),
+        "must name an account that is neither the task owner nor a validator",
+    ),
+    "validators.quorum": (
+        lambda spec: spec["validators"].update(quorum=1),
+        "(1) must be more than half the 3 validators.addresses (at least 2)",
+    ),
 }
 
 
@@ -121,7 +130,35 @@ def test_bad_task_spec(
     assert "Traceback" not in result.output, result.explain()
     first, *details = result.stderr.strip().splitlines()
     assert first == f"error: {path}: invalid task spec", result.explain()
-    assert len(details) == 1 and details[0].startswith(f"  - {field}: "), result.explain()
+    assert len(details) == 1 and details[0].startswith(f"  - {field}"), result.explain()
     assert problem in details[0], result.explain()
     market, _ = net.config.connect(None)
     assert market.task_count() == task_id, "a task was posted from an invalid spec"
+
+
+def test_a_spec_whose_arbiter_is_the_posting_account_is_refused(
+    run_cli: RunCli, tmp_path: Path, live_network: tuple[LocalNetwork, int]
+) -> None:
+    net, task_id = live_network
+    spec = builtin_spec("breast_cancer")
+    poster = net.anvil.addresses.index(spec["arbiter"])  # dev account 1
+    path = tmp_path / "own-arbiter.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+
+    result = run_cli(
+        "task",
+        "post",
+        path,
+        "--network",
+        net.accounts_file.parent / "network.json",
+        env={"COTRAIN_PRIVATE_KEY": net.anvil.private_keys[poster]},
+        timeout=60,
+    )
+
+    line = error_line(result)
+    assert line == (
+        f"error: the spec's arbiter {spec['arbiter']} is the account posting the task: a task owner may not "
+        "rule on challenges of its own task; name another account in `arbiter`, one that is not a validator"
+    ), line
+    market, _ = net.config.connect(None)
+    assert market.task_count() == task_id, "the task was posted"

@@ -47,9 +47,10 @@ def _save(path: Path, dataset: ArrayDataset) -> Path:
 def pinned_task(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PinnedTask]:
     """A running chain with one task without built-in data, posted with `cotrain task post --held-out`."""
     directory = tmp_path_factory.mktemp("pinned")
-    with local_network(directory, storage="embedded", accounts=4) as net:
+    with local_network(directory, storage="embedded", accounts=5) as net:
         settings = DemoSettings(contributors=2, validators=1, rounds=1, dataset="breast_cancer")
-        builtin = demo_spec(settings, net.anvil.addresses[0], [net.anvil.addresses[VALIDATOR]])
+        arbiter = net.anvil.addresses[-1]
+        builtin = demo_spec(settings, arbiter, [net.anvil.addresses[VALIDATOR]])
         held_out = builtin_split(builtin)[1]
         spec = builtin.model_dump(mode="json")
         spec["data"]["builtin"] = None  # the owner's own data: breast-cancer rows standing in for it

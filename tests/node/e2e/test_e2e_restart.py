@@ -142,13 +142,15 @@ def per_round(market: Market, task_id: int, event: str, who: str) -> Counter:
 
 def test_killed_participants_resume_without_duplicates(tmp_path: Path) -> None:
     settings = DemoSettings(CONTRIBUTORS, VALIDATORS, ROUNDS, "breast_cancer", "embedded", tmp_path)
-    accounts = 1 + VALIDATORS + CONTRIBUTORS  # the owner, then the validators, then the contributors
+    # The owner, then the validators, then the contributors, then the arbiter.
+    accounts = 1 + VALIDATORS + CONTRIBUTORS + 1
     with local_network(tmp_path / "net", storage="embedded", accounts=accounts) as net:
         keys, addresses = net.anvil.private_keys, net.anvil.addresses
         owner = net.signer(0)
         market, store = net.config.connect(owner)
         validator_addresses = list(addresses[1 : 1 + VALIDATORS])
-        task_id, spec = post_task(market, store, demo_spec(settings, owner.address, validator_addresses))
+        spec = demo_spec(settings, addresses[-1], validator_addresses)
+        task_id, spec = post_task(market, store, spec)
         train, held_out = builtin_split(spec)
         common = [
             "--network",

@@ -42,9 +42,11 @@ from cotrain.roles.validator import ValidatorNode
 from e2e_helpers import RunCli, cotrain_command, error_line
 
 CONTRIBUTORS = 2
-VALIDATOR = 1  # dev accounts: 0 the owner, 1 the validator, 2 and 3 the contributors, 4 and 5 outsiders
+# Dev accounts: 0 the owner, 1 the validator, 2 and 3 the contributors, 4 and 5 outsiders, 6 the arbiter.
+VALIDATOR = 1
 OUTSIDER = 4
 SECOND_OUTSIDER = 5
+ARBITER = 6
 DEADLINE_S = 180.0
 ENV = {"COLUMNS": "200", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
@@ -53,7 +55,7 @@ def post(net: LocalNetwork, dataset: str) -> tuple[int, TaskSpec]:
     """Post a one-round demo task for the 2 contributors and validator 1 (quorum 1)."""
     market, store = net.config.connect(net.signer(0))
     settings = DemoSettings(CONTRIBUTORS, 1, 1, dataset)
-    spec = demo_spec(settings, net.anvil.addresses[0], [net.anvil.addresses[VALIDATOR]])
+    spec = demo_spec(settings, net.anvil.addresses[ARBITER], [net.anvil.addresses[VALIDATOR]])
     return post_task(market, store, spec)
 
 
@@ -152,13 +154,13 @@ def assert_paid_in_full(net: LocalNetwork, task_id: int, user: Path) -> None:
 def test_two_tasks_in_a_row_and_a_restarted_network_pay_every_contributor_in_full(tmp_path: Path) -> None:
     user = tmp_path / "user"
     user.mkdir()
-    with local_network(tmp_path / "net", storage="embedded", block_time=0.5, accounts=5) as net:
+    with local_network(tmp_path / "net", storage="embedded", block_time=0.5, accounts=7) as net:
         first = run_task(net, "breast_cancer", user)
         assert_paid_in_full(net, first, user)
         second = run_task(net, "digits", user)  # another model: the first task's update would not fit
         assert_paid_in_full(net, second, user)
         market_address = net.config.market
-    with local_network(tmp_path / "net", storage="embedded", block_time=0.5, accounts=5) as net:
+    with local_network(tmp_path / "net", storage="embedded", block_time=0.5, accounts=7) as net:
         assert net.config.market == market_address, (
             "a restarted chain redeploys the market at its old address"
         )
@@ -176,7 +178,7 @@ def test_two_tasks_in_a_row_and_a_restarted_network_pay_every_contributor_in_ful
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
     """A running chain with a market (embedded store); tests post their own tasks."""
-    with local_network(tmp_path_factory.mktemp("live"), storage="embedded", accounts=6) as net:
+    with local_network(tmp_path_factory.mktemp("live"), storage="embedded", accounts=7) as net:
         yield net
 
 
@@ -390,7 +392,8 @@ def judged_task(
     market, store = live.config.connect(live.signer(0))
     validators = [live.anvil.addresses[index] for index in faulty]
     settings = DemoSettings(CONTRIBUTORS, len(validators), 1, "breast_cancer")
-    task_id, spec = post_task(market, store, demo_spec(settings, live.anvil.addresses[0], validators))
+    spec = demo_spec(settings, live.anvil.addresses[ARBITER], validators)
+    task_id, spec = post_task(market, store, spec)
     train, held_out = builtin_split(spec)
     nodes = [
         ContributorNode(

@@ -85,11 +85,13 @@ def standings(market: Market, store: ContentStore, accounts: list[str], task_id:
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     directory = tmp_path_factory.mktemp("status")
     contributors = len(ATTACKS)
-    with local_network(directory / "net", storage="embedded", block_time=1, accounts=2 + contributors) as net:
+    # Dev accounts: 0 the owner, 1 the validator, then the contributors, then the arbiter.
+    with local_network(directory / "net", storage="embedded", block_time=1, accounts=3 + contributors) as net:
         owner = net.signer(0)
         market, store = net.config.connect(owner)
         validator = net.anvil.addresses[1]
-        spec = demo_spec(DemoSettings(contributors, 1, ROUNDS, "breast_cancer"), owner.address, [validator])
+        settings = DemoSettings(contributors, 1, ROUNDS, "breast_cancer")
+        spec = demo_spec(settings, net.anvil.addresses[-1], [validator])
         task_id, spec = post_task(market, store, spec)
         train, held_out = builtin_split(spec)
         nodes = []

@@ -180,6 +180,38 @@ BAD_FIELDS = {
         ["validators.slash_wei (2000000000000000000)", "validators.bond_wei"],
     ),
     "zero-address arbiter": (_set("arbiter", ZERO_ADDRESS), ["arbiter:", "zero address"]),
+    "null arbiter": (
+        _set("arbiter", None),
+        ["\n  - arbiter: must name an account", "neither the task owner"],
+    ),
+    "missing arbiter": (_drop("arbiter"), ["\n  - arbiter: must name an account that is neither"]),
+    "validator arbiter": (
+        _set("arbiter", VALIDATOR),
+        [
+            f"\n  - arbiter {VALIDATOR} is also in validators.addresses",
+            "neither the task owner nor a validator",
+        ],
+    ),
+    "quorum of half": (
+        _set("validators.quorum", 1),
+        ["\n  - validators.quorum (1) must be more than half the 3 validators.addresses (at least 2)"],
+    ),
+    "quorum of half an even count": (
+        lambda data: data["validators"].update(
+            addresses=[VALIDATOR, "0x90F79bf6EB2c4f870365E785982E1f101E93b906"], quorum=1
+        ),
+        ["\n  - validators.quorum (1) must be more than half the 2 validators.addresses (at least 2)"],
+    ),
+    "zero stake": (_set("contributors.stake_wei", 0), ["\n  - contributors.stake_wei must be above zero"]),
+    "zero bond": (
+        _set("validators.bond_wei", 0),
+        ["\n  - validators.bond_wei must be above zero", "validators.slash_wei (250000000000000000)"],
+    ),
+    "zero challenge bond": (_set("challenge_bond_wei", 0), ["\n  - challenge_bond_wei must be above zero"]),
+    "challenge shorter than validation": (
+        _set("phases.challenge", 299),
+        ["\n  - phases.challenge (299) must be at least phases.validation (300)", "deadline to agree"],
+    ),
     "unknown arbiter type": (_set("arbiter", 42), ["arbiter:", "valid string"]),
     "empty budget": (_set("budget_wei", 0), ["budget_wei (0) must be at least rounds (5)"]),
     "budget below rounds": (_set("budget_wei", 4), ["budget_wei (4) must be at least rounds (5)"]),
@@ -300,7 +332,8 @@ def test_breast_cancer_example_is_a_small_model() -> None:
 
     assert spec.model.name in ("logistic", "mlp")
     assert (spec.data.input_shape, spec.data.num_classes) == ([30], 2)
-    assert spec.arbiter is None
+    assert spec.arbiter == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # anvil account 1
+    assert spec.arbiter not in spec.validators.addresses
 
 
 @pytest.mark.parametrize(
@@ -512,12 +545,18 @@ def test_with_initial_model_names_the_file_and_changes_the_digest() -> None:
 SHIPPED_SPEC_DIGESTS = {
     "digits.yaml": (
         "cdc3b4b8ab7cab87192cb2f0478342e58ba712ac38124cc96cace0c429a092f4",
-        "d689ace75e94fda99a594d50d237ec160df873b545f4d9f1440ca01601bf11a5",
+        "fbc92c39631c008ea07ceb6b1fa84eba9778372d1bf8804275657d188acc8078",
     ),
     "breast_cancer.yaml": (
         "1787b21acad052bd4012c7472bcff6bff31a6d27d5a8cbe52b5dd29a568ea733",
-        "45d280f126aafae07c31f2a2dca902e40fb1aeb42dfa51ad1352b88d88209d16",
+        "851f3ddd99c4ce8303b6d2ab233c0401e93966f6651e6f07377aba51cd87654a",
     ),
+}
+# What the market's terms for strangers changed in them since (issue 12): a challenge phase at least as long
+# as the validation phase, and an arbiter that is neither the owner nor a validator.
+INCENTIVE_CHANGES = {
+    "digits.yaml": {"challenge": 60, "arbiter": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"},
+    "breast_cancer.yaml": {"challenge": 60, "arbiter": None},
 }
 
 
@@ -526,7 +565,9 @@ def _plain_canonical(decoded: Any) -> bytes:
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_SPEC_DIGESTS))
-def test_the_shipped_specs_differ_from_the_float_era_only_by_version_and_number_format(name: str) -> None:
+def test_the_shipped_specs_differ_from_the_float_era_only_by_version_number_format_and_terms(
+    name: str,
+) -> None:
     float_era, now = SHIPPED_SPEC_DIGESTS[name]
     spec = load_spec(SPECS / name)
 
@@ -543,6 +584,8 @@ def test_the_shipped_specs_differ_from_the_float_era_only_by_version_and_number_
     decoded["version"] = 1
     assert "max_loss_increase" not in decoded["aggregation"]["screening"]
     decoded["aggregation"]["screening"]["max_loss_increase"] = None
+    decoded["phases"]["challenge"] = INCENTIVE_CHANGES[name]["challenge"]
+    decoded["arbiter"] = INCENTIVE_CHANGES[name]["arbiter"]
     assert hashlib.sha256(_plain_canonical(decoded)).hexdigest() == float_era
 
 
@@ -629,7 +672,7 @@ def test_task_params_values() -> None:
         "commitDuration": 300,
         "revealDuration": 120,
         "validationDuration": 300,
-        "challengeDuration": 60,
+        "challengeDuration": 300,
         "quorum": 2,
         "contributorStake": 10**17,
         "validatorBond": 10**18,
@@ -640,10 +683,21 @@ def test_task_params_values() -> None:
     assert tuple(params) == TASK_PARAMS_FIELDS
 
 
-def test_task_params_without_arbiter_names_the_zero_address() -> None:
-    spec = load_spec(SPECS / "breast_cancer.yaml")
+@pytest.mark.parametrize("arbiter", [None, "absent"], ids=["null", "missing"])
+def test_a_spec_without_an_arbiter_is_refused_in_one_line(arbiter: str | None) -> None:
+    data = _digits()
+    if arbiter is None:
+        data["arbiter"] = None
+    else:
+        del data["arbiter"]
 
-    assert task_params(spec, spec_digest(spec))["arbiter"] == ZERO_ADDRESS
+    with pytest.raises(ConfigError) as info:
+        validate_spec(data, source="digits.yaml")
+
+    assert str(info.value) == (
+        "digits.yaml: invalid task spec\n  - arbiter: must name an account that is neither the task owner "
+        "nor a validator (it rules on challenges)"
+    )
 
 
 def test_task_params_refuses_a_digest_of_other_bytes() -> None:
@@ -694,6 +748,10 @@ def test_example_specs_fit_the_contracts_limits() -> None:
     for path in sorted(SPECS.glob("*.yaml")):
         spec = load_spec(path)
         params = task_params(spec, spec_digest(spec))
-        assert 1 <= params["quorum"] <= len(spec.validators.addresses), path
+        assert len(spec.validators.addresses) < 2 * params["quorum"], path
+        assert params["quorum"] <= len(spec.validators.addresses), path
         assert params["validatorSlash"] <= params["validatorBond"], path
+        assert min(params["contributorStake"], params["validatorBond"], params["challengeBond"]) > 0, path
+        assert params["challengeDuration"] >= params["validationDuration"], path
+        assert params["arbiter"] not in (ZERO_ADDRESS, *spec.validators.addresses), path
         assert spec.budget_wei // spec.rounds > 0, path
