@@ -4,6 +4,7 @@ walks tasks through the protocol so each test states only the step it is about."
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,6 +15,36 @@ from brownie.exceptions import VirtualMachineError
 from brownie.network.account import Account
 from cotrain.protocol.commitment import update_commitment
 from cotrain.protocol.merkle import Allocation, StandardMerkleTree, allocation_tree
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _receipts_before_nonces() -> Iterator[None]:
+    """brownie 1.22 declares a transaction dropped when the sender's nonce has advanced but its receipt is not
+    found. anvil can answer the nonce of a mined transaction a moment before its receipt (seen under load:
+    "Tx dropped without known replacement" for transactions that were mined), so wait up to 5 s for the
+    receipt before brownie's own logic, which still reports a transaction that really was dropped."""
+    # Imported here, not at the top: brownie hashes this file and the modules it imports at top level, and
+    # brownie's and web3's compiled extensions are not source it can read.
+    from brownie.network.transaction import TransactionReceipt
+    from web3.exceptions import TransactionNotFound
+
+    original = TransactionReceipt._await_confirmation
+
+    def receipt_first(self, *args, **kwargs):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if web3.eth.get_transaction_receipt(self.txid)["blockHash"] is not None:
+                    break
+            except TransactionNotFound:
+                pass
+            time.sleep(0.05)
+        return original(self, *args, **kwargs)
+
+    TransactionReceipt._await_confirmation = receipt_first
+    yield
+    TransactionReceipt._await_confirmation = original
+
 
 ZERO_ADDRESS = "0x" + "00" * 20
 ZERO_BYTES32 = b"\x00" * 32
