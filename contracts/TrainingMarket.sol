@@ -423,7 +423,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         if (challengers[winner] != CHALLENGE_OPEN) revert NotAChallenger(winner);
         r.outcome = ChallengeOutcome.Upheld;
         challengers[winner] = CHALLENGE_SETTLED;
-        uint256 slashedTotal;
+        uint256 slashedTotal = 0;
         address[] storage validators = _validators[taskId];
         for (uint256 i = 0; i < validators.length; i++) {
             address validator = validators[i];
