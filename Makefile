@@ -30,9 +30,8 @@ demo-contracts: setup
 # The stateful tests replay thousands of transactions from snapshots; they get an anvil of their own, so
 # nothing it leaves in the node's transaction pool meets another test.
 test: lint
-	python -m pytest tests --ignore=tests/contracts/test_stateful.py \
-		--ignore=tests/contracts/test_stateful_adversaries.py $(PYTEST_FLAGS)
-	python -m pytest tests/contracts/test_stateful.py tests/contracts/test_stateful_adversaries.py $(PYTEST_FLAGS)
+	python -m pytest tests --ignore-glob='tests/contracts/test_stateful*.py' $(PYTEST_FLAGS)
+	python -m pytest tests/contracts/test_stateful*.py $(PYTEST_FLAGS)
 
 # Benchmarks, not part of `make test`: results in bench/results/ (quick: bench/results/quick/), read in
 # BENCHMARKS.md. bench-quick runs reduced versions of every section in a few minutes.
