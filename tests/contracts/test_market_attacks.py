@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pytest
 from brownie import accounts, history, network, web3
-from brownie._config import CONFIG
 from conftest import (
     ACCEPTED,
     DEFAULT_BUDGET,
@@ -132,6 +131,10 @@ def assert_solvent(market) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def priced_gas():
     """Every transaction of this module pays 1 gwei a gas unit (the chain's base fee is zero)."""
+    # Imported here, not at the top: brownie hashes a test module and what it imports at top level, and its
+    # compiled _config extension is not source it can read.
+    from brownie._config import CONFIG
+
     settings = CONFIG.active_network["settings"]
     previous = settings["gas_price"]
     network.gas_price(GAS_PRICE)
