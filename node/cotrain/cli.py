@@ -310,7 +310,9 @@ def contribute(
     state: Path = STATE,
     timings: Path = typer.Option(None, "--timings", help="Append per-round timings (JSON lines) here."),
     attack: str = typer.Option(
-        None, "--attack", help="Act as a simulated attacker (demos, experiments): sign_flip, scaled, ..."
+        None,
+        "--attack",
+        help="Act as a simulated attacker (demos, experiments): sign_flip, gaussian+jitter, ...",
     ),
     network: Path = NETWORK,
     follow: bool = FOLLOW,

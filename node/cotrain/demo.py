@@ -23,7 +23,7 @@ from rich.table import Table
 
 from cotrain.chain.market import Market, RoundStatus, TaskStatus
 from cotrain.errors import ConfigError, CotrainError
-from cotrain.learning.attacks import ATTACKS, get_attack
+from cotrain.learning.attacks import get_attack, live_attack_names
 from cotrain.learning.partition import partition_iid
 from cotrain.localnet import directory_lock, local_network
 from cotrain.progress import progress_reporter
@@ -71,10 +71,10 @@ def parse_attackers(text: str, contributors: int) -> tuple[str, ...]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, count = part.partition(":")
         attack = get_attack(name.strip())
-        if attack.omniscient:
+        if not attack.live:
             raise ConfigError(
                 f"attack {attack.name!r} needs the other contributors' updates and cannot run live; "
-                f"live attacks are {', '.join(n for n, a in ATTACKS.items() if not a.omniscient)}"
+                f"live attacks are {', '.join(live_attack_names())}"
             )
         if count and not count.strip().isdigit():
             raise ConfigError(f"--attackers: {part!r} is not NAME or NAME:COUNT")

@@ -1,10 +1,10 @@
 """Attacks on federated training: what a malicious or lazy contributor submits instead of its honest update.
 
 Every attack is a pure function of what one attacking node has: the delta it trained honestly (or its
-local data, for data poisoning), a seeded ``numpy.random.Generator``, and, for the omniscient attacks, the
-honest updates of the round it is assumed to know. They return float32 deltas with the honest delta's keys
-and shapes, ready for :func:`cotrain.learning.tensor_files.encode_update`; nothing here touches a chain or
-a store, so the simulation harness and live attacker nodes share them.
+local data, for data poisoning), its own seeded ``numpy.random.Generator``, and the honest updates it knows:
+those of the round for the omniscient attacks, of the previous round for the stale ones. They return float32
+deltas with the honest delta's keys and shapes, ready for :func:`cotrain.learning.tensor_files.encode_update`;
+nothing here touches a chain or a store, so the simulation harness and live attacker nodes share them.
 
 :data:`ATTACKS` names each one with a uniform :class:`Attack` interface:
 
@@ -19,14 +19,24 @@ a store, so the simulation harness and live attacker nodes share them.
 - ``copycat``: another contributor's delta, submitted under the attacker's identity and committed last.
 - ``disguised_free_rider``: zero plus small Gaussian noise (Lin, Du and Liu, "Free-riders in Federated
   Learning: Attacks and Defenses", 2019).
+
+:data:`VARIANTS` derives adaptive versions of them, named ``BASE+VARIANT`` (:func:`attack_names` lists all):
+
+- ``+jitter``: each attacker adds its own noise of :data:`JITTER_RELATIVE_NORM` times the crafted vector's
+  norm, so that coordinated attackers are no longer near-copies of each other;
+- ``+evade``: the noise norm is the honest updates' spread (:func:`honest_spread`), so the crafted vector
+  sits as far from the others as an honest update typically does;
+- ``+stale``: an omniscient attack crafted from the previous round's honest updates (what commit-reveal made
+  public), plus the jitter; what a real attacker can do.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
+from typing import Literal
 
 import numpy as np
 import torch
@@ -42,6 +52,9 @@ IPM_LARGE_EPSILON = 10.0
 # A disguised free-rider's noise norm as a share of an honest update's: small enough to cost it nothing,
 # which is the point of free-riding; Lin et al. likewise keep the noise far below the updates' scale.
 DISGUISE_RELATIVE_NORM = 0.1
+# Measured: at this share of its norm, a near-copy escapes the validator's 0.1 relative-distance duplicate
+# screen, so coordinated attackers no longer collapse into one accepted update and duplicates.
+JITTER_RELATIVE_NORM = 0.15
 
 
 def _float32(arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -70,6 +83,10 @@ def _stack(known: Sequence[Delta], key: str) -> np.ndarray:
 def _need_known(known: Sequence[Delta], attack: str) -> None:
     if not known:
         raise ConfigError(f"{attack} needs the honest updates of the round; none were given")
+
+
+def _flat(delta: Delta) -> np.ndarray:
+    return np.concatenate([array.ravel() for array in _float64(delta).values()])
 
 
 # ---------------------------------------------------------------- data poisoning
@@ -183,7 +200,49 @@ def disguised_free_ride(
     return gaussian_noise(delta, rng, relative_norm)
 
 
+# ---------------------------------------------------------------- adaptive noise
+
+
+def perturb(delta: Delta, norm: float, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """``delta`` plus noise of exactly ``norm``: a standard normal draw per coordinate (keys in sorted
+    order), scaled as a whole to that norm, i.e. a uniformly random direction."""
+    draws = {key: rng.standard_normal(size=tuple(delta[key].shape)) for key in sorted(delta)}
+    length = math.sqrt(sum(float(np.square(draw).sum()) for draw in draws.values()))
+    factor = norm / length if length > 0 else 0.0
+    return _float32({key: array + factor * draws[key] for key, array in _float64(delta).items()})
+
+
+def jitter(
+    crafted: Delta, rng: np.random.Generator, relative_norm: float = JITTER_RELATIVE_NORM
+) -> dict[str, torch.Tensor]:
+    """``crafted`` plus the attacker's own noise of ``relative_norm`` times its norm (see :func:`perturb`)."""
+    return perturb(crafted, relative_norm * delta_norm(crafted), rng)
+
+
+def honest_spread(known: Sequence[Delta]) -> float:
+    """How far an honest update typically sits from the others: the median over ``known`` of each update's
+    L2 distance to their coordinate-wise median (0 for a single update)."""
+    _need_known(known, "the honest spread")
+    flat = np.stack([_flat(delta) for delta in known])
+    return float(np.median(np.linalg.norm(flat - np.median(flat, axis=0), axis=1)))
+
+
+def evade(crafted: Delta, known: Sequence[Delta], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """``crafted`` plus noise of norm :func:`honest_spread` of ``known``.
+
+    Aimed at the screening itself: any test for updates closer to each other, or to the consensus, than
+    honest ones are sees the crafted vector at the honest distance.
+    """
+    return perturb(crafted, honest_spread(known), rng)
+
+
 # ---------------------------------------------------------------- the registry
+
+
+#: What an attacker knows of the other contributors' updates when it crafts its own: the round's honest
+#: updates (omniscient), the previous round's (public after its reveals; none in round 0), or nothing.
+Sight = Literal["round", "previous_round", "none"]
+Craft = Callable[[Delta, Sequence[Delta], np.random.Generator, int, int], dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -193,15 +252,15 @@ class Attack:
     Attributes
     ----------
     name : str
-        The key in :data:`ATTACKS`.
-    craft : Callable
+        The key in :data:`ATTACKS`, or ``BASE+VARIANT`` (:func:`attack_names`).
+    craft : Craft
         ``craft(own, known, rng, total, attackers)`` returns the delta to submit, from the delta the node
-        trained (``own``), the round's honest updates (``known``, used only when ``omniscient``), a seeded
-        generator, and the numbers of contributors and attackers in the round.
+        trained (``own``), the honest updates it knows (``known``, per ``sees``: see :meth:`known`), its own
+        seeded generator, and the numbers of contributors and attackers in the round.
     poison : Callable[[ArrayDataset], ArrayDataset] | None
         Applied to the node's data before it trains, for data-poisoning attacks.
-    omniscient : bool
-        Whether ``craft`` needs the honest updates of the round.
+    sees : Sight
+        Which honest updates ``craft`` needs.
     trains : bool
         Whether ``craft`` uses ``own``; when it does not, a node need not train and may pass a zero delta
         with the model's layout.
@@ -210,11 +269,26 @@ class Attack:
     """
 
     name: str
-    craft: Callable[[Delta, Sequence[Delta], np.random.Generator, int, int], dict[str, torch.Tensor]]
+    craft: Craft
     poison: Callable[[ArrayDataset], ArrayDataset] | None = None
-    omniscient: bool = False
+    sees: Sight = "none"
     trains: bool = True
     commits_last: bool = False
+
+    @property
+    def omniscient(self) -> bool:
+        """Whether ``craft`` needs the honest updates of the round itself."""
+        return self.sees == "round"
+
+    @property
+    def live(self) -> bool:
+        """Whether a live node can run it: it needs nothing but the node's own work."""
+        return self.sees == "none"
+
+    def known(self, this_round: Sequence[Delta], previous_round: Sequence[Delta]) -> list[Delta]:
+        """Of the honest updates of this round and of the previous one, those the attacker knows."""
+        seen = {"round": this_round, "previous_round": previous_round, "none": ()}
+        return list(seen[self.sees])
 
 
 ATTACKS: dict[str, Attack] = {
@@ -225,25 +299,25 @@ ATTACKS: dict[str, Attack] = {
         Attack("gaussian", lambda own, known, rng, n, f: gaussian_noise(own, rng)),
         Attack("scaled", lambda own, known, rng, n, f: scale(own)),
         Attack(
-            "alie", lambda own, known, rng, n, f: little_is_enough(known, n, f), omniscient=True, trains=False
+            "alie", lambda own, known, rng, n, f: little_is_enough(known, n, f), sees="round", trains=False
         ),
         Attack(
             "ipm",
             lambda own, known, rng, n, f: inner_product_manipulation(known),
-            omniscient=True,
+            sees="round",
             trains=False,
         ),
         Attack(
             "ipm_large",
             lambda own, known, rng, n, f: inner_product_manipulation(known, IPM_LARGE_EPSILON),
-            omniscient=True,
+            sees="round",
             trains=False,
         ),
         Attack("free_rider", lambda own, known, rng, n, f: free_ride(own), trains=False),
         Attack(
             "copycat",
             lambda own, known, rng, n, f: copy_update(known, rng),
-            omniscient=True,
+            sees="round",
             trains=False,
             commits_last=True,
         ),
@@ -252,14 +326,89 @@ ATTACKS: dict[str, Attack] = {
 }
 
 
+# free_rider's vector is zero, so its jitter would be zero too; noise on a free ride is disguised_free_rider.
+_UNJITTERED = frozenset({"free_rider"})
+
+
+def _jittered(base: Attack) -> Attack | None:
+    if base.name in _UNJITTERED:
+        return None
+
+    def craft(
+        own: Delta, known: Sequence[Delta], rng: np.random.Generator, total: int, attackers: int
+    ) -> dict[str, torch.Tensor]:
+        return jitter(base.craft(own, known, rng, total, attackers), rng)
+
+    return replace(base, name=f"{base.name}+jitter", craft=craft)
+
+
+def _evading(base: Attack) -> Attack:
+    def craft(
+        own: Delta, known: Sequence[Delta], rng: np.random.Generator, total: int, attackers: int
+    ) -> dict[str, torch.Tensor]:
+        return evade(base.craft(own, known, rng, total, attackers), known, rng)
+
+    # The spread comes from the round's honest updates, so every evading attacker is omniscient.
+    return replace(base, name=f"{base.name}+evade", craft=craft, sees="round")
+
+
+def _stale(base: Attack) -> Attack | None:
+    if not base.omniscient:
+        return None
+
+    def craft(
+        own: Delta, known: Sequence[Delta], rng: np.random.Generator, total: int, attackers: int
+    ) -> dict[str, torch.Tensor]:
+        # In round 0 nothing is public yet: the attacker's own honest delta is all it knows.
+        return jitter(base.craft(own, list(known) or [own], rng, total, attackers), rng)
+
+    return replace(
+        base, name=f"{base.name}+stale", craft=craft, sees="previous_round", trains=True, commits_last=False
+    )
+
+
+#: Each variant's suffix and how it derives an attack from a base one (None where it does not apply).
+VARIANTS: dict[str, Callable[[Attack], Attack | None]] = {
+    "jitter": _jittered,
+    "evade": _evading,
+    "stale": _stale,
+}
+
+_VARIANT_ATTACKS: dict[str, Attack] = {
+    variant.name: variant
+    for derive in VARIANTS.values()
+    for base in ATTACKS.values()
+    if (variant := derive(base)) is not None
+}
+
+
+def attack_names() -> tuple[str, ...]:
+    """Every attack: the base ones of :data:`ATTACKS`, then their variants, variant by variant."""
+    return (*ATTACKS, *_VARIANT_ATTACKS)
+
+
+def live_attack_names() -> tuple[str, ...]:
+    """The attacks a live node can run (:attr:`Attack.live`)."""
+    return tuple(name for name in attack_names() if get_attack(name).live)
+
+
+def base_name(name: str) -> str:
+    """The base attack of ``name`` (``alie+stale`` -> ``alie``)."""
+    return name.partition("+")[0]
+
+
 def get_attack(name: str) -> Attack:
-    """Look an attack up by name.
+    """Look an attack up by name, a base one or ``BASE+VARIANT``.
 
     Raises
     ------
     ConfigError
         For an unknown name, listing the known ones.
     """
-    if name not in ATTACKS:
-        raise ConfigError(f"unknown attack {name!r}; choose one of {sorted(ATTACKS)}")
-    return ATTACKS[name]
+    attack = ATTACKS.get(name) or _VARIANT_ATTACKS.get(name)
+    if attack is None:
+        raise ConfigError(
+            f"unknown attack {name!r}; choose one of {sorted(ATTACKS)}, or one of them with a variant "
+            f"{', '.join('+' + v for v in VARIANTS)} (see docs/robustness.md)"
+        )
+    return attack

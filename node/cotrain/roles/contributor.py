@@ -71,10 +71,10 @@ class ContributorNode:
         timings: Timings | None = None,
         attack: Attack | None = None,
     ) -> None:
-        if attack is not None and attack.omniscient:
+        if attack is not None and not attack.live:
             raise ConfigError(
-                f"attack {attack.name!r} needs the other contributors' updates of the round, which a live "
-                "node cannot see before it commits; run it with `cotrain experiment robustness`"
+                f"attack {attack.name!r} needs the other contributors' updates, which a live node does not "
+                "collect; run it with `cotrain experiment robustness`"
             )
         self.attack = attack
         self.market = market

@@ -57,6 +57,7 @@ def test_demo_with_attackers_pays_only_the_honest(run_cli: RunCli, tmp_path: Pat
 def test_attackers_option_is_read_into_one_name_per_attacker() -> None:
     assert parse_attackers("", 4) == ()
     assert parse_attackers("sign_flip:2, free_rider", 4) == ("sign_flip", "sign_flip", "free_rider")
+    assert parse_attackers("label_flip+jitter:2", 4) == ("label_flip+jitter", "label_flip+jitter")
 
 
 @pytest.mark.parametrize(
@@ -65,6 +66,9 @@ def test_attackers_option_is_read_into_one_name_per_attacker() -> None:
         ("poison", "unknown attack 'poison'"),
         ("alie:1", "cannot run live"),
         ("copycat", "cannot run live"),
+        ("alie+stale", "cannot run live"),
+        ("sign_flip+evade", "cannot run live"),
+        ("copycat+jitter", "cannot run live"),
         ("scaled:x", "not NAME or NAME:COUNT"),
         ("scaled:4", "leave at least one honest contributor"),
     ],

@@ -10,7 +10,10 @@ import torch
 from cotrain.errors import ConfigError
 from cotrain.learning.attacks import (
     ATTACKS,
+    JITTER_RELATIVE_NORM,
     alie_z,
+    attack_names,
+    base_name,
     copy_update,
     delta_norm,
     disguised_free_ride,
@@ -18,8 +21,10 @@ from cotrain.learning.attacks import (
     free_ride,
     gaussian_noise,
     get_attack,
+    honest_spread,
     inner_product_manipulation,
     little_is_enough,
+    live_attack_names,
     scale,
     sign_flip,
 )
@@ -192,3 +197,159 @@ def test_get_attack_names_the_known_ones() -> None:
     assert get_attack("alie").omniscient
     with pytest.raises(ConfigError, match="sign_flip"):
         get_attack("sign-flip")
+
+
+# ---------------------------------------------------------------- variants
+
+
+def _minus(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: a[key].double() - b[key].double() for key in a}
+
+
+def _direction(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """The unit noise direction :func:`perturb` draws: standard normals, keys in sorted order."""
+    draws = {key: rng.standard_normal(size=shapes[key]) for key in sorted(shapes)}
+    length = math.sqrt(sum(float(np.square(d).sum()) for d in draws.values()))
+    return {key: d / length for key, d in draws.items()}
+
+
+def test_variants_are_named_base_plus_variant_with_what_each_attacker_sees() -> None:
+    names = attack_names()
+    assert names[: len(ATTACKS)] == tuple(ATTACKS)
+    assert len(names) == len(ATTACKS) + 9 + 10 + 4  # no free_rider+jitter; stale only for omniscient bases
+    assert "free_rider+jitter" not in names and "free_rider+evade" in names
+    assert [n for n in names if n.endswith("+stale")] == [
+        "alie+stale",
+        "ipm+stale",
+        "ipm_large+stale",
+        "copycat+stale",
+    ]
+    assert {base_name(n) for n in names} == set(ATTACKS)
+    assert get_attack("copycat+jitter").sees == "round" and get_attack("copycat+jitter").commits_last
+    assert get_attack("label_flip+jitter").poison is flip_labels and get_attack("label_flip+jitter").live
+    assert get_attack("sign_flip+evade").omniscient and get_attack("sign_flip+evade").trains
+    stale = get_attack("alie+stale")
+    assert (stale.sees, stale.omniscient, stale.trains, stale.commits_last) == (
+        "previous_round",
+        False,
+        True,
+        False,
+    )
+    assert set(live_attack_names()) == {
+        "label_flip",
+        "sign_flip",
+        "gaussian",
+        "scaled",
+        "free_rider",
+        "disguised_free_rider",
+        "label_flip+jitter",
+        "sign_flip+jitter",
+        "gaussian+jitter",
+        "scaled+jitter",
+        "disguised_free_rider+jitter",
+    }
+
+
+def test_an_attack_knows_the_updates_its_sight_allows() -> None:
+    this_round, previous_round = [DELTA], [DELTA, DELTA]
+    assert get_attack("alie").known(this_round, previous_round) == this_round
+    assert get_attack("alie+stale").known(this_round, previous_round) == previous_round
+    assert get_attack("sign_flip+jitter").known(this_round, previous_round) == []
+
+
+def test_jitter_adds_each_attackers_own_noise_of_a_fixed_share_of_the_norm() -> None:
+    # Prepare: 10,000 coordinates; sign_flip keeps the honest norm.
+    own = {"w": torch.linspace(-1.0, 1.0, 10_000).reshape(100, 100), "b": torch.full((3,), 0.5)}
+    attack = get_attack("sign_flip+jitter")
+    # Execute: two attackers with their own generators
+    first, second = (attack.craft(own, [], _rng(seed), 10, 3) for seed in (11, 12))
+    # Assert
+    noises = [_minus(crafted, sign_flip(own)) for crafted in (first, second)]
+    for noise in noises:
+        assert delta_norm(noise) == pytest.approx(JITTER_RELATIVE_NORM * delta_norm(own), rel=1e-4)
+    assert delta_norm(_minus(first, second)) > 0.2 * delta_norm(own)  # independent, so about 0.15 x sqrt(2)
+    assert JITTER_RELATIVE_NORM == 0.15
+
+
+def test_jittered_alie_differs_per_attacker_around_the_same_vector() -> None:
+    known = [_delta([[1.0, 4.0]], [0.0]), _delta([[2.0, 4.0]], [-3.0]), _delta([[3.0, 4.0]], [6.0])]
+    attack = get_attack("alie+jitter")
+    base = little_is_enough(known, 10, 3)
+    crafted = [attack.craft(DELTA, known, _rng(seed), 10, 3) for seed in (1, 2)]
+    for delta in crafted:
+        assert delta_norm(_minus(delta, base)) == pytest.approx(0.15 * delta_norm(base), rel=1e-5)
+    assert crafted[0]["w"].tolist() != crafted[1]["w"].tolist()
+
+
+def test_honest_spread_is_the_median_distance_to_the_coordinate_wise_median() -> None:
+    # Points (w, b): (0, 0), (3, 4), (6, 8), (3, -4); coordinate-wise median (3, 2); distances sqrt(13), 2,
+    # sqrt(45), 6; median of four: (sqrt(13) + 6) / 2.
+    known = [_delta([[0.0]], [0.0]), _delta([[3.0]], [4.0]), _delta([[6.0]], [8.0]), _delta([[3.0]], [-4.0])]
+    assert honest_spread(known) == pytest.approx((math.sqrt(13.0) + 6.0) / 2, rel=1e-12)
+    assert honest_spread(known[:1]) == 0.0
+    with pytest.raises(ConfigError, match="honest updates"):
+        honest_spread([])
+
+
+def test_evade_adds_noise_of_the_honest_spread() -> None:
+    # Prepare: w = (0, 0), (3, 4), (6, 8): median (3, 4), distances 5, 0, 5, so the spread is 5.
+    known = [_delta([[0.0, 0.0]], [1.0]), _delta([[3.0, 4.0]], [1.0]), _delta([[6.0, 8.0]], [1.0])]
+    reference = _rng(4)
+    copied = copy_update(known, reference)
+    direction = _direction(reference, {"b": (1,), "w": (1, 2)})
+    # Execute
+    crafted = get_attack("copycat+evade").craft(DELTA, known, _rng(4), 10, 3)
+    # Assert
+    noise = _minus(crafted, copied)
+    assert delta_norm(noise) == pytest.approx(5.0, rel=1e-6)
+    for key in ("b", "w"):
+        assert noise[key].numpy() == pytest.approx(5.0 * direction[key], abs=1e-6)
+
+
+def test_stale_alie_crafts_from_the_previous_rounds_honest_updates_plus_its_jitter() -> None:
+    # Prepare: round 0's honest updates, as in test_little_is_enough_is_mean_minus_z_std.
+    previous = [_delta([[1.0, 4.0]], [0.0]), _delta([[2.0, 4.0]], [-3.0]), _delta([[3.0, 4.0]], [6.0])]
+    z = 0.5244005127080407
+    alie = {"b": np.array([1.0 - z * math.sqrt(21.0)]), "w": np.array([[2.0 - z, 4.0]])}
+    alie_norm = math.sqrt(sum(float(np.square(a).sum()) for a in alie.values()))
+    direction = _direction(_rng(7), {"b": (1,), "w": (1, 2)})
+    # Execute: round 1; the round's own honest updates are not passed, they are not known yet
+    attack = get_attack("alie+stale")
+    crafted = attack.craft(DELTA, attack.known([], previous), _rng(7), 10, 3)
+    # Assert
+    for key in ("b", "w"):
+        expected = alie[key] + 0.15 * alie_norm * direction[key]
+        assert crafted[key].numpy() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "base"),
+    [
+        ("alie+stale", DELTA),  # the only known update is its own: mean = own, std = 0
+        ("ipm+stale", inner_product_manipulation([DELTA])),  # -0.1 x own
+    ],
+)
+def test_stale_attacks_fall_back_to_their_own_delta_in_round_zero(name: str, base: dict) -> None:
+    direction = _direction(_rng(8), {"b": (1,), "w": (2, 2)})
+    crafted = get_attack(name).craft(DELTA, [], _rng(8), 10, 3)
+    for key in ("b", "w"):
+        expected = base[key].double().numpy() + 0.15 * delta_norm(base) * direction[key]
+        assert crafted[key].numpy() == pytest.approx(expected, abs=1e-6)
+
+
+def test_stale_copycat_copies_its_own_delta_in_round_zero() -> None:
+    reference = _rng(8)
+    assert reference.integers(1) == 0  # the victim draw, from a list of one
+    direction = _direction(reference, {"b": (1,), "w": (2, 2)})
+    crafted = get_attack("copycat+stale").craft(DELTA, [], _rng(8), 10, 3)
+    for key in ("b", "w"):
+        expected = DELTA[key].double().numpy() + 0.15 * delta_norm(DELTA) * direction[key]
+        assert crafted[key].numpy() == pytest.approx(expected, abs=1e-6)
+
+
+def test_get_attack_resolves_variants_and_refuses_unknown_ones() -> None:
+    assert get_attack("alie+stale").name == "alie+stale"
+    with pytest.raises(ConfigError, match=r"\+jitter, \+evade, \+stale"):
+        get_attack("alie+late")
+    with pytest.raises(ConfigError, match=r"unknown attack 'free_rider\+jitter'"):
+        get_attack("free_rider+jitter")
