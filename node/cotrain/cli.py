@@ -654,4 +654,4 @@ def experiment_robustness(
     console.print(f"{total} cells in {time.monotonic() - started:.0f} s")
     for path in paths.values():
         console.print(f"wrote {path}")
-    typer.echo(paths["table"].read_text(encoding="utf-8"))
+    typer.echo(paths["headline"].read_text(encoding="utf-8"))

@@ -8,7 +8,8 @@ section), an attack, the share of contributors running it, and a seed. Each roun
 1. every honest contributor trains on its shard from the round's global model with
    :func:`~cotrain.protocol.task_model.train_round`, as a real contributor node does;
 2. every attacker crafts its update with :mod:`cotrain.learning.attacks` (training first on its own, possibly
-   poisoned, shard when the attack needs it; the omniscient attacks see the round's honest updates);
+   poisoned, shard when the attack needs it), knowing the honest updates its attack sees: the round's for the
+   omniscient attacks, the previous round's for the stale ones, none otherwise;
 3. each update is encoded as the real update file, bound to its task, round, contributor and base model,
    stored in memory under its CID and revealed; honest contributors commit first, attackers last;
 4. :func:`~cotrain.protocol.round_outcome.judge_round`, the function validators and auditors run, judges the
@@ -28,7 +29,7 @@ import math
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -40,7 +41,7 @@ import torch
 from eth_utils import keccak, to_checksum_address
 
 from cotrain.errors import ConfigError, IntegrityError
-from cotrain.learning.attacks import ATTACKS, get_attack
+from cotrain.learning.attacks import ATTACKS, Delta, attack_names, base_name, get_attack
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.partition import partition_dirichlet, partition_iid
 from cotrain.learning.rules import get_rule, rule_names
@@ -59,6 +60,8 @@ NO_ATTACK = "none"
 #: their data costs, the floor no defence can beat (large under label skew, where shards hold few classes).
 ABSENT = "absent"
 PARTITIONS = ("iid", "dirichlet")
+#: The pipeline whose attackers' shares the headline breaks down per attack family.
+SCREENED_FEDAVG = "fedavg + screening"
 # Every Dirichlet shard holds at least a few examples, so that every contributor can train.
 MIN_SHARD = 5
 
@@ -75,7 +78,7 @@ def registered_pipelines() -> tuple[PipelineConfig, ...]:
     """The baselines (no screening) and every registered rule with screening."""
     pipelines = [
         PipelineConfig("fedavg (no screening)", {"rule": "fedavg", "screening": {"enabled": False}}),
-        PipelineConfig("fedavg + screening", {"rule": "fedavg"}),
+        PipelineConfig(SCREENED_FEDAVG, {"rule": "fedavg"}),
         PipelineConfig("median (no screening)", {"rule": "median", "screening": {"enabled": False}}),
     ]
     for name in rule_names():
@@ -133,7 +136,7 @@ class Grid:
 
     datasets: tuple[str, ...] = ("digits", "breast_cancer")
     pipelines: tuple[PipelineConfig, ...] = PIPELINES
-    attacks: tuple[str, ...] = (ABSENT, *ATTACKS)
+    attacks: tuple[str, ...] = (ABSENT, *attack_names())
     fractions: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
     partitions: tuple[str, ...] = PARTITIONS
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -145,11 +148,11 @@ class Grid:
     def __post_init__(self) -> None:
         unknown = [d for d in self.datasets if d not in self.setups]
         unknown += [p for p in self.partitions if p not in PARTITIONS]
-        unknown += [a for a in self.attacks if a not in ATTACKS and a != ABSENT]
+        unknown += [a for a in self.attacks if a not in attack_names() and a != ABSENT]
         if unknown:
             raise ConfigError(
                 f"unknown grid entries {unknown}; data sets {sorted(self.setups)}, partitions "
-                f"{list(PARTITIONS)}, attacks {sorted(ATTACKS)}"
+                f"{list(PARTITIONS)}, attacks {list(attack_names())}"
             )
         names = [p.name for p in self.pipelines]
         if len(set(names)) != len(names):
@@ -187,15 +190,25 @@ class Grid:
         return data
 
 
-#: The default grid (about 4,500 cells); see docs/robustness.md for its cost.
+#: The default grid (8,652 cells); see docs/robustness.md for its cost.
 FULL_GRID = Grid()
 
-#: A small grid for a quick look: one seed, IID and non-IID, 30% attackers, three pipelines, three rounds.
+#: A small grid for a quick look: one seed, IID and non-IID, 30% attackers, three pipelines, three rounds,
+#: every base attack and a few variants.
 QUICK_GRID = Grid(
     pipelines=tuple(
         p
         for p in PIPELINES
         if p.name in ("fedavg (no screening)", "fedavg + screening", "median + screening")
+    ),
+    attacks=(
+        ABSENT,
+        *ATTACKS,
+        "label_flip+jitter",
+        "alie+jitter",
+        "copycat+jitter",
+        "alie+evade",
+        "alie+stale",
     ),
     fractions=(0.0, 0.3),
     seeds=(0,),
@@ -308,10 +321,12 @@ def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
     rewards = Counter[str]()
     slashes = 0
     reasons: dict[str, Counter[str]] = {"attacker": Counter(), "honest": Counter()}
+    previous: Sequence[Delta] = []  # the previous round's honest updates, public since its reveals
     for round_ in range(grid.rounds):
         deltas = {i: train_round(spec, state, local[i], round_).delta for i in honest}
-        known = [deltas[i] for i in honest]
+        this_round = [deltas[i] for i in honest]
         if attack is not None:
+            known = attack.known(this_round, previous)
             for i in sorted(bad):
                 if attack.trains:
                     own = train_round(spec, state, poisoned[i], round_).delta
@@ -319,6 +334,7 @@ def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
                     own = {key: torch.zeros_like(value) for key, value in state.items()}
                 rng = np.random.Generator(np.random.PCG64([cell.seed, round_, i, 2]))
                 deltas[i] = attack.craft(own, known, rng, grid.contributors, len(bad))
+        previous = this_round
         files: dict[str, bytes] = {}
         updates = []
         for i in sorted(deltas, key=commit_order.__getitem__):
@@ -526,69 +542,165 @@ def _pair(values: Sequence[float | None], fmt: str) -> str:
 
 
 def markdown_tables(summary: Mapping[str, Any]) -> str:
-    """Per data set: accuracy drop at the largest malicious fraction (rows pipelines, columns attacks,
-    ``IID / non-IID``), then the share of the reward budget attackers got."""
+    """Per data set, at the largest malicious fraction: the accuracy drop, then the share of the reward
+    budget paid to attackers; rows attacks (each base attack followed by its variants), columns pipelines,
+    each entry ``IID / non-IID``."""
     settings = summary["settings"]
     cells = lookup(summary)
     fraction = max(settings["fractions"])
-    attacks = settings["attacks"]
     pipelines = [p["name"] for p in settings["pipelines"]]
     partitions = settings["partitions"]
+    attacks = _by_family(settings["attacks"])
+    label = " / ".join(_partition_label(p) for p in partitions)
+    header = ["| attack | " + " | ".join(pipelines) + " |", "|---" * (len(pipelines) + 1) + "|"]
+
+    def row(name: str, dataset: str, attack: str, fraction: float, field: str, scale: float) -> str:
+        entries = [
+            _pair(
+                [
+                    _scaled(cells.get((dataset, p, pipeline, attack, fraction), {}).get(field), scale)
+                    for p in partitions
+                ],
+                ".1f",
+            )
+            for pipeline in pipelines
+        ]
+        return f"| {name} | " + " | ".join(entries) + " |"
+
     lines = []
-    header = "| pipeline | " + " | ".join(attacks) + " |"
-    rule = "|---" * (len(attacks) + 1) + "|"
     for dataset in settings["datasets"]:
         lines += [
-            f"### {dataset}: accuracy drop (percentage points) with {fraction:.0%} attackers, "
-            f"{' / '.join(_partition_label(p) for p in partitions)}",
+            f"### {dataset}: accuracy drop (percentage points) with {fraction:.0%} attackers, {label}",
             "",
-            "| pipeline | accuracy, no attack | " + " | ".join(attacks) + " |",
-            "|---" * (len(attacks) + 2) + "|",
-        ]
-        for pipeline in pipelines:
-            clean = [
-                cells.get((dataset, p, pipeline, NO_ATTACK, 0.0), {}).get("accuracy_mean") for p in partitions
-            ]
-            drops = [
-                _pair(
-                    [cells.get((dataset, p, pipeline, a, fraction), {}).get("drop_pp") for p in partitions],
-                    ".1f",
-                )
-                for a in attacks
-            ]
-            lines.append(
-                f"| {pipeline} | {_pair([c * 100 if c is not None else None for c in clean], '.1f')} | "
-                + " | ".join(drops)
-                + " |"
-            )
-        lines += [
+            *header,
+            row("accuracy, no attack (%)", dataset, NO_ATTACK, 0.0, "accuracy_mean", 100),
+            *(row(a, dataset, a, fraction, "drop_pp", 1) for a in attacks),
             "",
             f"### {dataset}: share of the reward budget paid to attackers (%) with {fraction:.0%} attackers, "
-            f"{' / '.join(_partition_label(p) for p in partitions)}",
+            f"{label}",
             "",
-            header,
-            rule,
+            *header,
+            *(row(a, dataset, a, fraction, "attacker_reward_share", 100) for a in attacks),
+            "",
         ]
-        for pipeline in pipelines:
-            shares = [
-                _pair(
-                    [
-                        _percent(
-                            cells.get((dataset, p, pipeline, a, fraction), {}).get("attacker_reward_share")
-                        )
-                        for p in partitions
-                    ],
-                    ".1f",
-                )
-                for a in attacks
-            ]
-            lines.append(f"| {pipeline} | " + " | ".join(shares) + " |")
-        lines.append("")
     return "\n".join(lines)
 
 
-def _percent(value: float | None) -> float | None:
-    return None if value is None else 100 * value
+def _by_family(attacks: Sequence[str]) -> list[str]:
+    """``attacks`` with each base attack's variants right after it (stable otherwise)."""
+    families = list(dict.fromkeys(base_name(a) for a in attacks))
+    return sorted(attacks, key=lambda a: families.index(base_name(a)))
+
+
+def _scaled(value: float | None, scale: float) -> float | None:
+    return None if value is None else scale * value
+
+
+def headline(summary: Mapping[str, Any]) -> str:
+    """The worst case over every attack and variant at the largest malicious fraction, as markdown.
+
+    One row per data set and pipeline: the worst accuracy drop IID and non-IID (percentage points, against
+    the pipeline without attack), the worst non-IID drop beyond ``absent``, the attackers' largest and the
+    honest contributors' smallest share of the reward budget (over both partitions), each naming its
+    attack, and how many honest updates were slashed in all those cells (``absent`` included). Then, per
+    attack family, the attackers' largest share over its variants with ``fedavg + screening``.
+    """
+    settings = summary["settings"]
+    cells = lookup(summary)
+    fraction = max(settings["fractions"])
+    attacks = [a for a in settings["attacks"] if a != ABSENT]
+    partitions = settings["partitions"]
+
+    def value(dataset: str, partition: str, pipeline: str, attack: str, field: str) -> float | None:
+        result = cells.get((dataset, partition, pipeline, attack, fraction), {}).get(field)
+        return None if result is None else float(result)
+
+    def shares(
+        dataset: str, pipeline: str, names: Sequence[str], highest: bool, field: str, every: str = "attack"
+    ) -> str:
+        pick = max if highest else min
+        per_attack = {
+            a: _pick(pick, [value(dataset, p, pipeline, a, field) for p in partitions]) for a in names
+        }
+        return _extreme(per_attack, highest, "{:.1%}", every)
+
+    lines = [
+        f"### Headline: {fraction:.0%} attackers, worst over {len(attacks)} attacks and variants",
+        "",
+        "| data set | pipeline | worst drop, IID | worst drop, non-IID | non-IID beyond `absent` | "
+        "attackers' reward share (max) | honest share (min) | honest updates slashed |",
+        "|---" * 8 + "|",
+    ]
+    for dataset in settings["datasets"]:
+        for pipeline in (p["name"] for p in settings["pipelines"]):
+            drops = [
+                _extreme({a: value(dataset, p, pipeline, a, field) for a in attacks}, True, "{:.1f}")
+                for p, field in (
+                    ("iid", "drop_pp"),
+                    ("dirichlet", "drop_pp"),
+                    ("dirichlet", "drop_vs_absent_pp"),
+                )
+            ]
+            honest_slashed = _slashed(
+                cells.get((dataset, p, pipeline, a, fraction), {}).get("honest_reasons", {})
+                for p in partitions
+                for a in settings["attacks"]
+            )
+            lines.append(
+                f"| {dataset} | {pipeline} | " + " | ".join(drops) + " | "
+                f"{shares(dataset, pipeline, attacks, True, 'attacker_reward_share')} | "
+                f"{shares(dataset, pipeline, attacks, False, 'honest_reward_share')} | {honest_slashed} |"
+            )
+    if SCREENED_FEDAVG in (p["name"] for p in settings["pipelines"]):
+        lines += [
+            "",
+            f"### Attackers' reward share (max over each family's variants), {SCREENED_FEDAVG}",
+            "",
+            "| attack | " + " | ".join(settings["datasets"]) + " |",
+            "|---" * (len(settings["datasets"]) + 1) + "|",
+        ]
+        for family in dict.fromkeys(base_name(a) for a in attacks):
+            members = [a for a in attacks if base_name(a) == family]
+            lines.append(
+                f"| {family} | "
+                + " | ".join(
+                    shares(d, SCREENED_FEDAVG, members, True, "attacker_reward_share", "variant")
+                    for d in settings["datasets"]
+                )
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _slashed(reason_counts: Iterable[Mapping[str, int]]) -> int:
+    """How many of the counted verdicts slash: all but ``ok`` and the reasons the round judge spares."""
+    # Imported here, so that the count follows the judge's set as it is when the outputs are written.
+    from cotrain.protocol.round_judge import NOT_SLASHED
+
+    spared = {"ok"} | {reason.value for reason in NOT_SLASHED}
+    return sum(n for counts in reason_counts for reason, n in counts.items() if reason not in spared)
+
+
+def _pick(pick: Callable[..., float], values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    return pick(present) if present else None
+
+
+def _extreme(values: Mapping[str, float | None], highest: bool, fmt: str, every: str = "attack") -> str:
+    """The largest (or smallest) of ``values`` and the attack it came from: ``every attack`` (``every
+    variant``, per ``every``) when all tie, ``NAME and N more`` when some do; ``-`` when there is none."""
+    present = {a: v for a, v in values.items() if v is not None and not math.isnan(v)}
+    if not present:
+        return "-"
+    worst = (max if highest else min)(present.values())
+    names = [a for a, v in present.items() if v == worst]
+    if len(names) == 1:
+        label = names[0]
+    elif len(names) == len(present):
+        label = f"every {every}"
+    else:
+        label = f"{names[0]} and {len(names) - 1} more"
+    return f"{fmt.format(worst)} ({label})"
 
 
 def _partition_label(partition: str) -> str:
@@ -596,13 +708,20 @@ def _partition_label(partition: str) -> str:
 
 
 def write_outputs(results: Sequence[Mapping[str, Any]], grid: Grid, out: Path) -> dict[str, Path]:
-    """Write ``results.json`` (settings, per-cell summaries), ``table.md`` and ``heatmap.png`` in ``out``."""
+    """Write ``results.json`` (settings, per-cell summaries), ``headline.md``, ``table.md`` and
+    ``heatmap.png`` in ``out``."""
     from cotrain.experiments.heatmap import draw_heatmap
 
     summary = summarize(results, grid)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "results.json", "table": out / "table.md", "heatmap": out / "heatmap.png"}
+    paths = {
+        "json": out / "results.json",
+        "headline": out / "headline.md",
+        "table": out / "table.md",
+        "heatmap": out / "heatmap.png",
+    }
     paths["json"].write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    paths["headline"].write_text(headline(summary), encoding="utf-8")
     paths["table"].write_text(markdown_tables(summary), encoding="utf-8")
     draw_heatmap(summary).save(paths["heatmap"])
     return paths

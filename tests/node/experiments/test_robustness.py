@@ -20,13 +20,16 @@ from cotrain.experiments.robustness import (
     Grid,
     attacker_indices,
     cell_key,
+    headline,
     load_results,
     run_cell,
     run_grid,
     summarize,
     write_outputs,
 )
-from cotrain.learning.attacks import ATTACKS
+from cotrain.learning.attacks import ATTACKS, attack_names
+from cotrain.protocol import round_judge
+from cotrain.protocol.round_record import Reason
 from PIL import Image
 
 PLAIN, SCREENED = "fedavg (no screening)", "fedavg + screening"
@@ -60,14 +63,24 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[tuple
 def test_the_grid_runs_fraction_zero_once_per_pipeline() -> None:
     cells = FULL_GRID.cells()
     per_setting = len(FULL_GRID.datasets) * len(FULL_GRID.partitions) * len(FULL_GRID.seeds)
-    attacks = len(ATTACKS) + 1  # and the attackers staying away
+    assert FULL_GRID.attacks == (ABSENT, *attack_names())
+    attacks = len(attack_names()) + 1  # every base attack and variant, and the attackers staying away
     assert len(cells) == per_setting * len(FULL_GRID.pipelines) * (1 + 3 * attacks)
     assert sum(c.attack == NO_ATTACK for c in cells) == per_setting * len(FULL_GRID.pipelines)
     assert {c.fraction for c in cells if c.attack == NO_ATTACK} == {0.0}
     assert len({cell_key(c, FULL_GRID) for c in cells}) == len(cells)
     # The quick grid: 2 data sets x 2 partitions x 1 seed x 3 pipelines x (fraction 0 once, and 0.3 with
-    # every attack and the attackers staying away), a small part of the full one.
-    assert len(QUICK_GRID.cells()) == 2 * 2 * 1 * 3 * (1 + attacks)
+    # every base attack, five variants and the attackers staying away), a small part of the full one.
+    assert QUICK_GRID.attacks == (
+        ABSENT,
+        *ATTACKS,
+        "label_flip+jitter",
+        "alie+jitter",
+        "copycat+jitter",
+        "alie+evade",
+        "alie+stale",
+    )
+    assert len(QUICK_GRID.cells()) == 2 * 2 * 1 * 3 * (1 + 1 + len(ATTACKS) + 5)
     assert len(QUICK_GRID.cells()) < len(cells) / 10
 
 
@@ -178,9 +191,13 @@ def test_outputs_summarize_the_drop(tiny_run, tmp_path: Path) -> None:
     assert cells[(PLAIN, "scaled")]["drop_vs_absent_pp"] is None  # the tiny grid has no "absent" runs
     assert summary["settings"]["rounds"] == 2
     table = paths["table"].read_text(encoding="utf-8")
-    assert "| pipeline | accuracy, no attack | scaled |" in table
-    assert f"| {PLAIN} | {100 * results[(PLAIN, NO_ATTACK)]['accuracy']:.1f} | {expected:.1f} |" in table
-    assert f"| {SCREENED} | 0.0 |" in table  # the attackers' reward share
+    assert f"| attack | {PLAIN} | {SCREENED} |" in table
+    clean = [100 * results[(p, NO_ATTACK)]["accuracy"] for p in (PLAIN, SCREENED)]
+    assert f"| accuracy, no attack (%) | {clean[0]:.1f} | {clean[1]:.1f} |" in table
+    assert f"| scaled | {expected:.1f} | " in table
+    share = 100 * results[(PLAIN, "scaled")]["attacker_reward_share"]
+    assert f"| scaled | {share:.1f} | 0.0 |" in table  # the attackers' reward share
+    assert paths["headline"].read_text(encoding="utf-8") == headline(summary)
     with Image.open(paths["heatmap"]) as image:
         assert image.format == "PNG" and image.width > 500 and image.height > 200
 
@@ -223,3 +240,117 @@ def test_summarize_pairs_seeds_against_the_absent_run() -> None:
     assert cells["sign_flip"]["accuracy_mean"] == pytest.approx(0.55)
     assert cells["sign_flip"]["attacker_reasons"] == {"ok": 4}
     assert cells[NO_ATTACK]["drop_pp"] == 0.0
+
+
+def test_a_stale_attack_runs_in_the_harness_and_its_result_names_it() -> None:
+    cell = Cell("digits", "iid", SCREENED, "alie+stale", 0.3, 0)
+    result = run_cell(cell, TINY)
+    assert result["attack"] == "alie+stale"
+    assert result["key"].startswith(f"digits/iid/{SCREENED}/alie+stale/0.3/0#")
+    assert result["attackers"] == 3
+    assert sum(result["attacker_reasons"].values()) == 3 * 2  # every attacker's update, both rounds
+    assert sum(result["honest_reasons"].values()) == 7 * 2
+    assert run_cell(cell, TINY) == result  # reproducible: every attacker's noise is seeded
+
+
+def _summary_cell(partition: str, pipeline: str, attack: str, fraction: float = 0.3, **fields) -> dict:
+    return {
+        "dataset": "digits",
+        "partition": partition,
+        "pipeline": pipeline,
+        "attack": attack,
+        "fraction": fraction,
+        "honest_reasons": {},
+        **fields,
+    }
+
+
+def _synthetic_summary() -> dict:
+    """Two pipelines, both partitions, ``absent`` and three attacks; the worst values are picked by hand."""
+
+    def plain(partition: str, attack: str, drop, beyond, attacker: float, honest: float, reasons=None):
+        return _summary_cell(
+            partition,
+            PLAIN,
+            attack,
+            drop_pp=drop,
+            drop_vs_absent_pp=beyond,
+            attacker_reward_share=attacker,
+            honest_reward_share=honest,
+            honest_reasons=reasons or {},
+        )
+
+    def screened(partition: str, attack: str, attacker: float, honest: float) -> dict:
+        return _summary_cell(
+            partition, SCREENED, attack, attacker_reward_share=attacker, honest_reward_share=honest
+        )
+
+    cells = [
+        # absent is no attack: its 50-point drop is not the worst, but its slashed honest updates count
+        plain("iid", ABSENT, 50.0, 0.0, 0.0, 1.0),
+        plain("iid", "alie", 5.0, 4.0, 0.2, 0.8, {"ok": 10, "outlier": 2, "low_score": 3}),
+        plain("iid", "alie+stale", 12.0, 11.5, 0.25, 0.75, {"duplicate": 1, "unavailable": 4}),
+        plain("iid", "gaussian", 3.0, 2.0, 0.1, 0.9),
+        plain("dirichlet", ABSENT, 30.0, 0.0, 0.0, 1.0, {"outlier": 5, "ok": 3}),
+        plain("dirichlet", "alie", 20.0, 8.0, 0.3, 0.7),
+        plain("dirichlet", "alie+stale", 15.0, 11.0, 0.1, 0.9),
+        plain("dirichlet", "gaussian", 2.0, -1.0, 0.05, 0.6, {"free_rider": 1}),
+        # fraction 0 is not the largest: its slashed updates do not count
+        _summary_cell("iid", PLAIN, NO_ATTACK, 0.0, honest_reasons={"outlier": 100}),
+        screened("iid", "alie", 0.05, 0.9),
+        screened("iid", "alie+stale", 0.0, 0.95),
+        screened("iid", "gaussian", 0.0, 1.0),
+        screened("dirichlet", "alie", 0.0, 0.95),
+        screened("dirichlet", "alie+stale", 0.12, 0.9),
+        screened("dirichlet", "gaussian", 0.0, 1.0),
+    ]
+    settings = {
+        "datasets": ["digits"],
+        "pipelines": [{"name": PLAIN}, {"name": SCREENED}],
+        "partitions": ["iid", "dirichlet"],
+        "fractions": [0.0, 0.3],
+        "attacks": [ABSENT, "alie", "gaussian", "alie+stale"],
+    }
+    return {"settings": settings, "cells": cells}
+
+
+# Worst drop IID, non-IID, non-IID beyond absent, attackers' largest share, honest smallest share.
+PLAIN_WORST = "12.0 (alie+stale) | 20.0 (alie) | 11.0 (alie+stale) | 30.0% (alie) | 60.0% (gaussian)"
+
+
+def test_headline_reports_the_worst_over_attacks_and_variants() -> None:
+    lines = headline(_synthetic_summary()).splitlines()
+    assert lines[0] == "### Headline: 30% attackers, worst over 3 attacks and variants"
+    # Slashed honest updates: outlier 2 + duplicate 1 + free_rider 1 + outlier 5 (absent); not ok, low_score,
+    # unavailable, nor the 100 at fraction 0.
+    assert f"| digits | {PLAIN} | {PLAIN_WORST} | 9 |" in lines
+    # Screened: no drops recorded; the smallest honest share ties between alie and its stale variant.
+    assert f"| digits | {SCREENED} | - | - | - | 12.0% (alie+stale) | 90.0% (alie and 1 more) | 0 |" in lines
+    family = lines[
+        lines.index(f"### Attackers' reward share (max over each family's variants), {SCREENED}") :
+    ]
+    assert family[2:] == [
+        "| attack | digits |",
+        "|---|---|",
+        "| alie | 12.0% (alie+stale) |",
+        "| gaussian | 0.0% (gaussian) |",
+    ]
+
+
+def test_headline_names_every_attack_when_all_tie() -> None:
+    summary = _synthetic_summary()
+    for cell in summary["cells"]:
+        if cell["pipeline"] == PLAIN and cell["attack"] not in (ABSENT, NO_ATTACK):
+            cell["attacker_reward_share"] = 0.368
+    for cell in summary["cells"]:
+        if cell["pipeline"] == SCREENED:
+            cell["attacker_reward_share"] = 0.0
+    text = headline(summary)
+    assert "| 36.8% (every attack) |" in text
+    assert "| alie | 0.0% (every variant) |" in text
+
+
+def test_headline_counts_as_slashed_what_the_round_judge_slashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # If the judge spared duplicates, the honest duplicate would no longer count: the set is the judge's.
+    monkeypatch.setattr(round_judge, "NOT_SLASHED", round_judge.NOT_SLASHED | {Reason.DUPLICATE})
+    assert f"| digits | {PLAIN} | {PLAIN_WORST} | 8 |" in headline(_synthetic_summary()).splitlines()
