@@ -183,6 +183,7 @@ def _round_cases() -> list[tuple[str, str, dict[str, Any]]]:
         return norm * v / np.linalg.norm(v)
 
     a = honest(0.1, 1)
+    jitter = np.random.default_rng(15).standard_normal(10)
     screened = [
         {"tag": "a1", "samples": 100, "vector": a, "note": "honest"},
         {"tag": "b2", "samples": 50, "vector": honest(0.12, 2), "note": "honest"},
@@ -237,6 +238,18 @@ def _round_cases() -> list[tuple[str, str, dict[str, Any]]]:
             "samples": 10,
             "vector": np.concatenate([honest(0.1, 14)[:9], [128.0]]),
             "note": "out_of_range (128.0 does not fit q32.24), slashed",
+        },
+        {
+            "tag": "ab",
+            "samples": 80,
+            "vector": honest(0.09, 3) + 0.2 * 0.09 * jitter / np.linalg.norm(jitter),
+            "note": "redundant: c3 plus 20% noise, past duplicate_distance, within 0.5 x spread; not slashed",
+        },
+        {
+            "tag": "bc",
+            "samples": 10**6,
+            "vector": (a + honest(0.12, 2) + honest(0.09, 3)) / 3,
+            "note": "the mean of a1, b2 and c3 claiming 10**6 samples: low novelty, weight capped",
         },
     ]
     # The duplicate commits after a1 although its address sorts first.
@@ -353,6 +366,37 @@ def _arithmetic_cases() -> list[tuple[str, str, str, str, dict[str, Any]]]:
             {"a": [0, 0], "b": [5, 7]},
         ),
     ]
+    result.append(
+        (
+            "arithmetic",
+            "scores",
+            "scores",
+            "marginal-value scores of five vectors: the fifth is the mean of the first three, the fourth "
+            "points away and is peeled off",
+            {
+                "vectors": [
+                    [40, 10, -20, 30, 5],
+                    [35, -5, -10, 20, 15],
+                    [50, 20, -30, 25, -5],
+                    [-45, -10, 25, -30, -10],
+                    [42, 8, -20, 25, 5],
+                ],
+                "median_norm": 55,
+            },
+        )
+    )
+    result.append(
+        (
+            "arithmetic",
+            "scores_extremes",
+            "scores",
+            "values at +-2**31, a zero vector and a tie of two equal vectors",
+            {
+                "vectors": [[2**31, -(2**31), 7], [2**31, -(2**31), 7], [0, 0, 0], [-(2**31), 2**31, 1]],
+                "median_norm": 2**31,
+            },
+        )
+    )
     vectors = [[3, -7, 2**31, 5], [1, -7, -(2**31), 6], [2, 8, 0, -5], [-9, 0, 1, 5], [4, 1, 3, 7]]
     samples = ["3", "1", "18446744073709551615", "2", "5"]
     for rule, params in [

@@ -14,6 +14,7 @@ Vectors are 1-D numpy arrays of int64 (or of Python ints, dtype object, for the 
     median_int(values)         s_(n+1)/2 for odd n, round_half_even_div(s_n/2 + s_n/2+1, 2) for even n
     weighted_mean(xs, ws)      per coordinate, round_half_even_div(sum_i w_i x_i, sum_i w_i)
     coordinate_median(xs)      per coordinate, median_int of the n values
+    leave_one_out_medians(xs)  for each i, coordinate_median of the n - 1 vectors other than x_i
     trimmed_mean(xs, t)        per coordinate, round_half_even_div(s_t+1 + ... + s_n-t, n - 2t)
     krum_scores(xs, f)         score_i = sum of the n - f - 2 smallest squared_norm(x_i - x_j), j != i
     clip_to_norm(x, c)         x when norm(x) <= c, else per coordinate round_half_even_div(x_k c, norm(x))
@@ -331,6 +332,36 @@ def coordinate_median(vectors: Sequence[npt.NDArray[Any]]) -> npt.NDArray[Any]:
         else:
             result[columns] = round_half_even_div_array(block[n // 2 - 1] + block[n // 2], 2)
     return result
+
+
+def leave_one_out_medians(vectors: Sequence[IntVector]) -> list[IntVector]:
+    """For each ``i``, :func:`coordinate_median` of the vectors other than ``vectors[i]`` (``n >= 2``).
+
+    One sort per coordinate serves every ``i``: with the column sorted (``s_0 <= ... <= s_n-1``) and
+    ``x_i`` at rank ``k``, the others' ``j``-th smallest is ``s_j`` for ``j < k`` and ``s_j+1`` otherwise.
+    Equal values give the same medians whichever of them is taken to be ``x_i``.
+    """
+    matrix = _stacked(vectors)
+    n, d = matrix.shape
+    if n < 2:
+        raise IntegrityError("a leave-one-out median needs at least two vectors")
+    result = np.empty((n, d), dtype=matrix.dtype)
+    rows = np.arange(n)[:, None]
+    for start in range(0, d, _COLUMNS):
+        block = matrix[:, start : start + _COLUMNS]
+        order = np.argsort(block, axis=0, kind="stable")
+        ordered = np.take_along_axis(block, order, axis=0)
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, rows, axis=0)
+
+        # Row i of others[j]: the j-th smallest of the column without x_i.
+        others = [np.where(j < ranks, ordered[j], ordered[j + 1]) for j in ((n - 2) // 2, (n - 1) // 2)]
+        columns = slice(start, start + block.shape[1])
+        if (n - 1) % 2:
+            result[:, columns] = others[1]
+        else:
+            result[:, columns] = round_half_even_div_array(others[0] + others[1], 2)
+    return list(result)
 
 
 def trimmed_mean(vectors: Sequence[npt.NDArray[Any]], trim: int) -> npt.NDArray[Any]:

@@ -338,7 +338,7 @@ def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
         files: dict[str, bytes] = {}
         updates = []
         for i in sorted(deltas, key=commit_order.__getitem__):
-            samples = len(local[i])
+            samples = len(local[i]) * (attack.claims if attack is not None and i in bad else 1)
             data = encode_update(
                 deltas[i], update_metadata(TASK_ID, round_, addresses[i], base.digest, samples)
             )

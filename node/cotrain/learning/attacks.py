@@ -19,6 +19,8 @@ nothing here touches a chain or a store, so the simulation harness and live atta
 - ``copycat``: another contributor's delta, submitted under the attacker's identity and committed last.
 - ``disguised_free_rider``: zero plus small Gaussian noise (Lin, Du and Liu, "Free-riders in Federated
   Learning: Attacks and Defenses", 2019).
+- ``inflate``: the honest delta, revealed with 100 times the sample count trained on (sample counts are
+  weights in FedAvg and in rewards, and nobody can check them).
 
 :data:`VARIANTS` derives adaptive versions of them, named ``BASE+VARIANT`` (:func:`attack_names` lists all):
 
@@ -52,6 +54,8 @@ IPM_LARGE_EPSILON = 10.0
 # A disguised free-rider's noise norm as a share of an honest update's: small enough to cost it nothing,
 # which is the point of free-riding; Lin et al. likewise keep the noise far below the updates' scale.
 DISGUISE_RELATIVE_NORM = 0.1
+# An over-claimer reveals this many times its real sample count, for this much weight in FedAvg and rewards.
+INFLATE_FACTOR = 100
 # Measured: at this share of its norm, a near-copy escapes the validator's 0.1 relative-distance duplicate
 # screen, so coordinated attackers no longer collapse into one accepted update and duplicates.
 JITTER_RELATIVE_NORM = 0.15
@@ -266,6 +270,8 @@ class Attack:
         with the model's layout.
     commits_last : bool
         Whether the node commits after the honest ones (a copycat must see what it copies).
+    claims : int
+        How many times its real sample count the node reveals (sample counts are claims nobody can check).
     """
 
     name: str
@@ -274,6 +280,7 @@ class Attack:
     sees: Sight = "none"
     trains: bool = True
     commits_last: bool = False
+    claims: int = 1
 
     @property
     def omniscient(self) -> bool:
@@ -322,6 +329,7 @@ ATTACKS: dict[str, Attack] = {
             commits_last=True,
         ),
         Attack("disguised_free_rider", lambda own, known, rng, n, f: disguised_free_ride(own, rng)),
+        Attack("inflate", lambda own, known, rng, n, f: dict(own), claims=INFLATE_FACTOR),
     )
 }
 

@@ -43,9 +43,10 @@ _REASONS = {
     RejectReason.DIGEST_MISMATCH: Reason.DIGEST_MISMATCH,
     RejectReason.MISSING: Reason.UNAVAILABLE,
 }
-# A file that never arrived may be the network's fault, and an honest update on skewed data can point away
-# from the round's consensus; everything else is the contributor's doing.
-NOT_SLASHED = frozenset({Reason.UNAVAILABLE, Reason.LOW_SCORE})
+# A file that never arrived may be the network's fault, an honest update on skewed data can point away from
+# the round's consensus, and two honest parties can hold near-identical data; everything else is the
+# contributor's doing.
+NOT_SLASHED = frozenset({Reason.UNAVAILABLE, Reason.REDUNDANT, Reason.LOW_SCORE})
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,10 @@ from cotrain.protocol.task_spec import (
     format_errors,
 )
 
-# Version 2 dropped the held-out metrics (version 1 hashed them, so honest machines could disagree); version 3
-# is the exact integer arithmetic (fixed-point updates, scores and shares in millionths, number_format).
-RECORD_VERSION: Final = 3
+# Version 2 dropped the held-out metrics (version 1 hashed them, so honest machines could disagree); version
+# 3 is the exact integer arithmetic (fixed-point updates, scores and shares in millionths, number_format);
+# version 4 scores marginal value (leave-one-out references, novelty, one voice per group: redundant).
+RECORD_VERSION: Final = 4
 FLOAT_PLACES = 6
 Verdict = Literal["accepted", "rejected"]
 COMPUTED_FIELDS: tuple[str, ...] = ("reward_total", "rewards_root", "slash_root")
@@ -87,7 +88,8 @@ class Reason(str, Enum):
     DUPLICATE = "duplicate"  # the same (or nearly) as an update committed earlier in the round
     OUTLIER = "outlier"  # its norm is far above the round's median norm
     FREE_RIDER = "free_rider"  # no or negligible change: its norm is far below the round's median norm
-    LOW_SCORE = "low_score"  # points away from the round's consensus
+    REDUNDANT = "redundant"  # as close to an earlier commit as honest updates never are: one voice
+    LOW_SCORE = "low_score"  # its marginal value is below the spec's minimum score
 
 
 def format_fixed(value: float) -> str:
@@ -254,7 +256,7 @@ class RoundRecord(_Strict):
     ``slash`` (leaves in update order, zero amounts left out); they are what the validator proposes.
     """
 
-    version: Literal[3] = RECORD_VERSION
+    version: Literal[4] = RECORD_VERSION
     task_id: TaskId
     round: Uint32
     base_model: FileRef
@@ -341,7 +343,7 @@ def parse_record(data: bytes) -> RoundRecord:
     if decoded.get("version") != RECORD_VERSION:
         raise IntegrityError(
             f"round record has version {decoded.get('version')!r}, this node reads version {RECORD_VERSION} "
-            "only (version 1 hashed machine-dependent held-out metrics); judge the round again with this node"
+            "only (earlier versions judged by other rules); judge the round again with this node"
         )
     stated = {name: decoded.pop(name) for name in COMPUTED_FIELDS}
     try:

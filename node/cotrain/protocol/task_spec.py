@@ -256,14 +256,16 @@ class TrainingSpec(_Strict):
 
 
 Fraction = Annotated[float, BeforeValidator(float_from_text), Field(ge=0, lt=1, allow_inf_nan=False)]
+AtLeastOne = Annotated[float, BeforeValidator(float_from_text), Field(ge=1, allow_inf_nan=False)]
 
 
 class ScreeningSpec(_Strict):
     """How validators screen updates before aggregating (see docs/robustness.md).
 
-    Norm bounds are multiples of the median norm of the round's updates; ``min_score`` bounds the cosine
-    similarity to their coordinate-wise median. Every comparison uses the exact decimal value of the number
-    the canonical spec writes (PROTOCOL.md, section 11).
+    Norm bounds are multiples of the median norm of the round's updates; ``redundancy_distance`` is a
+    multiple of the round's spread (how far updates lie from what the others say); ``max_samples_ratio`` a
+    multiple of the median claimed sample count; ``min_score`` bounds the marginal-value score (PROTOCOL.md
+    section 11.4). Every comparison uses the exact decimal value of the number the canonical spec writes.
     """
 
     enabled: bool = True
@@ -272,9 +274,9 @@ class ScreeningSpec(_Strict):
     max_norm_ratio: Annotated[float, BeforeValidator(float_from_text), Field(gt=1, allow_inf_nan=False)] = (
         10.0
     )
-    clip_norm_ratio: Annotated[float, BeforeValidator(float_from_text), Field(ge=1, allow_inf_nan=False)] = (
-        2.0
-    )
+    clip_norm_ratio: AtLeastOne = 2.0
+    redundancy_distance: Fraction = 0.5
+    max_samples_ratio: AtLeastOne = 2.0
     min_score: Annotated[float, BeforeValidator(float_from_text), Field(ge=-1, lt=1)] = 0.0
 
     @model_validator(mode="after")
@@ -363,7 +365,8 @@ class RewardsSpec(_Strict):
 
 
 #: Version 2: the exact integer consensus core (``aggregation.number_format``; no ``max_loss_increase``).
-SPEC_VERSION: Final = 2
+#: Version 3: marginal-value scores (``screening.redundancy_distance``, ``screening.max_samples_ratio``).
+SPEC_VERSION: Final = 3
 
 
 class TaskSpec(_Strict):
@@ -373,7 +376,7 @@ class TaskSpec(_Strict):
     with ``training.seed``. Use :func:`with_initial_model` to fill it in before posting.
     """
 
-    version: Literal[2] = SPEC_VERSION
+    version: Literal[3] = SPEC_VERSION
     name: Annotated[str, Field(max_length=200), AfterValidator(_not_blank)]
     model: ModelSpec
     initial_model: FileRef | None = None
@@ -394,11 +397,15 @@ class TaskSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _known_version(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("version") == 1:
+        old = {
+            1: "were judged in float64 arithmetic",
+            2: "paid by cosine to the median of all updates, which rewarded near-copies and crafted averages",
+        }
+        if isinstance(data, Mapping) and data.get("version") in old:
             raise ValueError(
-                "spec version 1 tasks were judged in float64 arithmetic, which this node no longer runs; "
-                "this node reads spec version 2 (exact integer arithmetic, PROTOCOL.md section 11): "
-                "post the task again with this version"
+                f"spec version {data['version']} tasks {old[data['version']]}, which this node no longer "
+                f"runs; this node reads spec version {SPEC_VERSION} (marginal-value scores, PROTOCOL.md "
+                "section 11): post the task again with this version"
             )
         return data
 

@@ -33,6 +33,7 @@ from cotrain.protocol.merkle import allocation_tree
 from cotrain.protocol.rewards import allocate_rewards, rewards_root, slash_allocations
 from cotrain.protocol.round_judge import RevealedUpdate, judge, model_file
 from cotrain.protocol.round_record import format_fixed, record_bytes
+from cotrain.protocol.screening import leave_one_out_spread, marginal_scores, peeled_scores
 from cotrain.protocol.task_spec import (
     FileRef,
     spec_bytes,
@@ -212,6 +213,21 @@ def cosine_handler(inp: Json) -> Json:
     return {"micro": cosine_micro(a, b)}
 
 
+def scores_handler(inp: Json) -> Json:
+    """The marginal-value score arithmetic on integer vectors (PROTOCOL.md section 11.4): each vector's
+    leave-one-out median, squared distance, the squared spread, the scores, and the scores after peeling."""
+    vectors = _int_vectors(inp["vectors"])
+    median_norm = int(inp["median_norm"])
+    references, distances, spread = leave_one_out_spread(vectors)
+    return {
+        "references": [[int(v) for v in reference] for reference in references],
+        "distances": [str(d) for d in distances],
+        "spread": str(spread),
+        "scores": marginal_scores(vectors, median_norm),
+        "peeled_scores": peeled_scores(vectors, median_norm, lambda score: score >= 0),
+    }
+
+
 def proposal_hash(
     model_digest: bytes, record_digest: bytes, rewards_root: bytes, slash_root: bytes, reward_total: int
 ) -> bytes:
@@ -341,6 +357,7 @@ HANDLERS: dict[str, Callable[[Json], Json]] = {
     "quantize": quantize_handler,
     "rule": rule_handler,
     "cosine": cosine_handler,
+    "scores": scores_handler,
     "proposal_hash": proposal_hash_handler,
     "builtin_split": builtin_split_handler,
     "dataset_digest": dataset_digest_handler,

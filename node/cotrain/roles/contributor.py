@@ -243,7 +243,8 @@ class ContributorNode:
             )
         else:
             check_update_fits(delta, spec.aggregation.number_format)
-        metadata = update_metadata(self.task_id, round_, self.address, base.digest, result.samples)
+        samples = result.samples * (self.attack.claims if self.attack is not None else 1)
+        metadata = update_metadata(self.task_id, round_, self.address, base.digest, samples)
         update = encode_update(delta, metadata)
         with self.timings.measure(round_, "storage"):
             cid = self.store.add(update)
@@ -254,7 +255,7 @@ class ContributorNode:
             "cid": cid,
             "digest": hashlib.sha256(update).hexdigest(),
             "salt": new_salt().hex(),
-            "samples": result.samples,
+            "samples": samples,
             "loss": result.loss,
         }
         self.journal.put(f"round-{round_}", entry)

@@ -28,6 +28,7 @@ from cotrain.consensus.exact import (
     integer,
     krum_scores,
     krum_select,
+    leave_one_out_medians,
     median_int,
     norm,
     round_half_even_div,
@@ -802,6 +803,76 @@ def test_order_statistics_of_python_ints_match_sorted_lists(
 
     assert coordinate_median([_big(*v) for v in vectors]).tolist() == [_median(c) for c in columns]
     assert trimmed_mean([_big(*v) for v in vectors], trim).tolist() == [_trimmed(c, trim) for c in columns]
+
+
+# ------------------------------------------------------------------------------- leave-one-out medians
+
+
+def test_leave_one_out_medians_on_hand_computed_vectors() -> None:
+    # Four vectors, so three others each: the middle one. Columns (3, 1, 4, 1) and (-2, 7, 7, 0).
+    four = [_v(3, -2), _v(1, 7), _v(4, 7), _v(1, 0)]
+    # Without the first: (1, 4, 1) -> 1, (7, 7, 0) -> 7; the second: (3, 4, 1) -> 3, (-2, 7, 0) -> 0; the
+    # third: (3, 1, 1) -> 1, (-2, 7, 0) -> 0; the last: (3, 1, 4) -> 3, (-2, 7, 7) -> 7. The two 1s of the
+    # first column are a tie: leaving either out leaves the same others.
+    assert [m.tolist() for m in leave_one_out_medians(four)] == [[1, 7], [3, 0], [1, 0], [3, 7]]
+    # Three vectors, so two others each: their mean, half to even. Columns (0, 1, 3) and (-1, -2, 6).
+    three = [_v(0, -1), _v(1, -2), _v(3, 6)]
+    # Without 0: (1 + 3) / 2 = 2, (-2 + 6) / 2 = 2; without 1: 3 / 2 -> 2, 5 / 2 -> 2; without 3: 1 / 2 -> 0,
+    # -3 / 2 -> -2.
+    assert [m.tolist() for m in leave_one_out_medians(three)] == [[2, 2], [2, 2], [0, -2]]
+    # Two vectors: each one's reference is the other.
+    assert [m.tolist() for m in leave_one_out_medians([_v(5, -5), _v(-9, 2)])] == [[-9, 2], [5, -5]]
+
+
+def test_leave_one_out_medians_need_two_vectors() -> None:
+    with pytest.raises(IntegrityError, match="at least two"):
+        leave_one_out_medians([_v(1, 2)])
+
+
+def test_leave_one_out_medians_span_several_column_blocks() -> None:
+    # More columns than one sorting block (2**15) holds: columns (0, k, 2k, 3k, 4k), the others' median of
+    # the first is the mean of 2k and 3k, and of the last of k and 2k (half to even).
+    d = 70_001
+    k = np.arange(d, dtype=np.int64)
+    vectors = [i * k for i in range(5)]
+
+    result = leave_one_out_medians(vectors)
+
+    # Python's round() goes half to even, and these halves are exact in float64.
+    assert result[0].tolist() == [round(5 * j / 2) for j in range(d)]
+    assert result[2].tolist() == [2 * j for j in range(d)]
+    assert result[4].tolist() == [round(3 * j / 2) for j in range(d)]
+
+
+@st.composite
+def _loo_matrices(draw: st.DrawFn, values: st.SearchStrategy[int]) -> list[list[int]]:
+    n, d = draw(st.integers(2, 11)), draw(st.integers(1, 4))
+    # Few distinct values per column, so that ties (an equal value on either side of x_i) are common.
+    pool = draw(st.lists(values, min_size=1, max_size=3))
+    column = st.one_of(st.sampled_from(pool), values)
+    return [draw(st.lists(column, min_size=d, max_size=d)) for _ in range(n)]
+
+
+@EXAMPLES
+@given(_loo_matrices(st.integers(-5, 5)))
+def test_leave_one_out_medians_are_the_medians_of_the_others_for_small_ints(vectors: list[list[int]]) -> None:
+    result = leave_one_out_medians([_v(*v) for v in vectors])
+
+    for i, median in enumerate(result):
+        others = [_v(*v) for j, v in enumerate(vectors) if j != i]
+        assert median.dtype == np.int64
+        assert median.tolist() == coordinate_median(others).tolist()
+        assert median.tolist() == [_median(c) for c in _columns(vectors[:i] + vectors[i + 1 :])]
+
+
+@FEWER_EXAMPLES
+@given(_loo_matrices(Q_VALUES))
+def test_leave_one_out_medians_are_the_medians_of_the_others_at_the_bounds(vectors: list[list[int]]) -> None:
+    result = leave_one_out_medians([_v(*v) for v in vectors])
+
+    assert [m.tolist() for m in result] == [
+        [_median(c) for c in _columns(vectors[:i] + vectors[i + 1 :])] for i in range(len(vectors))
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ Krum

@@ -183,6 +183,8 @@ def test_registry_crafts_each_attack_from_the_same_inputs() -> None:
     assert _as_lists(crafted["ipm_large"]) == {"b": [-20.0], "w": [[-30.0, -10.0]]}
     assert _as_lists(crafted["free_rider"]) == {"b": [0.0], "w": [[0.0, 0.0]]}
     assert _as_lists(crafted["copycat"]) in [_as_lists(k) for k in known]
+    assert _as_lists(crafted["inflate"]) == _as_lists(own)  # honest work; only its sample count lies
+    assert ATTACKS["inflate"].claims == 100 and ATTACKS["inflate"].trains
     assert ATTACKS["copycat"].commits_last and not ATTACKS["sign_flip"].commits_last
     assert {name for name, attack in ATTACKS.items() if not attack.trains} == {
         "alie",
@@ -216,7 +218,9 @@ def _direction(rng: np.random.Generator, shapes: dict[str, tuple[int, ...]]) -> 
 def test_variants_are_named_base_plus_variant_with_what_each_attacker_sees() -> None:
     names = attack_names()
     assert names[: len(ATTACKS)] == tuple(ATTACKS)
-    assert len(names) == len(ATTACKS) + 9 + 10 + 4  # no free_rider+jitter; stale only for omniscient bases
+    # 11 bases; no free_rider+jitter; stale only for omniscient bases.
+    assert len(ATTACKS) == 11
+    assert len(names) == len(ATTACKS) + 10 + 11 + 4
     assert "free_rider+jitter" not in names and "free_rider+evade" in names
     assert [n for n in names if n.endswith("+stale")] == [
         "alie+stale",
@@ -242,11 +246,19 @@ def test_variants_are_named_base_plus_variant_with_what_each_attacker_sees() -> 
         "scaled",
         "free_rider",
         "disguised_free_rider",
+        "inflate",
         "label_flip+jitter",
         "sign_flip+jitter",
         "gaussian+jitter",
         "scaled+jitter",
         "disguised_free_rider+jitter",
+        "inflate+jitter",
+    }
+    # An over-claimer's variants claim as much as it does; nothing else claims more than it trained on.
+    assert {n: get_attack(n).claims for n in names if get_attack(n).claims != 1} == {
+        "inflate": 100,
+        "inflate+jitter": 100,
+        "inflate+evade": 100,
     }
 
 

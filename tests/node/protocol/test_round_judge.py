@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ SPECS = NODE / "cotrain" / "protocol" / "specs"
 TASK_ID = 11
 ROUND = 1
 EIGHTH = 2**21  # 1/8 in q32.24
+MICRO = 10**6
 
 BASE = {
     "w": np.array([[1.0, 2.0], [3.0, -4.0]], dtype=np.float32),
@@ -77,10 +79,19 @@ TINY_ROUND: list[tuple[str, dict[str, np.ndarray], int]] = [
 # (0.1875, 0.15625, 0.15625, 0.125, 0.1875, 0.125), all exact, added to (0.5, -0.25, 1, 2, 3, -4).
 NEW_WEIGHTS = {"b": [0.6875, -0.09375], "w": [[1.15625, 2.125], [3.1875, -3.875]]}
 NEW_WEIGHTS_ARRAYS = {name: np.array(values, dtype=np.float32) for name, values in NEW_WEIGHTS.items()}
-# Every column of the four screened updates, sorted, has 1 and 1 in the middle: the median is (1, ..., 1)
-# eighths. Cosines to it: 6 / (sqrt 6 sqrt 6) = 1; 8 / (sqrt 12 sqrt 6) = 2 sqrt(2) / 3 = 0.9428090416 ->
-# 942809 millionths; the flipped one -1. Reward weights samples x score: 1000000, 942809, 1885618.
-BUDGET = 1000000 + 942809 + 1885618  # so each reward is its weight exactly
+# Scores (PROTOCOL.md section 11), in eighths. The norms are sqrt 6, sqrt 12, sqrt 12 and sqrt 6: the median
+# norm m is (sqrt 6 + sqrt 12) / 2 and sqrt 6 / m = 2 / (1 + sqrt 2) = 0.828427 (rounded down).
+# First all four: every column of the others of the flipped one is (1, 1, 2) or (1, 1, 1), so its reference
+# is (1, ..., 1) and its cosine -1; its squared distance, 24, is far beyond the spread (the honest ones'
+# distances are 0, 2 and 2, the median of the four 2), so its score is -1 x 0.828427 x 1: low_score, peeled.
+# Then the honest three among themselves, each referred to the mean of the other two: 1 to
+# (1.5, 1.5, 1.5, 1, 1.5, 1), 2 to (1.5, 1, 1, 1, 1.5, 1), 3 to (1, 1.5, 1.5, 1, 1, 1), at squared distances
+# 1, 2.5 and 2.5: the spread S**2 = 2.5, novelties 0.4, 1 and 1. Cosines 8 / sqrt(6 x 11) = 0.9847319 ->
+# 984732 and 9 / sqrt(12 x 8.5) = 0.8911328 -> 891133 for 2 and 3 (sizes 1). Scores: 0.984732 x 0.828427 x
+# 0.4 = 0.3263114 -> 326311; 891133; 891133. The median claim of the four integral updates (1, 1, 2, 3) is
+# 1.5 -> 2, so nobody's pay is capped: reward weights 326311, 891133 and 2 x 891133.
+SCORES = [326311, 891133, 891133, -828427]
+BUDGET = 326311 + 891133 + 2 * 891133  # so each reward is its weight exactly
 
 
 def _spec(**aggregation: Any) -> TaskSpec:
@@ -125,11 +136,11 @@ def test_a_tiny_round_gives_the_hand_computed_record_and_model() -> None:
     assert {name: array.tolist() for name, array in judged.arrays.items()} == NEW_WEIGHTS
     assert list(judged.arrays) == ["b", "w"]
     assert all(array.dtype == np.float32 for array in judged.arrays.values())
-    assert _row(_entries(judged)[HONEST_1]) == ("accepted", Reason.OK, "1.000000", "0.250000", 1000000, 0)
-    assert _row(_entries(judged)[HONEST_2]) == ("accepted", Reason.OK, "0.942809", "0.250000", 942809, 0)
-    assert _row(_entries(judged)[HONEST_3]) == ("accepted", Reason.OK, "0.942809", "0.500000", 1885618, 0)
+    assert _row(_entries(judged)[HONEST_1]) == ("accepted", Reason.OK, "0.326311", "0.250000", 326311, 0)
+    assert _row(_entries(judged)[HONEST_2]) == ("accepted", Reason.OK, "0.891133", "0.250000", 891133, 0)
+    assert _row(_entries(judged)[HONEST_3]) == ("accepted", Reason.OK, "0.891133", "0.500000", 1782266, 0)
     # Pointing away from the consensus is not slashed (honest data may be skewed); its score stays.
-    assert _row(_entries(judged)[FLIPPED]) == ("rejected", Reason.LOW_SCORE, "-1.000000", "0.000000", 0, 0)
+    assert _row(_entries(judged)[FLIPPED]) == ("rejected", Reason.LOW_SCORE, "-0.828427", "0.000000", 0, 0)
     # A value q32.24 cannot hold: out_of_range, slashed, and left out of everything else.
     assert _row(_entries(judged)[TOO_LARGE]) == (
         "rejected",
@@ -153,9 +164,24 @@ def test_a_tiny_round_gives_the_hand_computed_record_and_model() -> None:
 def test_the_hand_computed_numbers_agree_with_the_reference() -> None:
     vectors = [ref.quantize(ref.flat(delta)) for _, delta, _ in TINY_ROUND[:4]]
     assert vectors[0] == [EIGHTH] * 6
-    median = ref.coordinate_median(vectors)
-    assert median == [EIGHTH] * 6
-    assert [ref.cosine_micro(v, median) for v in vectors] == [1000000, 942809, 942809, -1000000]
+    e = EIGHTH // 2  # halves of eighths
+    # The flipped one's reference, the distances and the median norm of the four.
+    assert ref.leave_one_out_medians(vectors)[3] == [EIGHTH] * 6
+    assert ref.spread(vectors) == ([0, 2 * EIGHTH**2, 2 * EIGHTH**2, 24 * EIGHTH**2], 2 * EIGHTH**2)
+    median_norm = ref.median([ref.norm(v) for v in vectors])
+    assert ref.floor_micro_sqrt(Fraction(6 * EIGHTH**2, median_norm**2)) == 828427
+    # The honest three's references, distances and cosines.
+    assert ref.leave_one_out_medians(vectors[:3]) == [
+        [3 * e, 3 * e, 3 * e, 2 * e, 3 * e, 2 * e],
+        [3 * e, 2 * e, 2 * e, 2 * e, 3 * e, 2 * e],
+        [2 * e, 3 * e, 3 * e, 2 * e, 2 * e, 2 * e],
+    ]
+    assert ref.spread(vectors[:3]) == ([4 * e * e, 10 * e * e, 10 * e * e], 10 * e * e)
+    assert ref.cosine_micro(vectors[0], [3, 3, 3, 2, 3, 2]) == 984732
+    assert ref.cosine_micro(vectors[1], [3, 2, 2, 2, 3, 2]) == 891133
+    assert ref.div(984732 * 828427 * 400000, MICRO * MICRO) == SCORES[0]
+    assert ref.marginal_scores(vectors[:3], median_norm) == SCORES[:3]
+    assert ref.peeled_scores(vectors, median_norm, Fraction(0)) == SCORES
     mean = ref.weighted_mean(vectors[:3], [1, 1, 2])
     assert ref.apply(ref.flat(BASE), mean) == ref.flat(NEW_WEIGHTS)
     with pytest.raises(OverflowError):
@@ -217,8 +243,37 @@ def test_the_mean_rounds_half_to_even_and_reaches_the_model() -> None:
     assert judged.arrays["w"].tolist() == [[1 - 2**-23, 2.0], [3.0, -4.0]]
 
 
-def test_not_slashed_is_unavailable_and_low_score() -> None:
-    assert frozenset({Reason.UNAVAILABLE, Reason.LOW_SCORE}) == NOT_SLASHED
+def test_a_jittered_copy_is_redundant_and_not_slashed() -> None:
+    # HONEST_2 with w01 at 1.5 eighths instead of 2: 0.5 eighths from it, a relative distance of
+    # 0.5 / sqrt 12 = 0.144 (no duplicate), within 0.5 x the spread of the four that pass (redundant).
+    copy = ("0x" + "66" * 20, _delta([0.125, 0.25], [0.25, 0.1875, 0.125, 0.125]), 1)
+    slash = _spec().rewards.slash_rejected_wei
+
+    judged = judge_tiny_round([*TINY_ROUND, copy])
+
+    entries = _entries(judged)
+    assert _row(entries[copy[0]]) == ("rejected", Reason.REDUNDANT, "0.000000", "0.000000", 0, 0)
+    assert [(a.account, a.amount) for a in judged.record.slash_allocations] == [(TOO_LARGE, slash)]
+    # One voice: the same three updates make the same model.
+    assert judged.model_file == judge_tiny_round().model_file
+    # But the copy still counts where every integral update that is no duplicate or free-rider does: the
+    # median norm m' is now sqrt 12 (of sqrt 6, sqrt 6, sqrt 12, sqrt 12, sqrt 13.25), so HONEST_1's size is
+    # sqrt(1 / 2) = 0.707106 (rounded down) and its score 0.984732 x 0.707106 x 0.4 = 0.2785240 -> 278524;
+    # and the median claim of (1, 1, 2, 3, 1) is 1, so HONEST_3 is paid for one sample, not two.
+    assert [entries[who].score for who in (HONEST_1, HONEST_2, HONEST_3)] == [
+        "0.278524",
+        "0.891133",
+        "0.891133",
+    ]
+    weights = [278524, 891133, 891133]
+    for who, weight in zip((HONEST_1, HONEST_2, HONEST_3), weights, strict=True):
+        exact = BUDGET * weight // sum(weights)
+        assert exact <= entries[who].reward <= exact + 1
+    assert judged.record.reward_total == BUDGET
+
+
+def test_not_slashed_is_unavailable_redundant_and_low_score() -> None:
+    assert frozenset({Reason.UNAVAILABLE, Reason.REDUNDANT, Reason.LOW_SCORE}) == NOT_SLASHED
 
 
 # ---------------------------------------------------------------- apply_aggregate

@@ -2,9 +2,9 @@
 
 Four contributors train on disjoint shards of the built-in training split, store their updates in an
 embedded store and reveal them; the tests check every number judge_round derives against the independent
-big-integer reference in ``exact_reference`` (q32.24 updates, exact weighted mean, cosine scores in
-millionths, the new weights f32(f64(base) + mean 2**-24)) and the reward code, and that bad files are rejected
-for the right reason while the round goes on.
+big-integer reference in ``exact_reference`` (q32.24 updates, exact weighted mean, marginal-value scores
+in millionths, the new weights f32(f64(base) + mean 2**-24)) and the reward code, and that bad files are
+rejected for the right reason while the round goes on.
 """
 
 from __future__ import annotations
@@ -152,9 +152,22 @@ def _vector(delta: dict[str, torch.Tensor]) -> list[int]:
     return ref.quantize(ref.flat({name: tensor.numpy() for name, tensor in delta.items()}))
 
 
-def _expected_state(r: Round, accepted: list[Trained]) -> dict[str, torch.Tensor]:
-    """The base weights plus the reference's sample-weighted mean of ``accepted``, as the protocol rounds."""
-    mean = ref.weighted_mean([_vector(t.delta) for t in accepted], [t.samples for t in accepted])
+def _counted(trained: list[Trained], claimed: list[int], ratio: int) -> list[int]:
+    """Each sample count, capped at ``ratio`` times the median of the ``claimed`` ones (at least 1)."""
+    return [min(t.samples, max(1, ratio * ref.median(claimed))) for t in trained]
+
+
+def _expected_state(
+    r: Round, accepted: list[Trained], claimed: list[int] | None = None
+) -> dict[str, torch.Tensor]:
+    """The base weights plus the reference's sample-weighted mean of ``accepted``, as the protocol rounds.
+
+    Each update weighs its sample count, at most twice the median of ``claimed`` (the round's integral
+    updates', ``accepted``'s by default).
+    """
+    claimed = [t.samples for t in accepted] if claimed is None else claimed
+    counted = _counted(accepted, claimed, 2)
+    mean = ref.weighted_mean([_vector(t.delta) for t in accepted], counted)
     base = {name: tensor.numpy() for name, tensor in r.base_state.items()}
     new = ref.apply(ref.flat(base), mean)
     state, offset = {}, 0
@@ -166,27 +179,46 @@ def _expected_state(r: Round, accepted: list[Trained]) -> dict[str, torch.Tensor
     return state
 
 
+def _expected_scores(accepted: list[Trained]) -> dict[str, int]:
+    """The reference's marginal-value scores of ``accepted``, when they are the round's only integral updates
+    and all of them pass: none below min_score 0, none redundant (within 0.5 S of another)."""
+    vectors = [_vector(t.delta) for t in accepted]
+    median_norm = ref.median([ref.norm(v) for v in vectors])
+    scores = ref.marginal_scores(vectors, median_norm)
+    assert min(scores) >= 0, "an honest update would be peeled off"
+    if len(vectors) >= 3:
+        spread = ref.spread(vectors)[1]
+        for i, a in enumerate(vectors):
+            assert all(4 * ref.squared_distance(a, b) > spread for b in vectors[:i]), "a redundant update"
+    return {t.contributor: score for t, score in zip(accepted, scores, strict=True)}
+
+
 def _assert_aggregates(r: Round, outcome: RoundOutcome, accepted: list[Trained]) -> None:
-    """The outcome is FedAvg of exactly ``accepted``, rewarded by samples x score, all by the reference."""
+    """The outcome is FedAvg of exactly ``accepted``, rewarded by samples x score, all by the reference.
+
+    ``accepted`` are the round's only integral updates, so the sample caps are twice (in the aggregate) and
+    once (in the reward) the median of their claims.
+    """
     expected = _expected_state(r, accepted)
     assert list(outcome.state) == list(expected)
     assert _bits(outcome.state) == _bits(expected)
     assert outcome.model_file == model_file(TASK_ID, ROUND, expected)
 
-    # Scores: the cosine to the coordinate-wise median of the accepted updates, in millionths.
-    vectors = {t.contributor: _vector(t.delta) for t in accepted}
-    median = ref.coordinate_median(list(vectors.values()))
+    # Scores: marginal value (cosine to the leave-one-out median x size x novelty), in millionths.
+    scores = _expected_scores(accepted)
+    claimed = [t.samples for t in accepted]
+    counted = dict(zip((t.contributor for t in accepted), _counted(accepted, claimed, 2), strict=True))
+    paid = dict(zip((t.contributor for t in accepted), _counted(accepted, claimed, 1), strict=True))
     record = outcome.record
-    total = sum(t.samples for t in accepted)
+    total = sum(counted.values())
     weights = {}
     for t in accepted:
         entry = _entry(record, t.contributor)
         assert (entry.verdict, entry.reason, entry.slash) == ("accepted", Reason.OK, 0)
-        assert entry.weight == ref.text(ref.share(t.samples, total))
-        score = ref.cosine_micro(vectors[t.contributor], median)
-        assert entry.score == ref.text(score)
-        weights[t.contributor] = t.samples * max(score, 0)
-    # Rewards split the budget by samples x score, each the floor of its exact share or one wei more.
+        assert entry.weight == ref.text(ref.share(counted[t.contributor], total))
+        assert entry.score == ref.text(scores[t.contributor])
+        weights[t.contributor] = paid[t.contributor] * max(scores[t.contributor], 0)
+    # Rewards split the budget by paid samples x score, each the floor of its exact share or one wei more.
     allocations = allocate_rewards(r.budget, list(weights.items()))
     for t in accepted:
         share = r.budget * weights[t.contributor] // sum(weights.values())
@@ -218,13 +250,17 @@ def test_judge_round_accepts_honest_updates_and_averages_them_by_samples(
     for update in updates:
         entry = _entry(record, update.contributor)
         assert (entry.cid, entry.digest, entry.samples) == (update.cid, update.digest, update.samples)
-    # 60, 100, 140 and 127 of 427 samples; the shares are what the record writes as weights.
+    # 60, 100, 140 and 127 of 427 samples (none above twice the median claim, 2 x 114); the shares are what
+    # the record writes as weights.
     assert sorted(u.weight for u in record.updates) == ["0.140515", "0.234192", "0.297424", "0.327869"]
+    # Paid for at most the median claim, (100 + 127) / 2 = 113.5 -> 114: 60, 100, 114 and 114 samples.
+    assert sorted(t.samples for t in round_.trained) == [60, 100, 127, 140]
+    assert _counted(round_.trained, [60, 100, 127, 140], 1) == [60, 100, 114, 114]
     assert record.slash_root == EMPTY_ROOT
     assert (record.task_id, record.round, record.base_model) == (TASK_ID, ROUND, round_.base)
     assert record.aggregation.rule == "fedavg"
     assert record.aggregation.number_format == "q32.24"
-    assert json.loads(outcome.record_file)["version"] == RECORD_VERSION == 3
+    assert json.loads(outcome.record_file)["version"] == RECORD_VERSION == 4
     assert _bits(round_.base_state) == base_bits, "judge_round must not modify the base state"
 
 
@@ -611,22 +647,30 @@ def test_sample_counts_beyond_float64_precision_still_give_a_verdict(
     # Execute
     outcome = _judge(round_, store, updates)
 
-    # Assert: weighted and rewarded by the exact integers.
+    # Assert: weighted and rewarded by the exact integers. The median claim is (60 + 2**53 + 2) / 2 =
+    # 2**52 + 31: the aggregate takes up to twice that, 2**53 + 62, so all of 2**53 + 2; the reward pays for
+    # 2**52 + 31.
     record = outcome.record
     assert [u.verdict for u in record.updates] == ["accepted", "accepted"]
+    claimed = [honest.samples, huge.samples]
+    assert _counted([honest, huge], claimed, 2) == [60, 2**53 + 2]
+    assert _counted([honest, huge], claimed, 1) == [60, 2**52 + 31]
     assert _bits(outcome.state) == _bits(_expected_state(round_, [honest, huge]))
-    median = ref.coordinate_median([_vector(honest.delta), _vector(huge.delta)])
-    weights = {
-        u.contributor: u.samples * max(ref.cosine_micro(_vector(u.delta), median), 0) for u in (honest, huge)
-    }
+    # Two updates: no majority to measure against, so each is scored by its cosine to the median of both
+    # times its size (novelty 1).
+    scores = _expected_scores([honest, huge])
+    for u in (honest, huge):
+        assert _entry(record, u.contributor).score == ref.text(scores[u.contributor])
+    weights = {honest.contributor: 60 * scores[honest.contributor]}
+    weights[huge.contributor] = (2**52 + 31) * scores[huge.contributor]
     assert _entry(record, huge.contributor).weight == ref.text(
         ref.share(huge.samples, huge.samples + honest.samples)
     )
     assert record.reward_allocations == allocate_rewards(round_.budget, list(weights.items()))
     assert record.reward_total == round_.budget
-    # The honest 60 samples against 2**53 + 2 claimed: a few thousand wei of the 10**18.
+    # The honest 60 samples against 2**52 + 31 paid for: about eleven thousand wei of the 10**18.
     exact = round_.budget * weights[honest.contributor] // sum(weights.values())
-    assert 0 < exact <= _entry(record, honest.contributor).reward <= exact + 1 < 10**4
+    assert 0 < exact <= _entry(record, honest.contributor).reward <= exact + 1 < 10**5
 
 
 def test_a_cid_the_record_cannot_hold_still_gives_a_verdict(round_: Round, store: EmbeddedStore) -> None:

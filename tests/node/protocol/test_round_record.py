@@ -163,7 +163,7 @@ def test_canonical_bytes_hold_no_floats_and_no_whitespace() -> None:
 def test_canonical_bytes_field_formats() -> None:
     decoded = _decoded(_record())
 
-    assert decoded["version"] == RECORD_VERSION == 3
+    assert decoded["version"] == RECORD_VERSION == 4
     assert decoded["aggregation"] == {
         "rule": "fedavg",
         "number_format": "q32.24",
@@ -244,6 +244,8 @@ def test_aggregation_may_come_from_the_spec() -> None:
         "min_norm_ratio": "0.25",
         "max_norm_ratio": "10.0",
         "clip_norm_ratio": "2.0",
+        "redundancy_distance": "0.5",
+        "max_samples_ratio": "2.0",
         "min_score": "0.0",
     }
 
@@ -380,8 +382,8 @@ def test_inconsistent_update_is_refused(change: dict[str, Any], message: str) ->
             "Input should be 'q32.24'",
         ),
         ({"aggregation": {"rule": "fedavg", "number_format": "float64", "params": {}}}, "'q32.24'"),
-        ({"version": 1}, "Input should be 3"),
-        ({"version": 2}, "Input should be 3"),
+        ({"version": 1}, "Input should be 4"),
+        ({"version": 2}, "Input should be 4"),
     ],
 )
 def test_inconsistent_record_is_refused(overrides: dict[str, Any], message: str) -> None:
@@ -464,16 +466,20 @@ TAMPERED = {
     "inconsistent verdict": (lambda d: _rejected(d).update(reason="ok"), "must say why"),
     "unknown reason": (lambda d: _first_update(d).update(reason="tired"), "updates[0].reason"),
     "future version": (
-        lambda d: d.update(version=4),
-        "round record has version 4, this node reads version 3",
+        lambda d: d.update(version=5),
+        "round record has version 5, this node reads version 4",
+    ),
+    "version 3 (cosine scores)": (
+        lambda d: d.update(version=3),
+        "round record has version 3, this node reads version 4 only",
     ),
     "version 2 (float arithmetic)": (
         lambda d: (d.update(version=2), d["aggregation"].pop("number_format")),
-        "round record has version 2, this node reads version 3 only",
+        "round record has version 2, this node reads version 4 only",
     ),
     "version 1 with metrics": (
         lambda d: d.update(version=1, metrics={"accuracy": "0.912346", "loss": "0.250000"}),
-        "round record has version 1, this node reads version 3 only (version 1 hashed machine-dependent",
+        "round record has version 1, this node reads version 4 only (earlier versions judged by other rules)",
     ),
     "no number format": (
         lambda d: d["aggregation"].pop("number_format"),
@@ -487,7 +493,7 @@ TAMPERED = {
         lambda d: _accepted(d).update(reason="out_of_range"),
         "is accepted, so its reason must be 'ok', not 'out_of_range'",
     ),
-    "metrics in version 3": (
+    "metrics in the current version": (
         lambda d: d.update(metrics={"accuracy": "0.912346", "loss": "0.250000"}),
         "metrics: unknown field",
     ),
@@ -523,7 +529,8 @@ def test_parse_refuses_whitespace_and_duplicate_keys() -> None:
     decoded = _decoded(record)
     pretty = json.dumps(decoded, sort_keys=True, indent=1).encode()
     data = record_bytes(record)
-    duplicated = data[:-1] + b',"version":3}'
+    # The same key twice with the same value: the last one would parse to the same record.
+    duplicated = data[:-1] + b',"version":%d}' % RECORD_VERSION
 
     for bad in (pretty, duplicated, data + b"\n"):
         with pytest.raises(IntegrityError, match="not in canonical form"):
@@ -555,6 +562,7 @@ def test_reason_codes_are_the_protocols() -> None:
             "duplicate",
             "outlier",
             "free_rider",
+            "redundant",
             "low_score",
         ]
     )

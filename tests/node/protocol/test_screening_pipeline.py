@@ -2,21 +2,34 @@
 
 Updates are int64 vectors of two (or a few) coordinates, either written as integers or quantized to q32.24
 from float32 values, so every norm, median, cosine and mean below is checked by hand or against the
-independent big-integer reference in ``exact_reference``.
+independent big-integer reference in ``exact_reference``. The marginal-value properties (one voice per group
+of near-copies, crafted averages and noise earning nothing, capped claims, peeling) are checked on seeded
+rounds of a few dozen to a few thousand coordinates, against the same reference.
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
 import exact_reference as ref
 import numpy as np
 import pytest
 from cotrain.consensus.fixed_point import quantize
+from cotrain.protocol.round_judge import NOT_SLASHED
 from cotrain.protocol.round_record import Reason
-from cotrain.protocol.screening import PipelineResult, RoundPipeline, reward_weight
+from cotrain.protocol.screening import (
+    Judgement,
+    PipelineResult,
+    RoundPipeline,
+    marginal_scores,
+    peeled_scores,
+    reward_weight,
+)
 from cotrain.protocol.task_spec import AggregationSpec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 M = 2**24  # 1.0 in q32.24
 MICRO = 10**6
@@ -69,18 +82,41 @@ def test_quantized_values_are_the_hand_computed_integers() -> None:
     assert ref.quantize([1.0, 1.2]) == [M, R12]
 
 
-def test_honest_updates_are_accepted_and_scored_by_cosine_to_the_median() -> None:
+# Each honest update's leave-one-out reference (three updates: the others' median is their mean):
+# 0xa1 -> ((R12 + M) / 2, M) = (18454938, M), 0xa2 -> (M, 18454938), 0xa3 -> (18454938, 18454938).
+# With c = R12 - M = 3355444, 0xa1 - (R11, M) = (-c / 2, c) and 0xa3 - (R11, R11) = (-c / 2, -c / 2): the
+# squared distances are 5 c**2 / 4, 5 c**2 / 4 and 2 c**2 / 4 (the others' mean is their median), and the
+# squared spread S**2 is their median, 5 c**2 / 4.
+R11 = 18454938  # (M + R12) / 2, which is also float32(1.1) in q32.24
+HONEST_REFERENCES = [[R11, M], [M, R11], [R11, R11]]
+HONEST_DISTANCES = [5 * 1677722**2, 5 * 1677722**2, 2 * 1677722**2]
+
+
+def test_the_honest_references_and_spread_are_the_hand_computed_integers() -> None:
+    vectors = [v.tolist() for v in HONEST.values()]
+
+    assert ref.leave_one_out_medians(vectors) == HONEST_REFERENCES
+    assert ref.spread(vectors) == (HONEST_DISTANCES, 5 * 1677722**2)
+
+
+def test_honest_updates_are_accepted_and_scored_by_their_marginal_value() -> None:
     result = _run(_spec(), HONEST)
 
     assert set(_reasons(result).values()) == {Reason.OK}
-    # The median is (M, M); cos((M, R12), (M, M)) = (1 + r) / (sqrt(1 + r**2) sqrt(2)) with r = R12 / M
-    # = 1.2000000476837158: 0.9958932047 -> 995893 millionths.
     scores = {who: j.score for who, j in result.judgements.items()}
-    assert scores == {"0xa1": 995893, "0xa2": 995893, "0xa3": MICRO}
-    assert scores["0xa1"] == ref.cosine_micro([M, R12], [M, M])
-    assert result.judgements["0xa1"].reward_weight == 10 * 995893
-    assert result.judgements["0xa3"].reward_weight == 10 * MICRO
-    # fedavg with equal samples: the plain mean, rounded half to even.
+    # 0xa1: cos((1, r), (1.1, 1)) with r = R12 / M = 1.2000000476837158 is 0.9904596... -> 990460; its norm
+    # is the median norm (size 1) and its distance the spread (novelty 1). 0xa2 mirrors it.
+    assert scores["0xa1"] == scores["0xa2"] == ref.cosine_micro([M, R12], [R11, M]) == 990460
+    # 0xa3 = (1, 1) points exactly along its reference (cos 1) but restates the others: novelty
+    # (2 / 5) = 400000, and size |(1, 1)| / |(1, 1.2)| = sqrt(2 / 2.44) = 0.905357 (rounded down), so
+    # 0.4 x 0.905357 = 0.3621428 -> 362143.
+    median_norm = math.isqrt(M * M + R12 * R12)
+    assert ref.floor_micro_sqrt(Fraction(2 * M * M, median_norm**2)) == 905357
+    assert scores["0xa3"] == ref.div(MICRO * 905357 * 400000, MICRO * MICRO) == 362143
+    assert list(scores.values()) == ref.marginal_scores([v.tolist() for v in HONEST.values()], median_norm)
+    assert result.judgements["0xa1"].reward_weight == 10 * 990460
+    assert result.judgements["0xa3"].reward_weight == 10 * 362143
+    # fedavg with equal samples: the plain mean, rounded half to even; the score does not weigh in it.
     assert _aggregate(result) == HONEST_MEAN
     # Equal samples: 10**6 / 3 = 333333.3 -> 333333 each.
     assert [j.share for j in result.judgements.values()] == [333333] * 3
@@ -177,10 +213,12 @@ def test_the_norm_bounds_are_compared_exactly(extra: np.ndarray, reason: Reason)
 
 def test_near_zero_updates_cannot_make_an_honest_update_an_outlier() -> None:
     # Norms 0.010, 0.012, 0.016 (free-riders), 1.41, 1.50, 3.26: the median of all six is 0.715, and
-    # 3.26 > 3 x 0.715; the outlier bound uses the median of the other three, 1.50, instead.
+    # 3.26 > 3 x 0.715; the outlier bound uses the median of the other three, 1.50, instead. (0xa2 is
+    # (1.5, 0), not closer to 0xa1: the squared distances to the others' median are 0.91, 2.6 and 4.21, so
+    # 0.5 S = 0.81 and (1.2, 0.9), 0.22 from (1, 1), would be redundant.)
     updates = {
         "0xa1": _q(1.0, 1.0),
-        "0xa2": _q(1.2, 0.9),
+        "0xa2": _q(1.5, 0.0),
         "0xa3": _q(2.4, 2.2),
         "0xb1": _q(0.01, 0.0),
         "0xb2": _q(0.0, 0.012),
@@ -196,28 +234,63 @@ def test_near_zero_updates_cannot_make_an_honest_update_an_outlier() -> None:
 
 
 def test_a_sign_flipped_update_gets_a_low_score_and_keeps_it_in_its_judgement() -> None:
-    result = _run(_spec(), {**HONEST, "0xb1": _q(-1.1, -1.1)})
+    flipped = _q(-1.1, -1.1)
+    result = _run(_spec(), {**HONEST, "0xb1": flipped})
 
     assert _reasons(result)["0xb1"] == Reason.LOW_SCORE
-    # Each column of the four is (-1.1, 1, 1, 1.2) in some order: median (1 + 1) / 2 = 1, so the
-    # reference is (M, M) and the flipped update's cosine is exactly -1.
+    # Each column of the honest three is (1, 1, 1.2) in some order: the flipped update's reference is (M, M)
+    # and its cosine exactly -1. Its novelty is 1 (it lies far beyond the spread), and its size its norm over
+    # the median norm of the four, (|0xb1| + |0xa1|) / 2: 1.5556 / 1.5588 = 0.997942 (rounded down).
     judgement = result.judgements["0xb1"]
-    assert (judgement.score, judgement.share, judgement.reward_weight) == (-MICRO, 0, 0)
+    honest = [v.tolist() for v in HONEST.values()]
+    assert ref.coordinate_median(honest) == [M, M]
+    assert ref.cosine_micro(flipped.tolist(), [M, M]) == -MICRO
+    median_norm = ref.div(ref.norm(flipped.tolist()) + ref.norm([M, R12]), 2)
+    assert ref.median([ref.norm(v) for v in [*honest, flipped.tolist()]]) == median_norm
+    assert ref.floor_micro_sqrt(Fraction(ref.dot(*[flipped.tolist()] * 2), median_norm**2)) == 997942
+    assert (judgement.score, judgement.share, judgement.reward_weight) == (-997942, 0, 0)
+    # Peeled off first, it leaves the honest three to be scored among themselves, as in a round without it
+    # but for the median norm: 0xa3's size is |(1, 1)| / 1.5588 = 0.907220, so 0.4 x 0.907220 -> 362888.
+    scores = {who: result.judgements[who].score for who in HONEST}
+    assert scores == {"0xa1": 990460, "0xa2": 990460, "0xa3": 362888}
+    assert list(scores.values()) == ref.marginal_scores(honest, median_norm)
     assert _aggregate(result) == HONEST_MEAN
 
 
 def test_min_score_is_compared_with_the_score_in_millionths() -> None:
-    # The median of the four is ((M + R12) / 2, M) = (18454938, M); cos((R12, 0), (18454938, M))
-    # = 18454938 / sqrt(18454938**2 + M**2) = 0.7399400807 -> 739940 millionths.
+    # 0xb1 = (1.2, 0) among the honest three. Its reference, the others' column medians, is (M, M): cos
+    # 1 / sqrt(2) -> 707107. Its squared distance to it, c**2 + M**2 (c = R12 - M), is far beyond the spread
+    # (novelty 1). The norms are 1.2, 1.41, 1.56 and 1.56: median (1.41 + 1.56) / 2 -> 24966708, so its size
+    # is R12 / 24966708 = 0.806380 (rounded down), and its score 0.707107 x 0.806380 = 0.5701966 -> 570197.
     updates = {**HONEST, "0xb1": _q(1.2, 0.0)}
-    assert ref.coordinate_median(list(updates.values())) == [18454938, M]
-    assert ref.cosine_micro([R12, 0], [18454938, M]) == 739940
+    vectors = [v.tolist() for v in updates.values()]
+    assert ref.leave_one_out_medians(vectors)[3] == [M, M]
+    assert ref.cosine_micro([R12, 0], [M, M]) == 707107
+    assert ref.median([ref.norm(v) for v in vectors]) == 24966708
+    assert R12 * MICRO // 24966708 == 806380
+    assert ref.div(707107 * 806380, MICRO) == 570197
+    assert ref.marginal_scores(vectors, 24966708) == [983607, 663928, 630949, 570197]
 
-    at = _run(_spec(min_score=0.73994), updates)
-    above = _run(_spec(min_score=0.739941), updates)
+    at = _run(_spec(min_score=0.570197), updates)
+    above = _run(_spec(min_score=0.570198), updates)
 
-    assert _reasons(at)["0xb1"] == Reason.OK and at.judgements["0xb1"].score == 739940
-    assert _reasons(above)["0xb1"] == Reason.LOW_SCORE and above.judgements["0xb1"].score == 739940
+    assert _reasons(at)["0xb1"] == Reason.OK and at.judgements["0xb1"].score == 570197
+    assert _reasons(above)["0xb1"] == Reason.LOW_SCORE and above.judgements["0xb1"].score == 570197
+    # Above it, 0xb1 is peeled off and the honest three are scored among themselves: 0xa3 = (1, 1) restates
+    # the other two (cos 1, novelty 0.4, size 23726566 / 24966708 = 0.950328: 380131) and falls below
+    # 0.570198 too. The last two, with no majority to measure against, are scored by the cosine to their
+    # median (R11, R11): cos((1, r), (1, 1)) = (1 + r) / (sqrt(1 + r**2) sqrt(2)) = 0.9958932 -> 995893.
+    assert 23726566 * MICRO // 24966708 == 950328
+    assert ref.div(950328 * 400000, MICRO) == 380131
+    assert ref.cosine_micro([M, R12], [R11, R11]) == 995893
+    assert ref.peeled_scores(vectors, 24966708, Fraction(570198, MICRO)) == [995893, 995893, 380131, 570197]
+    assert {who: (j.reason, j.score) for who, j in above.judgements.items()} == {
+        "0xa1": (Reason.OK, 995893),
+        "0xa2": (Reason.OK, 995893),
+        "0xa3": (Reason.LOW_SCORE, 380131),
+        "0xb1": (Reason.LOW_SCORE, 570197),
+    }
+    assert _aggregate(above) == ref.mean(vectors[:2])
 
 
 def test_a_large_update_below_the_outlier_bound_is_clipped_to_the_clip_norm() -> None:
@@ -383,3 +456,252 @@ def test_reward_weight() -> None:
     assert reward_weight(2**64 - 1, MICRO) == (2**64 - 1) * MICRO
     assert reward_weight(7, -500000) == 0
     assert reward_weight(7, 0) == 0
+
+
+# ---------------------------------------------------------------- marginal value on seeded rounds
+
+
+def _honest_round(seed: int, n: int, d: int = 30, noise: float = 1.0) -> dict[str, np.ndarray]:
+    """``n`` honest-like updates ``g + noise x e_i`` (standard normal ``g`` and ``e_i``) in eighths, seeded.
+
+    Addresses ``0xa00``, ``0xa01``, ... sort in the order the updates are drawn.
+    """
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal(d)
+    return {
+        f"0xa{i:02d}": np.round((g + noise * rng.standard_normal(d)) * M / 8).astype(np.int64)
+        for i in range(n)
+    }
+
+
+def _lists(updates: dict[str, np.ndarray]) -> list[list[int]]:
+    return [v.tolist() for v in updates.values()]
+
+
+def _median_norm(updates: dict[str, np.ndarray]) -> int:
+    return ref.median([ref.norm(v) for v in _lists(updates)])
+
+
+def _jittered(vector: np.ndarray, relative: float, seed: int) -> np.ndarray:
+    """``vector`` plus Gaussian noise of ``relative`` times its norm."""
+    noise = np.random.default_rng(seed).standard_normal(vector.size)
+    noise *= relative * float(np.linalg.norm(vector)) / float(np.linalg.norm(noise))
+    return np.round(vector + noise).astype(np.int64)
+
+
+def _with_norm(vector: np.ndarray, norm: int) -> np.ndarray:
+    """``vector`` scaled to the integer norm ``norm`` exactly (its largest coordinate nudged to get there)."""
+    scaled = np.round(vector * (norm / float(np.linalg.norm(vector)))).astype(np.int64)
+    i = int(np.argmax(np.abs(scaled)))
+    while ref.norm(scaled.tolist()) != norm:
+        scaled[i] += int(np.sign(scaled[i])) * (1 if ref.norm(scaled.tolist()) < norm else -1)
+    return scaled
+
+
+def test_two_jittered_copies_share_one_voice() -> None:
+    # Prepare: nine honest updates; A is the one of median norm, and A' is A plus 20% noise, scaled to the
+    # same norm: then the median norm m' of the round (and with it every size and the clip) is the same with
+    # and without A' (PROTOCOL.md 10.2: m' counts every update that is neither a duplicate nor a free-rider).
+    honest = _honest_round(0, 9)
+    m = _median_norm(honest)
+    (a,) = [who for who, v in honest.items() if ref.norm(v.tolist()) == m]
+    copy = _with_norm(_jittered(honest[a], 0.2, seed=1), m)
+    gap = ref.squared_distance(copy.tolist(), honest[a].tolist())
+    # Farther from A than duplicate_distance 0.1 (relative), nearer than redundancy_distance 0.5 x S.
+    assert 100 * gap > m * m
+    spread = ref.spread([*_lists(honest), copy.tolist()])[1]
+    assert 4 * gap <= spread
+    orders = {who: i for i, who in enumerate(honest)}
+
+    # Execute
+    with_copy = _run(_spec(), {**honest, "0xb00": copy}, orders={**orders, "0xb00": 9})
+    without = _run(_spec(), honest, orders=orders)
+
+    # Assert: one voice, scored 0, unpaid, left out of the aggregate, not slashed.
+    assert with_copy.judgements["0xb00"] == Judgement(Reason.REDUNDANT, 0, 0, 0)
+    assert Reason.REDUNDANT in NOT_SLASHED
+    # Everyone else is judged exactly as in the round without A', where nobody is redundant.
+    assert set(_reasons(without).values()) == {Reason.OK}
+    assert {who: with_copy.judgements[who] for who in honest} == without.judgements
+    assert _aggregate(with_copy) == _aggregate(without)
+    # Those judgements are the reference's: the nine scored among themselves, paid for their 10 samples.
+    scores = ref.marginal_scores(_lists(honest), m)
+    assert [without.judgements[who].score for who in honest] == scores
+    assert [without.judgements[who].reward_weight for who in honest] == [10 * s for s in scores]
+    assert [without.judgements[who].share for who in honest] == [ref.share(1, 9)] * 9
+    # Committed first, A' speaks for the two and A is the redundant one.
+    earlier = _run(_spec(), {**honest, "0xb00": copy}, orders={**orders, "0xb00": -1})
+    assert earlier.judgements[a] == Judgement(Reason.REDUNDANT, 0, 0, 0)
+    assert earlier.judgements["0xb00"].reason == Reason.OK
+
+
+def test_a_redundant_copy_still_counts_in_the_median_norm() -> None:
+    # PROTOCOL.md 10.2: steps 3 to 5 (scores) use the median norm m' of the updates that are neither
+    # duplicates nor free-riders, redundant ones included. A copy 1.3 times as long as the first update moves
+    # m', so the voices keep their verdicts and aggregate but are sized against the m' of all ten.
+    honest = _honest_round(0, 9)
+    copy = _jittered(honest["0xa00"], 0.2, seed=1) * 13 // 10
+    updates = {**honest, "0xb00": copy}
+    assert _median_norm(updates) != _median_norm(honest)
+
+    with_copy = _run(_spec(), updates)
+    without = _run(_spec(), honest)
+
+    assert with_copy.judgements["0xb00"] == Judgement(Reason.REDUNDANT, 0, 0, 0)
+    assert _reasons(with_copy) == {**_reasons(without), "0xb00": Reason.REDUNDANT}
+    assert _aggregate(with_copy) == _aggregate(without)
+    scores = [with_copy.judgements[who].score for who in honest]
+    assert scores == ref.marginal_scores(_lists(honest), _median_norm(updates))
+    assert scores != [without.judgements[who].score for who in honest]
+
+
+def test_a_crafted_average_of_the_others_scores_nothing() -> None:
+    # Prepare: "A Little Is Enough" at z = 0, the others' mean as the pipeline rounds it.
+    honest = _honest_round(2, 9, d=200)
+    crafted = np.array(ref.mean(_lists(honest)), dtype=np.int64)
+
+    # Execute
+    result = _run(_spec(), {**honest, "0xb00": crafted})
+
+    # Assert: its distance to the others' mean is 0, so is its novelty and its score; not below min_score 0,
+    # it is accepted and weighs in the (unchanged) mean, but earns nothing.
+    median_honest = ref.median([result.judgements[who].score for who in honest])
+    judgement = result.judgements["0xb00"]
+    assert judgement.score == 0 < median_honest // 20
+    assert (judgement.reason, judgement.share, judgement.reward_weight) == (Reason.OK, ref.share(1, 10), 0)
+    assert set(_reasons(result).values()) == {Reason.OK}
+    assert min(result.judgements[who].score for who in honest) > 10 * median_honest // 20
+    # (sum + round(sum / 9)) / 10 rounds to round(sum / 9): the aggregate is the honest mean.
+    assert _aggregate(result) == ref.mean(_lists(honest))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_gaussian_noise_of_the_honest_norm_scores_next_to_nothing(seed: int) -> None:
+    honest = _honest_round(seed, 9, d=2000)
+    noise = np.random.default_rng(100 + seed).standard_normal(2000)
+    noise = _with_norm(noise, _median_norm(honest))
+
+    result = _run(_spec(), {**honest, "0xb00": noise})
+
+    # Its cosine to any reference is of the order 1 / sqrt(2000) = 0.022, an honest one's about 0.7.
+    median_honest = ref.median([result.judgements[who].score for who in honest])
+    judgement = result.judgements["0xb00"]
+    assert judgement.score < median_honest // 20
+    assert judgement.reason == (Reason.LOW_SCORE if judgement.score < 0 else Reason.OK)
+    assert judgement.reward_weight == 10 * max(judgement.score, 0)
+    assert {_reasons(result)[who] for who in honest} == {Reason.OK}
+
+
+@pytest.mark.parametrize("d", [30, 100])
+@pytest.mark.parametrize("seed", range(5))
+def test_honest_updates_at_their_natural_spread_are_never_redundant(seed: int, d: int) -> None:
+    honest = _honest_round(seed, 10, d=d)
+
+    result = _run(_spec(), honest)
+
+    assert set(_reasons(result).values()) == {Reason.OK}
+    # Not by a hair: every pair is farther apart than 0.75 S (0.5 S makes a copy).
+    vectors = _lists(honest)
+    spread = ref.spread(vectors)[1]
+    closest = min(ref.squared_distance(a, b) for i, a in enumerate(vectors) for b in vectors[:i])
+    assert 16 * closest > 9 * spread
+
+
+def test_an_inflated_claim_weighs_twice_the_median_claim_and_is_paid_for_the_median() -> None:
+    # Prepare: eight honest-like updates; one claims 10**6 samples among claims of 10 to 30.
+    updates = _honest_round(4, 8)
+    claims = [10, 12, 15, 20, 25, 28, 30, 10**6]
+    samples = dict(zip(updates, claims, strict=True))
+    inflated = list(updates)[-1]
+
+    # Execute
+    result = _run(_spec(), updates, samples=samples)
+
+    # Assert: the median claim is (20 + 25) / 2 = 22.5 -> 22 (half to even); the aggregate weighs each claim
+    # up to 2 x 22 = 44, the reward pays for up to 22.
+    assert ref.median(claims) == 22
+    counted = [min(c, 44) for c in claims]
+    assert counted == [10, 12, 15, 20, 25, 28, 30, 44]
+    assert set(_reasons(result).values()) == {Reason.OK}
+    assert result.judgements[inflated].share == ref.share(44, 184) == 239130
+    assert [j.share for j in result.judgements.values()] == [ref.share(c, 184) for c in counted]
+    assert _aggregate(result) == ref.weighted_mean(_lists(updates), counted)
+    scores = [j.score for j in result.judgements.values()]
+    assert scores == ref.marginal_scores(_lists(updates), _median_norm(updates))
+    paid = [min(c, 22) for c in claims]
+    assert paid == [10, 12, 15, 20, 22, 22, 22, 22]
+    assert [j.reward_weight for j in result.judgements.values()] == [
+        p * s for p, s in zip(paid, scores, strict=True)
+    ]
+    assert result.judgements[inflated].reward_weight == 22 * scores[-1]
+
+
+def test_strongly_opposed_updates_are_peeled_off_and_every_honest_update_stays() -> None:
+    # Prepare: seven honest updates and three large ones pointing against their mean (three times as long),
+    # each with 15% noise of its own, so they are neither duplicates of each other nor outliers.
+    honest = _honest_round(1, 7, d=20)
+    mean = np.mean(np.stack(list(honest.values())), axis=0)
+    opposed = {
+        f"0xb{j:02d}": _jittered(np.round(-3 * mean).astype(np.int64), 0.15, seed=10 + j) for j in range(3)
+    }
+    updates = {**honest, **opposed}
+    vectors = _lists(updates)
+    m = _median_norm(updates)
+    # Scored all together, they drag some honest update's leave-one-out median over: its score is negative,
+    # and without peeling it would have been low_score.
+    together = ref.marginal_scores(vectors, m)
+    assert min(together[:7]) < 0
+    assert max(together[7:]) < 0
+
+    # Execute
+    result = _run(_spec(), updates)
+
+    # Assert: the opposed three are low_score with the scores they had when set aside, and the honest seven
+    # are scored among themselves, all accepted.
+    reasons = _reasons(result)
+    assert {reasons[who] for who in opposed} == {Reason.LOW_SCORE}
+    assert {reasons[who] for who in honest} == {Reason.OK}
+    scores = [j.score for j in result.judgements.values()]
+    assert scores == ref.peeled_scores(vectors, m, Fraction(0))
+    assert scores[:7] == ref.marginal_scores(vectors[:7], m)
+    assert all(result.judgements[who].share == result.judgements[who].reward_weight == 0 for who in opposed)
+    assert _aggregate(result) == ref.mean(vectors[:7])
+
+
+# ---------------------------------------------------------------- the scores against the reference
+
+SMALL = st.integers(-12, 12)
+
+
+@st.composite
+def _small_round(draw: st.DrawFn) -> tuple[list[list[int]], int]:
+    n, d = draw(st.integers(1, 7)), draw(st.integers(1, 4))
+    pool = draw(st.lists(SMALL, min_size=1, max_size=3))  # repeated values: ties in the medians
+    column = st.one_of(st.sampled_from(pool), SMALL)
+    vectors = [draw(st.lists(column, min_size=d, max_size=d)) for _ in range(n)]
+    return vectors, draw(st.one_of(st.just(0), st.integers(1, 40)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_small_round(), st.integers(-MICRO, MICRO - 1))
+def test_marginal_and_peeled_scores_match_the_reference(
+    case: tuple[list[list[int]], int], least: int
+) -> None:
+    vectors, median_norm = case
+    arrays = [_ints(*v) for v in vectors]
+
+    assert marginal_scores(arrays, median_norm) == ref.marginal_scores(vectors, median_norm)
+    threshold = Fraction(least, MICRO)
+    enough = lambda score: Fraction(score, MICRO) >= threshold  # noqa: E731
+    assert peeled_scores(arrays, median_norm, enough) == ref.peeled_scores(vectors, median_norm, threshold)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_marginal_scores_of_random_quantized_vectors_match_the_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    vectors = [_q(*rng.standard_normal(6)) for _ in range(int(rng.integers(3, 9)))]
+    median_norm = ref.median([ref.norm(v.tolist()) for v in vectors])
+
+    assert marginal_scores(vectors, median_norm) == ref.marginal_scores(
+        [v.tolist() for v in vectors], median_norm
+    )

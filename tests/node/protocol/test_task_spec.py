@@ -74,8 +74,9 @@ def _drop(path: str) -> Callable[[dict[str, Any]], None]:
 BAD_FIELDS = {
     "blank name": (_set("name", "   "), ["name:", "blank"]),
     "unknown top-level field": (_set("epochs", 3), ["epochs: unknown field", "allowed fields:", "rounds"]),
-    "wrong version": (_set("version", 3), ["version:", "2"]),
-    "float-era version": (_set("version", 1), ["spec version 1", "float64", "spec version 2"]),
+    "wrong version": (_set("version", 4), ["version:", "3"]),
+    "float-era version": (_set("version", 1), ["spec version 1", "float64", "spec version 3"]),
+    "cosine-era version": (_set("version", 2), ["spec version 2", "near-copies", "spec version 3"]),
     "unknown model": (
         _set("model.name", "resnet"),
         ["model.name:", "'logistic', 'mlp' or 'cnn'", "'resnet'"],
@@ -362,6 +363,8 @@ def test_rule_defaults_are_written_into_the_canonical_spec(rule: str, params: di
         "min_norm_ratio": 0.25,
         "max_norm_ratio": 10.0,
         "clip_norm_ratio": 2.0,
+        "redundancy_distance": 0.5,
+        "max_samples_ratio": 2.0,
         "min_score": 0.0,
     }
     # Spelling the defaults out gives the same task.
@@ -541,15 +544,16 @@ def test_with_initial_model_names_the_file_and_changes_the_digest() -> None:
 
 
 # sha256 of the shipped specs' canonical bytes in the float era (before aggregation.number_format, with
-# aggregation.screening.max_loss_increase, and before data.validation.held_out_digest existed), and now.
+# aggregation.screening.max_loss_increase, before data.validation.held_out_digest existed, and before spec
+# version 3's screening.redundancy_distance and screening.max_samples_ratio), and now.
 SHIPPED_SPEC_DIGESTS = {
     "digits.yaml": (
         "cdc3b4b8ab7cab87192cb2f0478342e58ba712ac38124cc96cace0c429a092f4",
-        "fbc92c39631c008ea07ceb6b1fa84eba9778372d1bf8804275657d188acc8078",
+        "1d057c239f758006a7a4e108220da7eb27561cefc2a5d86e5b5a864c3fdd6d4d",
     ),
     "breast_cancer.yaml": (
         "1787b21acad052bd4012c7472bcff6bff31a6d27d5a8cbe52b5dd29a568ea733",
-        "851f3ddd99c4ce8303b6d2ab233c0401e93966f6651e6f07377aba51cd87654a",
+        "097bfa46c3eab3ae8b40820d0139dde8c73a8469ea48d41648aa445bfa4b801e",
     ),
 }
 # What the market's terms for strangers changed in them since (issue 12): a challenge phase at least as long
@@ -580,10 +584,13 @@ def test_the_shipped_specs_differ_from_the_float_era_only_by_version_number_form
     # Put back what changed, and the float-era bytes (and digest) result: nothing else moved.
     decoded = json.loads(data)
     assert decoded["aggregation"].pop("number_format") == "q32.24"
-    assert decoded.pop("version") == 2
+    assert decoded.pop("version") == 3
     decoded["version"] = 1
-    assert "max_loss_increase" not in decoded["aggregation"]["screening"]
-    decoded["aggregation"]["screening"]["max_loss_increase"] = None
+    screening = decoded["aggregation"]["screening"]
+    # Version 3's screening fields, at their defaults.
+    assert (screening.pop("redundancy_distance"), screening.pop("max_samples_ratio")) == (0.5, 2.0)
+    assert "max_loss_increase" not in screening
+    screening["max_loss_increase"] = None
     decoded["phases"]["challenge"] = INCENTIVE_CHANGES[name]["challenge"]
     decoded["arbiter"] = INCENTIVE_CHANGES[name]["arbiter"]
     assert hashlib.sha256(_plain_canonical(decoded)).hexdigest() == float_era
