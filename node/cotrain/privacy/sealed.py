@@ -257,6 +257,8 @@ def _canonical(value: Any) -> bytes:
 
 
 def _check_readers(readers: Sequence[bytes]) -> list[bytes]:
+    if not all(isinstance(reader, (bytes, bytearray, memoryview)) for reader in readers):
+        raise ConfigError("readers must be public keys as bytes; convert hex with parse_reader_public")
     keys = [bytes(reader) for reader in readers]
     if not 1 <= len(keys) <= MAX_READERS:
         raise ConfigError(f"a sealed file needs 1 to {MAX_READERS} readers, got {len(keys)}")
