@@ -62,7 +62,8 @@ def deterministic_torch(seed: int) -> Iterator[None]:
                 torch.use_deterministic_algorithms(previous)
 
 
-def _check_hyperparameters(epochs: int, batch_size: int, lr: float, optimizer: str, seed: int) -> None:
+def check_hyperparameters(epochs: int, batch_size: int, lr: float, optimizer: str, seed: int) -> None:
+    """Raise ConfigError unless the hyper-parameters of local training are usable."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -72,6 +73,38 @@ def _check_hyperparameters(epochs: int, batch_size: int, lr: float, optimizer: s
         raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of {list(OPTIMIZERS)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+
+
+def load_start(
+    model: nn.Module, global_state: Mapping[str, torch.Tensor], dataset: ArrayDataset
+) -> dict[str, torch.Tensor]:
+    """Load ``global_state`` into ``model`` and return it as the float32 state the delta is taken from.
+
+    Raises
+    ------
+    ConfigError
+        For an empty data set.
+    IntegrityError
+        If ``global_state`` does not fit ``model``.
+    """
+    if len(dataset) == 0:
+        raise ConfigError("cannot train on an empty data set")
+    start = float32_state(global_state)
+    load_state(model, start)
+    return start
+
+
+def make_optimizer(model: nn.Module, optimizer: str, lr: float) -> torch.optim.Optimizer:
+    """A fresh ``"sgd"`` (plain, no momentum) or ``"adam"`` optimizer over ``model``'s parameters."""
+    if optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr)
+    return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+def state_delta(model: nn.Module, start: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``trained - start`` for every entry of ``model``'s state, float32, in sorted key order."""
+    trained = model_state(model)
+    return {key: trained[key] - start[key] for key in trained}
 
 
 def train_local(
@@ -123,11 +156,8 @@ def train_local(
     IntegrityError
         If ``global_state`` does not fit ``model``.
     """
-    _check_hyperparameters(epochs, batch_size, lr, optimizer, seed)
-    if len(dataset) == 0:
-        raise ConfigError("cannot train on an empty data set")
-    start = float32_state(global_state)
-    load_state(model, start)
+    check_hyperparameters(epochs, batch_size, lr, optimizer, seed)
+    start = load_start(model, global_state, dataset)
     features = torch.from_numpy(dataset.features)
     labels = torch.from_numpy(dataset.labels)
     count = len(dataset)
@@ -137,10 +167,7 @@ def train_local(
     epoch_loss = 0.0
     with deterministic_torch(seed):
         shuffle = torch.Generator().manual_seed(seed)
-        if optimizer == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-        else:
-            opt = torch.optim.Adam(model.parameters(), lr=lr)
+        opt = make_optimizer(model, optimizer, lr)
         model.train()
         step = 0
         for _ in range(epochs):
@@ -157,6 +184,4 @@ def train_local(
                 if progress is not None:
                     progress(step, total)
             epoch_loss = loss_sum / count
-    trained = model_state(model)
-    delta = {key: trained[key] - start[key] for key in trained}
-    return TrainResult(delta=delta, samples=count, loss=epoch_loss)
+    return TrainResult(delta=state_delta(model, start), samples=count, loss=epoch_loss)

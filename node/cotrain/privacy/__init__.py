@@ -1,4 +1,5 @@
-"""Privacy for tasks whose updates must not be public: sealed update files readable only by named readers.
+"""Privacy for contributors: sealed update files readable only by a task's named readers
+(:mod:`cotrain.privacy.sealed`), and differential privacy with its accounting (:mod:`cotrain.privacy.dp`).
 
-Submodules are imported by name (``cotrain.privacy.sealed``); this package imports nothing itself.
+Submodules are imported by name; this package imports nothing itself.
 """
