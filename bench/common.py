@@ -3,6 +3,7 @@ medians, one-core pinning and progress bars."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -12,7 +13,8 @@ import shutil
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -201,3 +203,35 @@ def write_result(
     }
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return path
+
+
+def run_standalone(
+    section: str,
+    description: str,
+    quick_help: str,
+    run: Callable[[bool], dict[str, Any]],
+    table: Callable[[dict[str, Any]], str],
+    argv: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The ``main`` of a bench module run on its own (``python -m bench.<section> [--quick]``): run it,
+    write its JSON with the machine and versions (:func:`write_result`), print its markdown table, and return
+    the result."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{section}", description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    args = parser.parse_args(argv)
+    command = ["python", "-m", f"bench.{section}", *(argv if argv is not None else sys.argv[1:])]
+    started, clock = dt.datetime.now(dt.timezone.utc), time.monotonic()
+    environment = {"machine": machine(), "versions": versions(), "git": git_commit()}
+    result = run(args.quick)
+    path = write_result(
+        section,
+        result,
+        quick=args.quick,
+        command=command,
+        started=started,
+        seconds=time.monotonic() - clock,
+        environment=environment,
+    )
+    console.print(f"{time.monotonic() - clock:.0f} s -> {path.relative_to(ROOT)}")
+    print(table(result))
+    return result

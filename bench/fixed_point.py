@@ -25,8 +25,6 @@ last round (:func:`cotrain.learning.evaluation.evaluate`), compared with the flo
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import hashlib
 import statistics
 import sys
@@ -49,7 +47,7 @@ from cotrain.learning.training import TrainResult
 from cotrain.protocol.task_model import builtin_split, initial_state, task_model, train_round
 from cotrain.protocol.task_spec import TaskSpec, load_spec, validate_spec
 
-from bench.common import ROOT, console, git_commit, machine, progress, versions, write_result
+from bench.common import progress, run_standalone
 
 DATASETS = ("digits", "breast_cancer")
 PARTITIONS = ("iid", "dirichlet")
@@ -337,24 +335,14 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the experiment, write its JSON with the machine and versions, and print the markdown table."""
-    parser = argparse.ArgumentParser(prog="python -m bench.fixed_point", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="One seed, two rounds (under a minute).")
-    args = parser.parse_args(argv)
-    command = ["python", "-m", "bench.fixed_point", *(argv if argv is not None else sys.argv[1:])]
-    started, clock = dt.datetime.now(dt.timezone.utc), time.monotonic()
-    environment = {"machine": machine(), "versions": versions(), "git": git_commit()}
-    result = run(args.quick)
-    path = write_result(
+    result = run_standalone(
         "fixed_point",
-        result,
-        quick=args.quick,
-        command=command,
-        started=started,
-        seconds=time.monotonic() - clock,
-        environment=environment,
+        __doc__.splitlines()[0],
+        "One seed, two rounds (under a minute).",
+        run,
+        markdown_table,
+        argv,
     )
-    console.print(f"{time.monotonic() - clock:.0f} s -> {path.relative_to(ROOT)}")
-    print(markdown_table(result))
     print("max |delta|:", result["summary"]["max_abs_delta"])
     return 0
 

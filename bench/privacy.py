@@ -9,8 +9,6 @@ at delta 1e-5 over the whole run. Accuracy is on the held-out quarter; time is o
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import math
 import statistics
 import sys
@@ -28,7 +26,7 @@ from cotrain.learning.training import train_local
 from cotrain.privacy.dp import train_local_dp
 from opacus.accountants.utils import get_noise_multiplier
 
-from bench.common import ROOT, console, git_commit, machine, progress, summary, versions, write_result
+from bench.common import progress, run_standalone, summary
 
 CASES = (("breast_cancer", "logistic", {}), ("digits", "mlp", {"hidden": [64]}))
 EPSILONS, DELTA = (1.0, 3.0, 8.0), 1e-5
@@ -153,24 +151,7 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the measurement, write its JSON with the machine and versions, and print the markdown table."""
-    parser = argparse.ArgumentParser(prog="python -m bench.privacy", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="One seed.")
-    args = parser.parse_args(argv)
-    command = ["python", "-m", "bench.privacy", *(argv if argv is not None else sys.argv[1:])]
-    started, clock = dt.datetime.now(dt.timezone.utc), time.monotonic()
-    environment = {"machine": machine(), "versions": versions(), "git": git_commit()}
-    result = run(args.quick)
-    path = write_result(
-        "privacy",
-        result,
-        quick=args.quick,
-        command=command,
-        started=started,
-        seconds=time.monotonic() - clock,
-        environment=environment,
-    )
-    console.print(f"{time.monotonic() - clock:.0f} s -> {path.relative_to(ROOT)}")
-    print(markdown_table(result))
+    run_standalone("privacy", __doc__.splitlines()[0], "One seed.", run, markdown_table, argv)
     return 0
 
 
