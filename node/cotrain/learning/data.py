@@ -79,13 +79,37 @@ class ArrayDataset:
         return ArrayDataset(self.features[index], self.labels[index], self.classes)
 
 
-def _standardize(features: np.ndarray) -> np.ndarray:
-    mean = features.mean(axis=0)
-    std = features.std(axis=0)
+def standardization(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and population standard deviation of float64 ``features`` shaped ``(N, columns)``,
+    over the values present (NaN marks a missing one); a zero deviation is returned as 1.
+
+    Raises
+    ------
+    ConfigError
+        If a column has no value at all.
+    """
+    missing = np.isnan(features)
+    if missing.all(axis=0).any():
+        raise ConfigError("a column has no values to compute its mean and standard deviation from")
+    # np.mean/np.std when nothing is missing: their sums run in another order than nanmean's, and these are
+    # the statistics the built-in sets are standardized with, bit for bit.
+    if missing.any():
+        mean, std = np.nanmean(features, axis=0), np.nanstd(features, axis=0)
+    else:
+        mean, std = features.mean(axis=0), features.std(axis=0)
     # Constant columns (the always-blank corner pixels of digits) would divide by zero; they stay at 0.
     std[std == 0] = 1.0
-    standardized: np.ndarray = ((features - mean) / std).astype(np.float32)
+    return mean, std
+
+
+def standardize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(features - mean) / std`` per column, in float64, rounded to float32 at the end."""
+    standardized: np.ndarray = ((np.asarray(features, dtype=np.float64) - mean) / std).astype(np.float32)
     return standardized
+
+
+def _standardize(features: np.ndarray) -> np.ndarray:
+    return standardize(features, *standardization(features))
 
 
 def load_digits(*, flat: bool = False) -> ArrayDataset:
@@ -164,6 +188,27 @@ def _label_indices(
     return labels, tuple(str(i) for i in range(top))
 
 
+def read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Read a CSV file with a header row: the header's names (stripped of surrounding spaces) and each
+    non-blank row with the line it ends on, for error messages.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read as UTF-8 CSV or is empty.
+    """
+    try:
+        # utf-8-sig: a spreadsheet's byte-order mark would otherwise become part of the first column's name.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            rows = [(reader.line_num, row) for row in reader if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"cannot read CSV file {path}: {exc}") from exc
+    if not rows:
+        raise ConfigError(f"CSV file {path} is empty; it needs a header row")
+    return [name.strip() for name in rows[0][1]], rows[1:]
+
+
 def load_csv(path: str | Path, label_column: str, *, classes: Sequence[str] | None = None) -> ArrayDataset:
     """Load a CSV file with a header row: one label column, every other column a numeric feature.
 
@@ -188,15 +233,7 @@ def load_csv(path: str | Path, label_column: str, *, classes: Sequence[str] | No
         If the file cannot be read, lacks the label column, or holds a non-numeric or non-finite feature.
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"cannot read CSV file {path}: {exc}") from exc
-    if not rows:
-        raise ConfigError(f"CSV file {path} is empty; it needs a header row")
-    # Keep each row's line number for error messages; blank lines are skipped.
-    header, numbered = rows[0], [(line, row) for line, row in enumerate(rows[1:], start=2) if row]
+    header, numbered = read_csv_rows(path)
     if label_column not in header:
         raise ConfigError(f"CSV file {path} has no column {label_column!r}; its columns are {header}")
     if not numbered:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -36,7 +36,8 @@ class TrainResult:
     samples : int
         The number of training examples, the weight FedAvg gives this update.
     loss : float
-        The mean training loss over the examples of the last epoch.
+        The mean training loss (cross-entropy, without any proximal term) over the examples of the last
+        epoch.
     """
 
     delta: dict[str, torch.Tensor]
@@ -62,7 +63,9 @@ def deterministic_torch(seed: int) -> Iterator[None]:
                 torch.use_deterministic_algorithms(previous)
 
 
-def check_hyperparameters(epochs: int, batch_size: int, lr: float, optimizer: str, seed: int) -> None:
+def check_hyperparameters(
+    epochs: int, batch_size: int, lr: float, optimizer: str, seed: int, *, proximal_mu: float = 0.0
+) -> None:
     """Raise ConfigError unless the hyper-parameters of local training are usable."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -73,6 +76,13 @@ def check_hyperparameters(epochs: int, batch_size: int, lr: float, optimizer: st
         raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of {list(OPTIMIZERS)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    if (
+        isinstance(proximal_mu, bool)
+        or not isinstance(proximal_mu, (int, float))
+        or not math.isfinite(proximal_mu)
+        or proximal_mu < 0
+    ):
+        raise ConfigError(f"proximal_mu must be a finite number of at least 0, got {proximal_mu!r}")
 
 
 def load_start(
@@ -101,6 +111,14 @@ def make_optimizer(model: nn.Module, optimizer: str, lr: float) -> torch.optim.O
     return torch.optim.Adam(model.parameters(), lr=lr)
 
 
+def proximal_term(model: nn.Module, anchor: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``||w - w_global||**2`` over ``model``'s parameters, with ``anchor`` the global values in the same
+    order (FedProx's penalty before its factor ``mu / 2``)."""
+    return torch.stack(
+        [(param - start).pow(2).sum() for param, start in zip(model.parameters(), anchor, strict=True)]
+    ).sum()
+
+
 def state_delta(model: nn.Module, start: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``trained - start`` for every entry of ``model``'s state, float32, in sorted key order."""
     trained = model_state(model)
@@ -117,13 +135,15 @@ def train_local(
     lr: float,
     optimizer: str,
     seed: int,
+    proximal_mu: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` starting from ``global_state`` and return the change in its weights.
 
     Each epoch visits every example once in an order drawn from ``torch.Generator().manual_seed(seed)``, in
-    mini-batches of ``batch_size`` (the last one smaller), minimising the mean cross-entropy. The optimizer
-    starts fresh.
+    mini-batches of ``batch_size`` (the last one smaller), minimising the mean cross-entropy, plus FedProx's
+    proximal term ``(proximal_mu / 2) * ||w - w_global||**2`` over the parameters when ``proximal_mu > 0``
+    (Li et al. 2020, "Federated Optimization in Heterogeneous Networks"). The optimizer starts fresh.
 
     Parameters
     ----------
@@ -142,6 +162,8 @@ def train_local(
         ``"sgd"`` (plain, no momentum) or ``"adam"``.
     seed : int
         Seeds the shuffling and any randomness in the model.
+    proximal_mu : float
+        FedProx's ``mu`` (at least 0); 0 trains exactly as without the term, bit for bit.
     progress : Callable[[int, int], None], optional
         Called as ``progress(step, total)`` after every optimizer step, e.g. to draw a progress bar.
 
@@ -156,8 +178,10 @@ def train_local(
     IntegrityError
         If ``global_state`` does not fit ``model``.
     """
-    check_hyperparameters(epochs, batch_size, lr, optimizer, seed)
+    check_hyperparameters(epochs, batch_size, lr, optimizer, seed, proximal_mu=proximal_mu)
     start = load_start(model, global_state, dataset)
+    # With mu = 0 nothing is added to the graph, so the steps are those of plain training, bit for bit.
+    anchor = [param.detach().clone() for param in model.parameters()] if proximal_mu > 0 else None
     features = torch.from_numpy(dataset.features)
     labels = torch.from_numpy(dataset.labels)
     count = len(dataset)
@@ -177,7 +201,10 @@ def train_local(
                 batch = order[begin : begin + batch_size]
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(features[batch]), labels[batch])
-                loss.backward()
+                if anchor is None:
+                    loss.backward()
+                else:
+                    (loss + proximal_mu / 2 * proximal_term(model, anchor)).backward()
                 opt.step()
                 loss_sum += loss.item() * len(batch)
                 step += 1

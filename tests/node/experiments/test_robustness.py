@@ -12,19 +12,27 @@ import torch
 from cotrain.experiments.heatmap import colour
 from cotrain.experiments.robustness import (
     ABSENT,
+    FEDAVG,
     FULL_GRID,
     NO_ATTACK,
+    NON_IID_GRID,
     PIPELINES,
     QUICK_GRID,
+    QUICK_NON_IID_GRID,
     Cell,
     Grid,
+    ServerMomentum,
     attacker_indices,
     cell_key,
+    cell_spec,
     headline,
     load_results,
+    momentum_step,
+    non_iid_table,
     run_cell,
     run_grid,
     summarize,
+    write_non_iid_outputs,
     write_outputs,
 )
 from cotrain.learning.attacks import ATTACKS, attack_names
@@ -354,3 +362,111 @@ def test_headline_counts_as_slashed_what_the_round_judge_slashes(monkeypatch: py
     # If the judge spared duplicates, the honest duplicate would no longer count: the set is the judge's.
     monkeypatch.setattr(round_judge, "NOT_SLASHED", round_judge.NOT_SLASHED | {Reason.DUPLICATE})
     assert f"| digits | {PLAIN} | {PLAIN_WORST} | 8 |" in headline(_synthetic_summary()).splitlines()
+
+
+# ---------------------------------------------------------------- non-IID: FedProx and server momentum
+
+
+def test_momentum_step_on_hand_computed_values() -> None:
+    # Prepare
+    state = {"w": torch.tensor([1.0, 2.0])}
+    judged = {"w": torch.tensor([2.0, 0.0])}  # the round moved the model by [1, -2]
+
+    # Execute
+    first, velocity = momentum_step(state, judged, None, ServerMomentum(0.5, 2.0))
+    second, again = momentum_step(state, judged, {"w": torch.tensor([0.5, 0.5])}, ServerMomentum(0.5, 2.0))
+
+    # Assert
+    assert first["w"].tolist() == [3.0, -2.0]  # no velocity yet: 2 x [1, -2]
+    assert velocity["w"].tolist() == [1.0, -2.0]
+    assert again["w"].tolist() == [1.25, -1.75]  # 0.5 x [0.5, 0.5] + [1, -2]
+    assert second["w"].tolist() == [3.5, -1.5]
+    assert state["w"].tolist() == [1.0, 2.0]  # inputs untouched
+
+
+def test_the_non_iid_grid_compares_optimizers_on_the_default_pipeline_without_attackers() -> None:
+    names = [p.name for p in NON_IID_GRID.pipelines]
+    assert names[0] == FEDAVG.name
+    assert {"fedprox mu=0.1", "fedavgm beta=0.5 lr=1.0", "server lr 1.5"} <= set(names)
+    assert all(p.aggregation == {"rule": "fedavg"} for p in NON_IID_GRID.pipelines)
+    cells = NON_IID_GRID.cells()
+    assert {c.attack for c in cells} == {NO_ATTACK}
+    assert len(cells) == 2 * 2 * 5 * len(names)
+    assert len({cell_key(c, NON_IID_GRID) for c in cells}) == len(cells)
+    # The CNN is the shipped digits spec's own: 3 local epochs.
+    cnn = cell_spec(Cell("digits_cnn", "dirichlet", "fedprox mu=0.1", NO_ATTACK, 0.0, 4), NON_IID_GRID)
+    assert (cnn.model.name, cnn.training.local_epochs, cnn.training.proximal_mu) == ("cnn", 3, 0.1)
+    assert (
+        cell_spec(Cell("digits", "iid", FEDAVG.name, NO_ATTACK, 0.0, 0), NON_IID_GRID).training.proximal_mu
+        is None
+    )
+
+
+def test_server_momentum_is_in_the_cell_key_though_not_in_the_spec() -> None:
+    plain = Cell("digits", "iid", FEDAVG.name, NO_ATTACK, 0.0, 0)
+    momentum = Cell("digits", "iid", "fedavgm beta=0.5 lr=1.0", NO_ATTACK, 0.0, 0)
+
+    assert cell_spec(plain, NON_IID_GRID) == cell_spec(momentum, NON_IID_GRID)
+    assert cell_key(plain, NON_IID_GRID).split("#")[1] != cell_key(momentum, NON_IID_GRID).split("#")[1]
+
+
+def test_quick_non_iid_run_trains_with_fedprox_and_steps_with_momentum(tmp_path: Path) -> None:
+    # Prepare
+    grid = Grid(**{**QUICK_NON_IID_GRID.__dict__, "rounds": 2})
+
+    # Execute
+    results = run_grid(grid, tmp_path / "runs.jsonl")
+    paths = write_non_iid_outputs(results, grid, tmp_path)
+
+    # Assert
+    runs = {(r["partition"], r["pipeline"]): r for r in results}
+    for partition in ("iid", "dirichlet"):
+        plain = runs[(partition, FEDAVG.name)]["accuracy_per_round"]
+        prox = runs[(partition, "fedprox mu=0.1")]["accuracy_per_round"]
+        momentum = runs[(partition, "fedavgm beta=0.5 lr=1.0")]["accuracy_per_round"]
+        assert prox[0] != plain[0]  # the proximal term changes local training from the first round
+        # Momentum's first step is the judged model itself (up to float32 rounding); then it carries on.
+        assert momentum[0] == pytest.approx(plain[0], abs=1.01 / 359)
+        assert momentum[1] != plain[1]
+        assert all(r["honest_reasons"] == {"ok": 20} for r in results if r["partition"] == partition)
+    table = paths["table"].read_text(encoding="utf-8")
+    assert table == non_iid_table(results, grid)
+    assert "| setting | IID: mean (min) | Dir(0.3): mean (min) | Dir(0.3) vs fedavg, same seeds |" in table
+    summary = json.loads(paths["json"].read_text(encoding="utf-8"))
+    assert {c["pipeline"] for c in summary["cells"]} == {p.name for p in grid.pipelines}
+    assert summary["settings"]["pipelines"][2]["server_momentum"] == {"beta": 0.5, "lr": 1.0}
+
+
+def test_non_iid_table_pairs_seeds_against_the_first_setting() -> None:
+    # Prepare
+    grid = Grid(
+        datasets=("digits",),
+        pipelines=QUICK_NON_IID_GRID.pipelines[:2],
+        attacks=(),
+        fractions=(0.0,),
+        seeds=(0, 1),
+        rounds=5,
+    )
+    accuracy = {  # (partition, setting, seed)
+        ("iid", "fedavg", 0): 0.90,
+        ("iid", "fedavg", 1): 0.92,
+        ("dirichlet", "fedavg", 0): 0.80,
+        ("dirichlet", "fedavg", 1): 0.86,
+        ("iid", "fedprox mu=0.1", 0): 0.91,
+        ("iid", "fedprox mu=0.1", 1): 0.89,
+        ("dirichlet", "fedprox mu=0.1", 0): 0.85,
+        ("dirichlet", "fedprox mu=0.1", 1): 0.84,
+    }
+    results = [
+        {"dataset": "digits", "partition": p, "pipeline": n, "attack": NO_ATTACK, "seed": s, "accuracy": a}
+        for (p, n, s), a in accuracy.items()
+    ]
+
+    # Execute
+    table = non_iid_table(results, grid)
+
+    # Assert
+    assert "### digits: mlp, local epochs 1, 5 rounds, 10 contributors, 2 seeds" in table
+    assert "| fedavg | 91.0 (90.0) | 83.0 (80.0) | - |" in table
+    # Dirichlet gains on the same seeds: +5 and -2 points, a mean of +1.5, ahead on one seed.
+    assert "| fedprox mu=0.1 | 90.0 (89.0) | 84.5 (84.0) | +1.5 (1 of 2 ahead) |" in table

@@ -15,6 +15,8 @@ from cotrain.learning.data import (
     load_image_folder,
     load_npz,
     split_train_test,
+    standardization,
+    standardize,
 )
 
 
@@ -128,6 +130,35 @@ def test_load_csv_refuses_labels_outside_the_classes(tmp_path):
 
     with pytest.raises(ConfigError, match="not among the classes"):
         load_csv(path, "label", classes=["dog"])
+
+
+def test_load_csv_reads_a_spreadsheet_header_with_a_byte_order_mark_and_spaces(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_bytes("\ufeffx , label\n1.5,1\n".encode())
+
+    dataset = load_csv(path, "label")
+
+    assert dataset.features.tolist() == [[1.5]]
+    assert dataset.labels.tolist() == [1]
+
+
+def test_standardization_is_per_column_over_the_values_present():
+    # Prepare: column 0 has a missing value, column 1 is constant
+    features = np.array([[1.0, 5.0], [np.nan, 5.0], [3.0, 5.0]])
+
+    # Execute
+    mean, std = standardization(features)
+    scaled = standardize(np.array([[3.0, 5.0]]), mean, std)
+
+    # Assert: mean 2 and std 1 over (1, 3); a constant column keeps std 1 and scales to 0
+    assert mean.tolist() == [2.0, 5.0]
+    assert std.tolist() == [1.0, 1.0]
+    assert scaled.dtype == np.float32 and scaled.tolist() == [[1.0, 0.0]]
+
+
+def test_standardization_refuses_a_column_without_values():
+    with pytest.raises(ConfigError, match="no values"):
+        standardization(np.array([[1.0, np.nan], [2.0, np.nan]]))
 
 
 def test_load_npz_round_trip(tmp_path):

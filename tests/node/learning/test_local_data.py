@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,16 @@ def test_an_image_folder_is_resized_to_the_task_shape(tmp_path: Path) -> None:
     assert dataset.labels.tolist() == [0, 1]
     assert dataset.features[0].max() == 0.0
     assert dataset.features[1].min() == 1.0
+
+
+def test_a_csv_file_without_a_contract_is_read_raw_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("b,a,label\n100,2,1\n", encoding="utf-8")
+
+    with caplog.at_level(logging.WARNING, logger="cotrain.learning.local_data"):
+        dataset = load_local_data(path, input_shape=(2,), num_classes=2)
+
+    assert dataset.features.tolist() == [[100.0, 2.0]]  # in file order, unscaled
+    assert "no column contract (data.columns)" in caplog.text

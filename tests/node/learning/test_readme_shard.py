@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -14,19 +14,9 @@ from cotrain.learning.local_data import load_local_data
 from cotrain.protocol.task_model import builtin_split
 from cotrain.protocol.task_spec import load_spec
 
-README = Path(__file__).resolve().parents[3] / "README.md"
-
-
-def readme_block(marker: str) -> str:
-    """The README's python code block whose first line is ``# readme: MARKER``."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
-    found = [block for block in blocks if block.startswith(f"# readme: {marker}\n")]
-    assert len(found) == 1, f"README.md has {len(found)} python blocks marked {marker!r}"
-    return found[0]
-
 
 @pytest.fixture(scope="module")
-def shard_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shard_files(tmp_path_factory: pytest.TempPathFactory, readme_block: Callable[..., str]) -> Path:
     """Run both README blocks (the CSV one uses the first one's arrays) in a fresh folder and interpreter."""
     folder = tmp_path_factory.mktemp("readme")
     code = readme_block("make a shard") + readme_block("shard as csv")

@@ -130,11 +130,19 @@ def test_training_improves_the_model(breast_cancer):
         {"lr": float("inf")},
         {"optimizer": "rmsprop"},
         {"seed": -1},
+        {"proximal_mu": -0.1},
+        {"proximal_mu": float("nan")},
+        {"proximal_mu": float("inf")},
+        {"proximal_mu": True},
+        {"proximal_mu": "0.1"},
     ],
 )
 def test_bad_hyperparameters_are_a_config_error(small_digits, override):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as refused:
         train_local(_cnn(), model_state(_cnn()), small_digits, **{**HYPER, **override})
+
+    assert next(iter(override)) in str(refused.value)
+    assert "\n" not in str(refused.value)
 
 
 def test_an_empty_data_set_is_a_config_error(small_digits):
@@ -147,3 +155,50 @@ def test_a_global_state_that_does_not_fit_the_model_is_an_integrity_error(small_
 
     with pytest.raises(IntegrityError):
         train_local(_cnn(), model_state(other_architecture), small_digits, **HYPER)
+
+
+def _norm(delta: dict[str, torch.Tensor]) -> float:
+    return math.sqrt(sum(float(tensor.double().pow(2).sum()) for tensor in delta.values()))
+
+
+def test_proximal_mu_of_zero_trains_bit_for_bit_as_without_the_term(small_digits):
+    global_state = model_state(_cnn())
+
+    plain = train_local(_cnn(), global_state, small_digits, **HYPER)
+    zero = train_local(_cnn(), global_state, small_digits, **HYPER, proximal_mu=0.0)
+    proximal = train_local(_cnn(), global_state, small_digits, **HYPER, proximal_mu=0.1)
+
+    assert _bits(zero.delta) == _bits(plain.delta)
+    assert zero.loss == plain.loss
+    assert _bits(proximal.delta) != _bits(plain.delta)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_proximal_training_is_bit_deterministic(small_digits, optimizer):
+    global_state = model_state(_cnn())
+    hyper = {**HYPER, "optimizer": optimizer, "proximal_mu": 1.0}
+
+    first = train_local(_cnn(), global_state, small_digits, **hyper)
+    second = train_local(_cnn(), global_state, small_digits, **hyper)
+
+    assert _bits(first.delta) == _bits(second.delta)
+    assert first.loss == second.loss
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_proximal_term_pulls_the_update_towards_zero_as_mu_grows(small_digits, optimizer):
+    # Prepare
+    global_state = model_state(_cnn())
+    hyper = {**HYPER, "optimizer": optimizer}
+
+    # Execute
+    mus = (0.0, 0.1, 1.0, 5.0)
+    results = [train_local(_cnn(), global_state, small_digits, **hyper, proximal_mu=mu) for mu in mus]
+
+    # Assert
+    norms = [_norm(result.delta) for result in results]
+    assert norms == sorted(norms, reverse=True)
+    assert len(set(norms)) == len(norms)
+    assert norms[-1] < 0.75 * norms[0]
+    # The reported loss is the cross-entropy alone: held closer to the start, it falls less.
+    assert results[-1].loss > results[0].loss
