@@ -1,8 +1,9 @@
 """Run the protocol test vectors with this interpreter: `python scripts/check_vectors.py [DIR]`.
 
 It needs only the consensus core's dependencies (numpy, pydantic, eth-utils, eth-abi, PyYAML, multiformats;
-toolchain/requirements-core.txt), not torch: the vectors that need a built-in model or a bundled data set
-(cotrain.protocol.vectors.NEEDS_LEARNING_STACK) are left to the main test suite. The set-up runs it under a
+toolchain/requirements-core.txt), not torch: the vectors that need a bundled data set
+(cotrain.protocol.vectors.NEEDS_LEARNING_STACK) are left to the main test suite; model layouts are planned
+without torch, so they are checked here too. The set-up runs it under a
 second Python version (tests/node/protocol/test_other_python.py), so a record digest that depended on the
 interpreter, or a torch import that crept into the core, would show here. Prints one line per mismatch and a
 summary; exits 1 on any mismatch.

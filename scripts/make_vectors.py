@@ -19,10 +19,12 @@ import yaml
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.dataset_digest import dataset_digest
 from cotrain.learning.tensor_files import encode_update
+from cotrain.privacy.sealed import reader_public, seal_with
 from cotrain.protocol.round_outcome import model_file
 from cotrain.protocol.update_binding import update_metadata
 from cotrain.protocol.vectors import run_vector
 from cotrain.storage.unixfs import compute_cid
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 SPECS = Path(__file__).resolve().parent.parent / "node" / "cotrain" / "protocol" / "specs"
 VALIDATORS = [
@@ -91,6 +93,70 @@ def _round_spec(**aggregation: Any) -> dict[str, Any]:
     }
 
 
+GRU_LAYERS = [
+    {"type": "embedding", "vocab": 16, "dim": 4},
+    {"type": "gru", "hidden": 4},
+    {"type": "sequence_pool", "mode": "last"},
+    {"type": "dropout", "p": 0.1},
+    {"type": "linear", "out": 2},
+]
+# (name, layers, input_shape, num_classes, description) of the declarative model_layout vectors.
+DECLARATIVE_MODELS = [
+    (
+        "tabular_mlp",
+        [
+            {"type": "linear", "out": 16},
+            {"type": "layer_norm"},
+            {"type": "relu"},
+            {"type": "dropout", "p": 0.1},
+            {"type": "linear", "out": 2},
+        ],
+        [30],
+        2,
+        "a tabular MLP with layer norm",
+    ),
+    (
+        "next_word_lstm",
+        [
+            {"type": "embedding", "vocab": 1000, "dim": 32},
+            {"type": "lstm", "hidden": 64},
+            {"type": "sequence_pool", "mode": "last"},
+            {"type": "linear", "out": 1000},
+        ],
+        [12],
+        1000,
+        "a next-word model: embedding, LSTM, last step, linear",
+    ),
+    (
+        "next_word_transformer",
+        [
+            {"type": "embedding", "vocab": 500, "dim": 32},
+            {"type": "position"},
+            {"type": "transformer", "heads": 4, "ff": 64, "causal": True},
+            {"type": "layer_norm"},
+            {"type": "sequence_pool", "mode": "mean"},
+            {"type": "linear", "out": 500, "bias": False},
+        ],
+        [16],
+        500,
+        "a next-word model: embedding, positions, a causal transformer block",
+    ),
+    (
+        "sensor_conv1d",
+        [
+            {"type": "conv1d", "out": 8, "kernel": 5},
+            {"type": "group_norm", "groups": 4},
+            {"type": "tanh"},
+            {"type": "max_pool1d", "kernel": 2},
+            {"type": "flatten"},
+            {"type": "linear", "out": 4},
+        ],
+        [3, 32],
+        4,
+        "a 1-d conv net with group norm over 3 channels of 32 readings",
+    ),
+]
+
 BASE = {
     "1.weight": torch.tensor([[0.5, -0.25, 0.125, 0.0], [-0.5, 0.25, 0.0, 0.75]]),
     "1.bias": torch.tensor([0.0625, -0.0625]),
@@ -143,6 +209,8 @@ def _round(
                 bytes.fromhex(base["digest"][2:]),
                 entry.get("bound_samples", samples),
             )
+            if "epsilon" in entry:
+                binding = {**binding, "epsilon": entry["epsilon"]}
             data = encode_update(_delta(entry["vector"]), binding)
         cid = compute_cid(data)
         digest = hashlib.sha256(data).digest()
@@ -302,6 +370,32 @@ def _round_cases() -> list[tuple[str, str, dict[str, Any]]]:
             ),
         ),
         (
+            "private_budget",
+            "a task with privacy.dp (max_epsilon 2.5): each update's declared epsilon, and over_budget",
+            _round(
+                {
+                    **_round_spec(),
+                    "privacy": {
+                        "dp": {
+                            "mechanism": "user",
+                            "noise_multiplier": 1.5,
+                            "clip_norm": 0.5,
+                            "delta": 1e-5,
+                            "max_epsilon": 2.5,
+                        }
+                    },
+                },
+                [
+                    {**screened[0], "epsilon": "1.25", "note": "declares 1.25"},
+                    {**screened[1], "epsilon": "2.5", "note": "declares the maximum itself"},
+                    {**screened[2], "epsilon": "2.500001", "note": "over_budget by a millionth, slashed"},
+                    {**screened[3], "note": "declares nothing: over_budget, slashed"},
+                    {**screened[7], "epsilon": "1e-3", "note": "not a plain decimal: over_budget, slashed"},
+                ],
+                "fedavg + screening + DP declarations",
+            ),
+        ),
+        (
             "nothing_accepted",
             "no update accepted: the model stays the base, nobody is paid",
             _round(_round_spec(), rejected, "nothing accepted"),
@@ -429,6 +523,47 @@ def _arithmetic_cases() -> list[tuple[str, str, str, str, dict[str, Any]]]:
 # ------------------------------------------------------------------------------------------- the cases
 
 
+def _sealed_cases() -> list[tuple[str, str, dict[str, Any]]]:
+    """Sealed files from fixed keys, seed and nonces (``seal_with``; a node draws them fresh), each opened by
+    one reader's key."""
+    keys = [X25519PrivateKey.from_private_bytes(bytes([i]) * 32) for i in (1, 2, 3)]
+    readers = [reader_public(key) for key in keys[:2]]
+    base_digest = hashlib.sha256(b"base model").digest()
+    binding = update_metadata(TASK_ID, 0, _address("a1"), base_digest, 100)
+    plaintext = encode_update(_delta(np.arange(10) / 16), binding)
+    counter = iter(range(1, 1000))
+
+    def nonces(length: int) -> bytes:
+        return next(counter).to_bytes(length, "big")
+
+    sealed = seal_with(plaintext, readers, binding, bytes(range(32)), nonces)
+    expected = {**binding, "plaintext_digest": _hex(hashlib.sha256(plaintext).digest())}
+    tampered = bytearray(sealed)
+    tampered[-1] ^= 0x01
+
+    def case(file: bytes, key: int, **changes: str) -> dict[str, Any]:
+        return {
+            "file": _hex(file),
+            "reader_private_key": _hex(keys[key].private_bytes_raw()),
+            "readers": [_hex(r) for r in readers],
+            "expected_binding": {**expected, **changes},
+            "max_bytes": str(len(sealed) + 1),
+        }
+
+    return [
+        ("opens", "the second of two readers opens the file", case(sealed, 1)),
+        ("not_a_reader", "a key the file was not sealed to: not_a_reader", case(sealed, 2)),
+        ("tampered", "the last ciphertext byte flipped: undecryptable", case(bytes(tampered), 0)),
+        (
+            "digest_mismatch",
+            "the revealed digest is not the plaintext's: digest_mismatch",
+            case(sealed, 1, plaintext_digest=_hex(hashlib.sha256(b"other").digest())),
+        ),
+        ("wrong_binding", "revealed for round 1, bound to 0: wrong_binding", case(sealed, 0, round="1")),
+        ("not_sealed", "the plain update file: not_sealed", case(plaintext, 0)),
+    ]
+
+
 def cases() -> list[tuple[str, str, str, str, dict[str, Any]]]:
     """``(group, name, handler, description, input)`` for every vector."""
     result: list[tuple[str, str, str, str, dict[str, Any]]] = []
@@ -462,6 +597,41 @@ def cases() -> list[tuple[str, str, str, str, dict[str, Any]]]:
             {"spec": trimmed},
         )
     )
+    columns = _round_spec()
+    columns["data"] = {
+        "input_shape": [4],
+        "num_classes": 2,
+        "columns": {
+            "label": {"name": "diagnosis", "classes": ["malignant", "benign"]},
+            "features": [
+                {"name": "age", "type": "numeric", "mean": 52.5, "std": 11.25, "min": 0, "max": 120},
+                {"name": "radius", "type": "numeric", "mean": "1.4e1", "std": 3.5, "impute": 14},
+                {"name": "site", "type": "categorical", "categories": ["left", "right"]},
+            ],
+        },
+        "validation": {"held_out_digest": _held_out_digest()},
+    }
+    result.append(
+        (
+            "spec",
+            "columns",
+            "spec",
+            "a column contract for contributors' own CSV files (data.columns), defaults written out",
+            {"spec": columns},
+        )
+    )
+    declarative = _round_spec()
+    declarative["model"] = {"name": "layers", "layers": GRU_LAYERS}
+    declarative["limits"]["max_parameters"] = 1000
+    result.append(
+        (
+            "spec",
+            "declarative_model",
+            "spec",
+            "a model given by its layers (defaults written out) and a parameter bound",
+            {"spec": declarative},
+        )
+    )
     for name, model, shape, classes in [
         ("logistic", {"name": "logistic", "params": {}}, [30], 2),
         ("mlp", {"name": "mlp", "params": {"hidden": [64, 32]}}, [64], 10),
@@ -469,6 +639,9 @@ def cases() -> list[tuple[str, str, str, str, dict[str, Any]]]:
     ]:
         inp = {"model": model, "input_shape": shape, "num_classes": classes}
         result.append(("model_layout", name, "model_layout", f"tensor names of the {name} model", inp))
+    for name, layers, shape, classes, description in DECLARATIVE_MODELS:
+        inp = {"model": {"name": "layers", "layers": layers}, "input_shape": shape, "num_classes": classes}
+        result.append(("model_layout", name, "model_layout", f"tensor names of {description}", inp))
 
     tensors = _tensor_json(
         {"b": torch.tensor([1.5, -0.0, 3.0e-8]), "a.weight": torch.tensor([[0.1, 2.0], [-7.25, 65504.0]])}
@@ -620,6 +793,8 @@ def cases() -> list[tuple[str, str, str, str, dict[str, Any]]]:
         inp = dict(inp)
         inp.pop("description")
         result.append(("round", name, "round", description, inp))
+    for name, description, inp in _sealed_cases():
+        result.append(("sealed", name, "sealed", description, inp))
     return result
 
 

@@ -36,6 +36,16 @@ NETWORK = typer.Option(DEFAULT_PATH, "--network", help="Network config written b
 TASK = typer.Option(..., "--task", help="The task id.")
 FOLLOW = typer.Option(True, "--follow/--once", help="Keep acting on chain events until the task is done.")
 POLL = typer.Option(1.0, "--poll", help="Seconds between looks at the chain.")
+READER_KEY = typer.Option(
+    None,
+    "--reader-key",
+    help="Your reader key file (`cotrain reader-key`), for a task that seals its updates to its readers.",
+)
+LABEL_COLUMN = typer.Option(
+    None,
+    "--label-column",
+    help="Label column of a CSV file (default: label, or the one the task's data.columns names).",
+)
 STATE = typer.Option(
     DEFAULT_STATE_ROOT,
     "--state",
@@ -193,7 +203,7 @@ def task_post(
     held_out: Path = typer.Option(
         None, "--held-out", help="The held-out set validators must use: its digest is pinned in the spec."
     ),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV file."),
+    label_column: str | None = LABEL_COLUMN,
     network: Path = NETWORK,
 ):
     """Store the spec and initial model, escrow the budget and create the task; print its id."""
@@ -208,6 +218,61 @@ def task_post(
     task_id, spec = post_task(market, store, spec)
     console.print(f"posted task {task_id}: {spec.name}, {spec.rounds} rounds, budget {spec.budget_wei} wei")
     typer.echo(task_id)
+
+
+CONTRACT_HEADER = """\
+# The data block for {name}: replace the spec's data block with it, then post with
+# `cotrain task post SPEC --held-out FILE` to pin the held-out set. Numeric columns are
+# standardized with the pinned mean and std; add min and max to bound one (clip: true clips
+# rather than refuses) and impute: VALUE to fill its empty cells. Categorical columns are
+# one-hot (encoding: index makes one number of each); impute: CATEGORY fills their empty cells.
+"""
+
+
+@task_app.command("contract")
+def task_contract(
+    csv_path: Path = typer.Option(..., "--csv", help="A sample of the task's data: CSV with a header row."),
+    label: str = typer.Option(..., "--label", help="The label column."),
+    classes: str = typer.Option(
+        None,
+        "--classes",
+        help="Class names in index order, comma-separated (default: the labels present, sorted).",
+    ),
+    categorical: list[str] = typer.Option(
+        None, "--categorical", help="A column to treat as categorical though its values are numbers (repeat)."
+    ),
+    bounds: str = typer.Option(
+        "none",
+        "--bounds",
+        help="none, or refuse or clip: pin each numeric column's sample min and max, and refuse or clip "
+        "values outside them.",
+    ),
+) -> None:
+    """Print the spec's `data` block for a CSV sample: its column contract (each column's type and pinned
+    statistics, the label's classes) with the input shape and classes it gives."""
+    import yaml
+
+    from cotrain.learning.data_contract import fit_contract
+
+    contract = fit_contract(
+        csv_path,
+        label,
+        classes=None if classes is None else [name.strip() for name in classes.split(",")],
+        categorical=categorical or (),
+        bounds=bounds,
+    )
+    block = {
+        "data": {
+            "input_shape": [contract.width],
+            "num_classes": len(contract.label.classes),
+            "columns": contract.model_dump(mode="json", exclude_defaults=True),
+        }
+    }
+    typer.echo(
+        CONTRACT_HEADER.format(name=csv_path.name)
+        + yaml.safe_dump(block, sort_keys=False, default_flow_style=None, width=1000, allow_unicode=True),
+        nl=False,
+    )
 
 
 @task_app.command("status")
@@ -306,7 +371,7 @@ def status(
 def contribute(
     task: int = TASK,
     data: Path = typer.Option(..., "--data", help="Your private data: .npz, .csv or an image folder."),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV file."),
+    label_column: str | None = LABEL_COLUMN,
     state: Path = STATE,
     timings: Path = typer.Option(None, "--timings", help="Append per-round timings (JSON lines) here."),
     attack: str = typer.Option(
@@ -355,8 +420,9 @@ def contribute(
 def validate(
     task: int = TASK,
     data: Path = typer.Option(None, "--data", help="Held-out data (default: the spec's built-in split)."),
-    label_column: str = typer.Option("label", "--label-column", help="Label column of a CSV file."),
+    label_column: str | None = LABEL_COLUMN,
     timings: Path = typer.Option(None, "--timings", help="Append per-round timings (JSON lines) here."),
+    reader_key: Path = READER_KEY,
     state: Path = STATE,
     network: Path = NETWORK,
     follow: bool = FOLLOW,
@@ -380,7 +446,9 @@ def validate(
     view = TaskView(market, store, task)
     _node_state(view, state)  # held until this process ends
     held_out = _held_out(view.spec, data, label_column)
-    node = ValidatorNode(market, store, task, held_out, timings=Timings(timings))
+    node = ValidatorNode(
+        market, store, task, held_out, timings=Timings(timings), reader_key=_reader_key(reader_key)
+    )
     console.print(
         f"validating task {task} as {market.client.address} on {len(node.held_out)} held-out examples"
     )
@@ -414,7 +482,7 @@ def claim(task: int = TASK, network: Path = NETWORK, state: Path = STATE) -> Non
 def audit(
     task: int = TASK,
     data: Path = typer.Option(None, "--data", help="Held-out data (default: the spec's built-in split)."),
-    label_column: str = typer.Option("label", "--label-column"),
+    label_column: str | None = LABEL_COLUMN,
     json_path: Path = typer.Option(None, "--json", help="Write a JSON summary here."),
     html_path: Path = typer.Option(None, "--html", help="Write an HTML report with plots here."),
     challenge: bool = typer.Option(
@@ -422,9 +490,11 @@ def audit(
         "--challenge",
         help="Challenge the first failed round still open to challenge, with the task's bond.",
     ),
+    reader_key: Path = READER_KEY,
     network: Path = NETWORK,
 ) -> None:
-    """Rebuild the task's history from chain events, re-run every round and check every digest."""
+    """Rebuild the task's history from chain events, re-run every round and check every digest. A task
+    that seals its updates is re-run only with a reader key; without one, the public checks run."""
     from cotrain.roles.audit_report import audit_summary, print_audit, write_html
     from cotrain.roles.auditor import audit_task
     from cotrain.roles.task_view import TaskView
@@ -432,7 +502,7 @@ def audit(
     market, store = _connect(network, signed=challenge)
     market.require_task(task)
     view = TaskView(market, store, task)
-    rounds = audit_task(view, _held_out(view.spec, data, label_column))
+    rounds = audit_task(view, _held_out(view.spec, data, label_column), _reader_key(reader_key))
     print_audit(Console(), task, rounds)
     summary = audit_summary(task, rounds)
     if json_path:
@@ -476,8 +546,30 @@ def arbitrate(
     console.print(rule(TaskView(market, store, task), round_, winner), soft_wrap=True, markup=False)
 
 
-def _local_data(spec, path: Path, label_column: str):
-    """The data at ``path``, checked against the task's schema."""
+def _reader_key(path: Path | None):
+    """The reader key at ``path``, or None."""
+    from cotrain.privacy.sealed import load_reader_key
+
+    return None if path is None else load_reader_key(path)
+
+
+@app.command("reader-key")
+def reader_key_new(
+    path: Path = typer.Argument(..., help="Where to write the new private key (created with mode 0600)."),
+) -> None:
+    """Create a reader key for tasks that seal their updates; print its public key for the task spec's
+    ``privacy.readers``."""
+    from cotrain.privacy.sealed import generate_reader_key, reader_public_hex, save_reader_key
+
+    key = generate_reader_key()
+    saved = save_reader_key(path, key)
+    console.print(f"wrote a reader key to {saved}; give the task owner its public key:")
+    typer.echo(reader_public_hex(key))
+
+
+def _local_data(spec, path: Path, label_column: str | None):
+    """The data at ``path``, read through the task's column contract if it has one, checked against its
+    schema."""
     from cotrain.learning.local_data import load_local_data
 
     return load_local_data(
@@ -485,10 +577,11 @@ def _local_data(spec, path: Path, label_column: str):
         input_shape=tuple(spec.data.input_shape),
         num_classes=spec.data.num_classes,
         label_column=label_column,
+        contract=spec.data.columns,
     )
 
 
-def _held_out(spec, data: Path | None, label_column: str):
+def _held_out(spec, data: Path | None, label_column: str | None):
     """The validator's or auditor's held-out set: ``data``, or the spec's built-in split; refused unless it
     has the digest the spec pins."""
     from cotrain.protocol.task_model import builtin_split, check_held_out
@@ -503,7 +596,7 @@ def _held_out(spec, data: Path | None, label_column: str):
     return check_held_out(spec, split, f"the built-in {spec.data.builtin} split")
 
 
-def _pin_held_out(spec, data: Path, label_column: str):
+def _pin_held_out(spec, data: Path, label_column: str | None):
     """``spec`` pinning the held-out set at ``data`` (which must match a digest the spec already pins)."""
     from cotrain.learning.dataset_digest import dataset_digest
     from cotrain.protocol.task_model import check_held_out
@@ -532,9 +625,15 @@ def demo(
         "--attackers",
         help="Make the last contributors attackers, e.g. scaled:1,free_rider:1 (see docs/robustness.md).",
     ),
+    privacy: str = typer.Option(
+        "",
+        "--privacy",
+        help="encrypted (updates sealed to the validators and the arbiter), dp:EPS (DP-SGD within epsilon "
+        "EPS per contributor), or both[:EPS] (see docs/privacy.md).",
+    ),
 ) -> None:
     """Run a whole network on this machine, one process per participant: train, validate, claim, audit."""
-    from cotrain.demo import DemoSettings, parse_attackers, run_demo
+    from cotrain.demo import DemoSettings, parse_attackers, parse_privacy, run_demo
 
     settings = DemoSettings(
         contributors,
@@ -544,7 +643,9 @@ def demo(
         storage,
         directory,
         attackers=parse_attackers(attackers, contributors),
+        privacy=privacy,
     )
+    parse_privacy(privacy)  # a bad value is refused before anything starts
     out = Console()
     from cotrain.localnet import stop_signals_interrupt
 
@@ -638,7 +739,17 @@ def experiment_privacy(
 @experiment_app.command("robustness")
 def experiment_robustness(
     quick: bool = typer.Option(False, "--quick", help="A small grid (minutes) instead of the full one."),
-    out: Path = typer.Option(Path("reports/robustness"), "--out", help="Directory for the results."),
+    non_iid: bool = typer.Option(
+        False,
+        "--non-iid",
+        help="Instead of attacks: FedAvg against FedProx and server momentum, IID and Dirichlet(0.3), "
+        "no attackers; write JSON and a table.",
+    ),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        help="Directory for the results (default: reports/robustness, with --non-iid reports/non-iid).",
+    ),
     workers: int = typer.Option(1, "--workers", min=1, max=64, help="Cells run at once, in processes."),
     fresh: bool = typer.Option(False, "--fresh", help="Forget earlier results in --out instead of resuming."),
 ) -> None:
@@ -650,16 +761,22 @@ def experiment_robustness(
 
     from cotrain.experiments.robustness import (
         FULL_GRID,
+        NON_IID_GRID,
         QUICK_GRID,
+        QUICK_NON_IID_GRID,
         cell_key,
         load_results,
         run_grid,
+        write_non_iid_outputs,
         write_outputs,
     )
 
     # One thread: faster for these tiny models, and the per-cell results do not depend on the core count.
     torch.set_num_threads(1)
-    grid = QUICK_GRID if quick else FULL_GRID
+    grids = {False: (FULL_GRID, QUICK_GRID), True: (NON_IID_GRID, QUICK_NON_IID_GRID)}
+    grid = grids[non_iid][quick]
+    if out is None:
+        out = Path("reports/non-iid" if non_iid else "reports/robustness")
     runs = out / "runs.jsonl"
     if fresh and runs.exists():
         runs.unlink()
@@ -682,8 +799,8 @@ def experiment_robustness(
 
         progress.update(done, total)
         results = run_grid(grid, runs, workers=workers, on_result=report)
-    paths = write_outputs(results, grid, out)
+    paths = write_non_iid_outputs(results, grid, out) if non_iid else write_outputs(results, grid, out)
     console.print(f"{total} cells in {time.monotonic() - started:.0f} s")
     for path in paths.values():
         console.print(f"wrote {path}")
-    typer.echo(paths["headline"].read_text(encoding="utf-8"))
+    typer.echo(paths["table" if non_iid else "headline"].read_text(encoding="utf-8"))

@@ -7,16 +7,18 @@ settles; then an audit re-runs every round from chain events and storage alone.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_utils import to_checksum_address
 from rich.console import Console
 from rich.table import Table
@@ -26,6 +28,8 @@ from cotrain.errors import ConfigError, CotrainError
 from cotrain.learning.attacks import get_attack, live_attack_names
 from cotrain.learning.partition import partition_iid
 from cotrain.localnet import directory_lock, local_network
+from cotrain.privacy.dp import Mechanism, noise_for_epsilon
+from cotrain.privacy.sealed import generate_reader_key, reader_public_hex, save_reader_key
 from cotrain.progress import progress_reporter
 from cotrain.protocol.task_model import builtin_split
 from cotrain.protocol.task_spec import TaskSpec, load_spec, validate_spec
@@ -57,6 +61,7 @@ class DemoSettings:
     # Seconds of the validation deadline and of the challenge window (which must be at least as long): short,
     # so rounds finalize quickly, yet ample for validators that judge a round in a second or two.
     window_s: int = 10
+    privacy: str = ""  # "", "encrypted", "dp:EPS", "both" or "both:EPS" (see parse_privacy)
 
 
 def parse_attackers(text: str, contributors: int) -> tuple[str, ...]:
@@ -87,9 +92,71 @@ def parse_attackers(text: str, contributors: int) -> tuple[str, ...]:
     return tuple(names)
 
 
-def demo_spec(settings: DemoSettings, arbiter: str, validators: list[str]) -> TaskSpec:
+DEFAULT_DEMO_EPSILON = 8.0
+DEMO_DELTA = 1e-5
+DEMO_CLIP_NORM = 1.0
+DP_LR = 0.5
+
+
+def parse_privacy(text: str) -> tuple[bool, float | None]:
+    """Read ``--privacy`` into (sealed, max epsilon or None): ``encrypted``, ``dp:EPS``, ``both`` (epsilon
+    8) or ``both:EPS``; empty for public updates.
+
+    Raises
+    ------
+    ConfigError
+        For any other text, or an epsilon that is not a positive number.
+    """
+    if not text:
+        return False, None
+    kind, _, value = text.partition(":")
+    if kind == "encrypted" and not value:
+        return True, None
+    if kind in ("dp", "both") and (value or kind == "both"):
+        try:
+            epsilon = float(value) if value else DEFAULT_DEMO_EPSILON
+        except ValueError:
+            epsilon = -1.0
+        if not (0 < epsilon < float("inf")):
+            raise ConfigError(f"--privacy {text}: epsilon must be a positive number, e.g. dp:8")
+        return kind == "both", epsilon
+    raise ConfigError(f"--privacy must be encrypted, dp:EPS, both or both:EPS, not {text!r}")
+
+
+def demo_privacy(
+    spec: TaskSpec, readers: dict[str, str], epsilon: float | None, smallest_shard: int
+) -> dict | None:
+    """The ``privacy`` section of the demo spec: sealed to ``readers`` (account -> public key) when given,
+    and DP-SGD whose noise keeps a contributor with ``smallest_shard`` examples within ``epsilon`` over all
+    the task's rounds."""
+    section: dict = {}
+    if readers:
+        section["readers"] = [{"account": account, "key": key} for account, key in readers.items()]
+    if epsilon is not None:
+        batches = math.ceil(smallest_shard / spec.training.batch_size)
+        steps = spec.rounds * spec.training.local_epochs * batches
+        section["dp"] = {
+            "mechanism": "sample",
+            "noise_multiplier": noise_for_epsilon(
+                epsilon, DEMO_DELTA, lambda sigma: [Mechanism.sample(sigma, 1 / batches, steps)]
+            ),
+            "clip_norm": DEMO_CLIP_NORM,
+            "delta": DEMO_DELTA,
+            "max_epsilon": epsilon,
+        }
+    return section or None
+
+
+def demo_spec(
+    settings: DemoSettings,
+    arbiter: str,
+    validators: list[str],
+    readers: dict[str, str] | None = None,
+    smallest_shard: int = 1,
+) -> TaskSpec:
     """The built-in task for ``settings.dataset``, resized to the demo's participants and rounds, with
-    ``arbiter`` ruling on challenges (neither the account that posts it nor a validator)."""
+    ``arbiter`` ruling on challenges (neither the account that posts it nor a validator), and the privacy
+    ``settings.privacy`` asks for (``readers``: account -> reader public key)."""
     if settings.dataset not in DATASETS:
         raise ConfigError(f"--dataset must be one of {DATASETS}, not {settings.dataset!r}")
     data = load_spec(Path(str(files("cotrain.protocol") / "specs" / f"{settings.dataset}.yaml"))).model_dump(
@@ -102,6 +169,14 @@ def demo_spec(settings: DemoSettings, arbiter: str, validators: list[str]) -> Ta
     data["phases"].update(validation=settings.window_s, challenge=settings.window_s)
     if settings.local_epochs is not None:
         data["training"]["local_epochs"] = settings.local_epochs
+    sealed, epsilon = parse_privacy(settings.privacy)
+    if epsilon is not None:
+        # DP-SGD wants other settings than plain training: plain SGD on batches of a quarter of a shard, at a
+        # larger step (docs/privacy.md, accuracy against epsilon).
+        data["training"].update(optimizer="sgd", lr=DP_LR, batch_size=max(1, smallest_shard // 4))
+    if sealed or epsilon is not None:
+        resized = validate_spec(data, source=f"demo {settings.dataset} spec")
+        data["privacy"] = demo_privacy(resized, (readers or {}) if sealed else {}, epsilon, smallest_shard)
     return validate_spec(data, source=f"demo {settings.dataset} spec")
 
 
@@ -148,20 +223,32 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
         keys = net.anvil.private_keys  # anvil's public test keys, handed to each participant's process
 
         market, store = net.config.connect(owner)
-        spec = demo_spec(settings, arbiter.address, [s.address for s in validators])
+        train, held_out = builtin_split(
+            demo_spec(replace(settings, privacy=""), arbiter.address, [s.address for s in validators])
+        )
+        shards = partition_iid(len(train), n, 0)
+        sealed, _ = parse_privacy(settings.privacy)
+        reader_keys = _reader_keys(directory, arbiter.address, [s.address for s in validators], sealed)
+        readers = {account: reader_public_hex(key) for account, (key, _) in reader_keys.items()}
+        spec = demo_spec(
+            settings,
+            arbiter.address,
+            [s.address for s in validators],
+            readers,
+            min(len(part) for part in shards),
+        )
         task_id, spec = post_task(market, store, spec)
         console.print(
             f"posted task {task_id} ({spec.name}): {n} contributors, {v} validators (quorum "
             f"{spec.validators.quorum}), {spec.rounds} rounds, storage {settings.storage}"
         )
-        train, held_out = builtin_split(spec)
         network = str(directory / "network.json")
         common = ["--network", network, "--task", str(task_id), "--poll", str(settings.poll_s)]
         processes: dict[str, subprocess.Popen] = {}
         folders: dict[str, Path] = {}
         attacks = dict(enumerate(settings.attackers, start=n - len(settings.attackers)))
         roles: dict[str, str] = {}
-        for i, part in enumerate(partition_iid(len(train), n, 0)):
+        for i, part in enumerate(shards):
             folder = directory / f"contributor-{i}"
             folder.mkdir()
             shard = train.subset(part)
@@ -187,6 +274,7 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
         for i in range(v):
             folder = directory / f"validator-{i}"
             folders[f"validator-{i}"] = folder
+            key_file = reader_keys.get(validators[i].address, (None, None))[1]
             processes[f"validator-{i}"] = _spawn(
                 [
                     "validate",
@@ -195,6 +283,7 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
                     str(folder / "timings.jsonl"),
                     "--state",
                     str(folder / "state"),
+                    *(["--reader-key", str(key_file)] if key_file else []),
                 ],
                 keys[first_validator + i],
                 folder,
@@ -209,12 +298,39 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
         escrow = market.get_task(task_id).escrow
         if escrow:
             market.withdraw_refund(task_id)
-        audit = audit_task(TaskView(market, store, task_id), held_out)
+        view = TaskView(market, store, task_id)
+        # The arbiter, a reader, audits fully; anyone else can run only the public checks.
+        audit = audit_task(view, held_out, reader_keys.get(arbiter.address, (None, None))[0])
         summary = _summary(market, task_id, settings, audit, folders, time.monotonic() - started)
+        if sealed:
+            public = audit_summary(task_id, audit_task(view, held_out))
+            summary["public_audit"] = {
+                **{
+                    key: public[key]
+                    for key in ("rounds_passed", "rounds_failed", "public_checks", "needs_a_reader")
+                },
+                "problems": [problem for r in public["rounds"] for problem in r["problems"]],
+            }
         summary["contributor_results"] = _contributor_results(roles, audit, summary["rewards"])
         summary["market_balance_wei"] = str(market.client.w3.eth.get_balance(market.address))
     _print_summary(console, summary)
     return summary
+
+
+def _reader_keys(
+    directory: Path, arbiter: str, validators: list[str], sealed: bool
+) -> dict[str, tuple[X25519PrivateKey, Path]]:
+    """A fresh reader key for the arbiter and each validator (account -> key and its file) when the demo
+    seals its updates; none otherwise."""
+    if not sealed:
+        return {}
+    folder = directory / "reader-keys"
+    folder.mkdir()
+    keys = {}
+    for name, account in [("arbiter", arbiter), *((f"validator-{i}", a) for i, a in enumerate(validators))]:
+        key = generate_reader_key()
+        keys[account] = (key, save_reader_key(folder / f"{name}.pem", key))
+    return keys
 
 
 def _print_participants(
@@ -330,19 +446,25 @@ def _summary(
 
 
 def _contributor_results(roles: dict[str, str], audit: list, rewards: dict[str, str]) -> list[dict]:
-    """Per contributor: honest or its attack, the reason of each round's verdict, and the wei it claimed."""
+    """Per contributor: honest or its attack, the reason of each round's verdict, the wei it claimed and
+    (DP tasks) the epsilon its last update declared spent."""
     paid = {account.lower(): int(amount) for account, amount in rewards.items()}
     reasons: dict[str, list[str]] = {address: [] for address in roles}
+    spent: dict[str, str | None] = {address: None for address in roles}
     for r in audit:
-        judged = {u.contributor: u.reason.value for u in r.updates}
+        judged = {u.contributor: u for u in r.updates}
         for address in roles:
-            reasons[address].append(judged.get(address, "-"))
+            update = judged.get(address)
+            reasons[address].append("-" if update is None else update.reason.value)
+            if update is not None and update.epsilon is not None:
+                spent[address] = update.epsilon
     return [
         {
             "address": address,
             "role": role,
             "reasons": reasons[address],
             "reward_wei": str(paid.get(address, 0)),
+            "epsilon": spent[address],
         }
         for address, role in roles.items()
     ]
@@ -393,10 +515,19 @@ def _print_summary(console: Console, summary: dict) -> None:
     rewards.add_column("wei", justify="right")
     rewards.add_column("role")
     rewards.add_column("verdict per round")
+    with_dp = any(c["epsilon"] is not None for c in summary["contributor_results"])
+    if with_dp:
+        rewards.add_column("epsilon spent", justify="right")
     total = sum(int(c["reward_wei"]) for c in summary["contributor_results"]) or 1
     for c in summary["contributor_results"]:
         style = "green" if c["role"] == "honest" else "red"
-        rewards.add_row(c["address"], c["reward_wei"], f"[{style}]{c['role']}[/]", " ".join(c["reasons"]))
+        rewards.add_row(
+            c["address"],
+            c["reward_wei"],
+            f"[{style}]{c['role']}[/]",
+            " ".join(c["reasons"]),
+            *([c["epsilon"] or "-"] if with_dp else []),
+        )
     console.print(rewards)
     attacked = sum(int(c["reward_wei"]) for c in summary["contributor_results"] if c["role"] != "honest")
     if any(c["role"] != "honest" for c in summary["contributor_results"]):
@@ -406,3 +537,12 @@ def _print_summary(console: Console, summary: dict) -> None:
         f"audit: {audit['rounds_passed']} rounds passed, {audit['rounds_failed']} failed; "
         f"the market holds {summary['market_balance_wei']} wei; total {summary['total_s']} s"
     )
+    public = summary.get("public_audit")
+    if public:
+        console.print(
+            f"public audit (no reader key): {public['rounds_passed']} rounds passed, "
+            f"{public['rounds_failed']} failed; checked: {'; '.join(public['public_checks'])}; "
+            f"not checked: {'; '.join(public['needs_a_reader'])}"
+        )
+        for problem in public["problems"]:
+            console.print(f"public audit problem: {problem}", style="red")

@@ -23,21 +23,28 @@ allow, and subtracting reproduced noise would undo the protection.
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from opacus import PrivacyEngine
 from opacus.accountants import RDPAccountant
+from opacus.accountants.analysis import rdp as privacy_analysis
+from opacus.grad_sample import register_grad_sampler
+from opacus.grad_sample.embedding import compute_embedding_grad_sample
 from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from cotrain.errors import ConfigError
 from cotrain.learning.data import ArrayDataset
+from cotrain.learning.models import Position, TokenEmbedding
 from cotrain.learning.state import float32_state
 from cotrain.learning.training import (
     TrainResult,
@@ -49,6 +56,24 @@ from cotrain.learning.training import (
 )
 
 LEDGER_VERSION = 1
+
+
+# Per-example gradients for the two layers of cotrain.learning.models that hold parameters of their own and
+# are not one of Opacus's module types. (Its fallback, functorch's vmap, cannot run the embedding's id check.)
+@register_grad_sampler(TokenEmbedding)
+def _token_embedding_grad_sample(
+    layer: TokenEmbedding, activations: list[torch.Tensor], backprops: torch.Tensor
+) -> dict[nn.Parameter, torch.Tensor]:
+    # The layer's input is float32 ids (checked in its forward); Opacus's nn.Embedding sampler wants int64.
+    return compute_embedding_grad_sample(layer, [activations[0].long()], backprops)
+
+
+@register_grad_sampler(Position)
+def _position_grad_sample(
+    layer: Position, activations: list[torch.Tensor], backprops: torch.Tensor
+) -> dict[nn.Parameter, torch.Tensor]:
+    # y = x + weight: each example's gradient for the weight is its gradient for y, (B, T, F).
+    return {layer.weight: backprops} if layer.weight.requires_grad else {}
 
 
 def fresh_generator() -> torch.Generator:
@@ -155,16 +180,71 @@ def epsilon(mechanisms: list[Mechanism], delta: float) -> float:
     _check_delta(delta)
     if not mechanisms:
         return 0.0
-    accountant = RDPAccountant()
-    accountant.history = [(m.noise_multiplier, m.sample_rate, m.steps) for m in mechanisms]
-    return float(accountant.get_epsilon(delta))
+    # RDPAccountant.get_epsilon's arithmetic, with each mechanism's one-step RDP computed once: Opacus's
+    # fractional orders cost up to a few tenths of a second per (noise, rate), and the same ones come back
+    # (every round of a ledger, every step of a search for the noise that spends a budget).
+    rdp = sum([_rdp_of_one_step(m.noise_multiplier, m.sample_rate) * m.steps for m in mechanisms])
+    spent, _ = privacy_analysis.get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=delta)
+    return float(spent)
+
+
+@functools.lru_cache(maxsize=8192)
+def _rdp_of_one_step(noise_multiplier: float, sample_rate: float) -> np.ndarray:
+    rdp: np.ndarray = privacy_analysis.compute_rdp(
+        q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=RDPAccountant.DEFAULT_ALPHAS
+    )
+    rdp.setflags(write=False)
+    return rdp
+
+
+#: The noise multipliers :func:`noise_for_epsilon` chooses from: 0.2 to about 580, 1% apart.
+NOISE_LOWEST, NOISE_RATIO, NOISE_POINTS = 0.2, 1.01, 800
+
+
+def noise_for_epsilon(target: float, delta: float, schedule: Callable[[float], list[Mechanism]]) -> float:
+    """The smallest noise multiplier of the lattice ``NOISE_LOWEST * NOISE_RATIO**k`` (``k`` up to
+    ``NOISE_POINTS``) whose run ``schedule(noise_multiplier)`` spends at most ``target`` at ``delta`` (a
+    task's whole run: every round of every mechanism it spends).
+
+    A fixed lattice rather than a free bisection lets searches at one sampling rate share the accountant's
+    cached work; its 1% spacing puts the epsilon spent within about 1% below ``target``.
+
+    Raises
+    ------
+    ConfigError
+        If even the largest noise multiplier of the lattice spends more than ``target``.
+    """
+    _positive("target", target)
+
+    def noise(k: int) -> float:
+        return NOISE_LOWEST * NOISE_RATIO**k
+
+    def over(k: int) -> bool:
+        with warnings.catch_warnings():
+            # Opacus warns when a probe's optimal RDP order is at the end of its range: that probe's bound is
+            # loose, which only makes the search pick a little more noise.
+            warnings.simplefilter("ignore", UserWarning)
+            return epsilon(schedule(noise(k)), delta) > target
+
+    low, high = 0, NOISE_POINTS
+    if over(high):
+        raise ConfigError(f"no noise multiplier up to {noise(high):.0f} spends at most epsilon {target}")
+    if not over(low):
+        return noise(low)
+    while high - low > 1:  # over(low) and not over(high)
+        middle = (low + high) // 2
+        if over(middle):
+            low = middle
+        else:
+            high = middle
+    return noise(high)
 
 
 class PrivacyLedger:
     """The privacy one contributor has spent in one task: each round it trained and its mechanism.
 
-    A node checks :meth:`would_exceed` before training a round, refuses the round if it would pass the task's
-    maximum epsilon, and :meth:`record` s it once trained; :meth:`to_json` is what it journals.
+    A node checks :meth:`spent_with` the next round before training it, refuses the round if that passes the
+    task's maximum epsilon, and :meth:`record` s it once trained; :meth:`to_json` is what it journals.
     """
 
     def __init__(self, rounds: Mapping[int, Mechanism] | None = None) -> None:
@@ -189,11 +269,10 @@ class PrivacyLedger:
         """The epsilon at ``delta`` of all recorded rounds together."""
         return epsilon(list(self._rounds.values()), delta)
 
-    def would_exceed(self, budget_epsilon: float, delta: float, next_round_mechanism: Mechanism) -> bool:
-        """Whether training one more round with ``next_round_mechanism`` would take the epsilon at ``delta``
-        past ``budget_epsilon``."""
-        _positive("budget_epsilon", budget_epsilon)
-        return epsilon([*self._rounds.values(), next_round_mechanism], delta) > budget_epsilon
+    def spent_with(self, round_: int, mechanism: Mechanism, delta: float) -> float:
+        """The epsilon at ``delta`` once round ``round_`` is trained with ``mechanism`` too (a round already
+        recorded, retrained after a crash, counts once)."""
+        return epsilon(list({**self._rounds, round_: mechanism}.values()), delta)
 
     def to_json(self) -> dict[str, Any]:
         """The ledger as plain JSON values."""

@@ -24,18 +24,18 @@ re-encryption check). Without it a contributor could give different readers diff
 does not commit to its key, one ciphertext that opens to two plaintexts, and split the validators' verdicts.
 The seed is fresh per file, so sealing the same update twice gives unrelated bytes.
 
-:func:`open_sealed` raises :class:`SealedRejected` with one :class:`SealedReason`. The round record will map
-them as below (planned; ``round_record.py`` and the judge are not changed yet):
+:func:`open_sealed` raises :class:`SealedRejected` with one :class:`SealedReason`; validators give the update
+the record reason below (``roles/sealed_updates.py``, PROTOCOL.md section 6.6):
 
 ===================  =======================  =======  ====================================================
 SealedReason         record reason            slashed  why
 ===================  =======================  =======  ====================================================
-``not_sealed``       ``malformed``            yes      the bytes are pinned by the digest the contributor
-                                                       committed to; only it chose them
-``not_a_reader``     ``undecryptable`` (new)  yes      checked with ``readers=`` set to the task's list, a
+``not_sealed``       ``malformed``            yes      the bytes are pinned by the CID the contributor
+                                                       revealed; only it chose them
+``not_a_reader``     ``undecryptable``        yes      checked with ``readers=`` set to the task's list, a
                                                        public fact: every validator sees the same omission,
                                                        and leaving a reader out is the contributor's choice
-``undecryptable``    ``undecryptable`` (new)  yes      every reader checks every entry against the seed, so
+``undecryptable``    ``undecryptable``        yes      every reader checks every entry against the seed, so
                                                        all readers reach the same verdict; a contributor can
                                                        always make a file nobody opens, so it must cost the
                                                        stake as ``malformed`` does
@@ -54,7 +54,7 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -127,6 +127,11 @@ def _hkdf(secret: bytes, info: bytes, salt: bytes | None = None) -> bytes:
 
 def _public_bytes(key: X25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def sealed_limit(plaintext_limit: int) -> int:
+    """The largest sealed file of a plaintext of ``plaintext_limit`` bytes (the header at its largest)."""
+    return len(MAGIC) + _LENGTH_BYTES + MAX_HEADER_BYTES + plaintext_limit + _TAG_BYTES
 
 
 # --- reader keys -------------------------------------------------------------------------------------------
@@ -293,22 +298,36 @@ def seal(plaintext: bytes, readers: Sequence[bytes], binding: Mapping[str, str])
     ConfigError
         For a binding with other keys or non-string values, a bad readers list or a plaintext too large.
     """
+    return seal_with(plaintext, readers, binding, secrets.token_bytes(_KEY_BYTES), secrets.token_bytes)
+
+
+def seal_with(
+    plaintext: bytes,
+    readers: Sequence[bytes],
+    binding: Mapping[str, str],
+    seed: bytes,
+    nonces: Callable[[int], bytes],
+) -> bytes:
+    """:func:`seal` with the given ``seed`` and ``nonces`` (called with a length) instead of fresh random
+    ones: for the protocol's test vectors only. A seed used twice exposes both plaintexts to anyone who
+    learns it once; nodes call :func:`seal`."""
     if set(binding) != set(UPDATE_BINDING) or not all(isinstance(v, str) for v in binding.values()):
         raise ConfigError(f"binding must map exactly {', '.join(UPDATE_BINDING)} to strings")
     if len(plaintext) > _MAX_PLAINTEXT_BYTES:
         raise ConfigError(f"{len(plaintext)} bytes is too large to seal; the limit is {_MAX_PLAINTEXT_BYTES}")
+    if len(seed) != _KEY_BYTES:
+        raise ConfigError(f"a seed is {_KEY_BYTES} bytes")
     sorted_readers = _check_readers(readers)
-    seed = secrets.token_bytes(_KEY_BYTES)
     entries = []
     for reader in sorted_readers:
         try:
-            entry = _entry(seed, reader, secrets.token_bytes(_NONCE_BYTES))
+            entry = _entry(seed, reader, nonces(_NONCE_BYTES))
         except ValueError:
             raise ConfigError(
                 f"reader public key {_hex(reader)} is not a usable X25519 key; check the task's reader list"
             ) from None
         entries.append({name: _hex(value) for name, value in entry.items()})
-    nonce = secrets.token_bytes(_NONCE_BYTES)
+    nonce = nonces(_NONCE_BYTES)
     header = _canonical(
         {
             "binding": {**binding, "plaintext_digest": _hex(hashlib.sha256(plaintext).digest())},

@@ -26,6 +26,7 @@ from cotrain.learning.tensor_files import (
     decode_arrays,
     encode_model,
 )
+from cotrain.protocol.epsilon import EPSILON_KEY, parse_declared, within_budget
 from cotrain.protocol.rewards import allocate_rewards
 from cotrain.protocol.round_record import Reason, RoundRecord, UpdateEntry, format_micro, record_bytes
 from cotrain.protocol.screening import RoundPipeline
@@ -47,6 +48,18 @@ _REASONS = {
 # the round's consensus, and two honest parties can hold near-identical data; everything else is the
 # contributor's doing.
 NOT_SLASHED = frozenset({Reason.UNAVAILABLE, Reason.REDUNDANT, Reason.LOW_SCORE})
+
+
+class FileRejected(IntegrityError):
+    """Raised by a ``fetch`` to give an update a record reason itself (e.g. ``undecryptable`` for a sealed
+    file that does not open); ``reason`` is that reason."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"update file rejected ({reason.value}): {detail}")
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.reason, str(self)))
 
 
 @dataclass(frozen=True)
@@ -148,8 +161,15 @@ def judge(
     shapes = {name: tuple(np.asarray(array).shape) for name, array in base_arrays.items()}
     pipeline = RoundPipeline(spec.aggregation)
     verdicts: dict[str, Reason] = {}
+    declared: dict[str, str] = {}
     for update in sorted(updates, key=lambda u: u.contributor.lower()):
-        reason, arrays = _check(spec, task_id, round_, base, update, fetch, shapes)
+        reason, arrays, metadata = _check(spec, task_id, round_, base, update, fetch, shapes)
+        if spec.privacy is not None and spec.privacy.dp is not None and metadata is not None:
+            epsilon = metadata.get(EPSILON_KEY)
+            if parse_declared(epsilon) is not None:
+                declared[update.contributor.lower()] = str(epsilon)
+            if reason == Reason.OK and not within_budget(epsilon, spec.privacy.dp.max_epsilon):
+                reason, arrays = Reason.OVER_BUDGET, None
         if arrays is not None:
             try:
                 vector = quantize(flatten_arrays(arrays), scale_bits, width_bits)
@@ -190,6 +210,7 @@ def judge(
                     "weight": format_micro(judged.share if ok and judged is not None else 0),
                     "reward": rewards.get(who, 0),
                     "slash": 0 if ok or reason in NOT_SLASHED else spec.rewards.slash_rejected_wei,
+                    "epsilon": declared.get(who),
                 }
             )
         )
@@ -214,18 +235,21 @@ def _check(
     update: RevealedUpdate,
     fetch: Callable[[RevealedUpdate], bytes],
     shapes: Mapping[str, tuple[int, ...]],
-) -> tuple[Reason, dict[str, np.ndarray] | None]:
-    """The verdict on one update's file and, when it passes, its tensors."""
+) -> tuple[Reason, dict[str, np.ndarray] | None, Mapping[str, str] | None]:
+    """The verdict on one update's file and, when it decodes, its tensors (only if it passes) and
+    metadata."""
     try:
         data = fetch(update)
         arrays, metadata = decode_arrays(data, expected=shapes, max_bytes=spec.limits.max_update_bytes)
     except UpdateRejected as rejected:
-        return _REASONS[rejected.reason], None
+        return _REASONS[rejected.reason], None, None
+    except FileRejected as rejected:
+        return rejected.reason, None, None
     except IntegrityError:
-        return Reason.DIGEST_MISMATCH, None
+        return Reason.DIGEST_MISMATCH, None, None
     binding = update_metadata(task_id, round_, update.contributor, base.digest, update.samples)
     if not binding_matches(metadata, binding):
-        return Reason.WRONG_BINDING, None
+        return Reason.WRONG_BINDING, None, metadata
     if metadata.get("samples") != binding["samples"]:
-        return Reason.SAMPLES_MISMATCH, None
-    return Reason.OK, arrays
+        return Reason.SAMPLES_MISMATCH, None, metadata
+    return Reason.OK, arrays, metadata

@@ -35,13 +35,16 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     ValidationError,
     computed_field,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from cotrain.errors import IntegrityError
+from cotrain.protocol.epsilon import parse_declared
 from cotrain.protocol.merkle import Allocation
 from cotrain.protocol.rewards import rewards_root
 from cotrain.protocol.task_spec import (
@@ -72,6 +75,18 @@ _FIXED = re.compile(rf"-?(0|[1-9][0-9]*)\.[0-9]{{{FLOAT_PLACES}}}")
 _DIGITS = re.compile(r"[0-9]+")
 
 
+def _epsilon(value: str) -> str:
+    if parse_declared(value) is None:
+        raise ValueError(
+            f"{value!r} is not an epsilon: write a plain decimal without exponent or trailing zeros, e.g. 2.5"
+        )
+    return value
+
+
+#: A non-negative decimal as text, exactly as a contributor declared it (e.g. ``"2.5"``, never ``"2.50"``).
+Epsilon = Annotated[str, AfterValidator(_epsilon)]
+
+
 class Reason(str, Enum):
     """Why an update got its verdict. ``ok`` goes with ``accepted``, every other code with ``rejected``."""
 
@@ -90,6 +105,8 @@ class Reason(str, Enum):
     FREE_RIDER = "free_rider"  # no or negligible change: its norm is far below the round's median norm
     REDUNDANT = "redundant"  # as close to an earlier commit as honest updates never are: one voice
     LOW_SCORE = "low_score"  # its marginal value is below the spec's minimum score
+    UNDECRYPTABLE = "undecryptable"  # a sealed file that does not open to the task's readers as one plaintext
+    OVER_BUDGET = "over_budget"  # declares no epsilon, or more than the spec's privacy.dp.max_epsilon
 
 
 def format_fixed(value: float) -> str:
@@ -122,6 +139,15 @@ def format_micro(value: int) -> str:
     sign = "-" if value < 0 else ""
     whole, fraction = divmod(abs(value), 10**FLOAT_PLACES)
     return f"{sign}{whole}.{fraction:0{FLOAT_PLACES}d}"
+
+
+def parse_micro(text: str) -> int:
+    """The count of millionths a record's decimal string holds, e.g. ``"-0.707107" -> -707107``."""
+    if not _FIXED.fullmatch(text):
+        raise ValueError(f"{text!r} is not a decimal string with exactly {FLOAT_PLACES} places")
+    sign = -1 if text.startswith("-") else 1
+    whole, fraction = text.lstrip("-").split(".")
+    return sign * (int(whole) * 10**FLOAT_PLACES + int(fraction))
 
 
 def _fixed(value: Any) -> Any:
@@ -230,6 +256,16 @@ class UpdateEntry(_Strict):
     weight: NonNegativeFixed
     reward: Wei
     slash: Wei
+    # The epsilon the update's file declares its contributor has spent in the task, this round included;
+    # only in tasks with privacy.dp, and left out of the canonical JSON otherwise.
+    epsilon: Epsilon | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_epsilon(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("epsilon") is None:
+            data.pop("epsilon", None)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> UpdateEntry:

@@ -44,7 +44,7 @@ otherwise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,13 +125,12 @@ class RoundPipeline:
                 for c, share in zip(candidates, shares, strict=True)
             }
             return PipelineResult(judgements, self._streaming.mean())
-        counted = paid = {c.contributor: c.samples for c in candidates}
+        claimed = {c.contributor: c.samples for c in candidates}
+        counted, paid = claimed, paid_samples(self.aggregation, claimed)
         if self.aggregation.screening.enabled:
             reasons, scores, accepted, clip = self._screen(candidates)
-            claimed = list(counted.values())
-            cap = samples_cap(self.aggregation.screening.max_samples_ratio, claimed)
-            counted = {who: min(samples, cap) for who, samples in counted.items()}
-            paid = {who: min(samples, samples_cap(1, claimed)) for who, samples in paid.items()}
+            cap = samples_cap(self.aggregation.screening.max_samples_ratio, list(claimed.values()))
+            counted = {who: min(samples, cap) for who, samples in claimed.items()}
         else:
             reasons = {c.contributor: Reason.OK for c in candidates}
             scores = {c.contributor: MICRO for c in candidates}
@@ -372,6 +371,21 @@ def samples_cap(ratio: float, claimed: Sequence[int]) -> int:
     buys a bounded weight in the model and nothing in the reward beyond a typical contributor's.
     """
     return max(1, round_ratio_times(exact_ratio(ratio), median_int(claimed)))
+
+
+def paid_samples(aggregation: AggregationSpec, claimed: Mapping[str, int]) -> dict[str, int]:
+    """The sample count each candidate (an update that passed the integrity checks) is paid for: its claim,
+    capped at the median claim when screening is enabled."""
+    if not aggregation.screening.enabled:
+        return dict(claimed)
+    cap = samples_cap(1, list(claimed.values()))
+    return {who: min(samples, cap) for who, samples in claimed.items()}
+
+
+#: The reasons screening gives; an update with any other reason never reached it.
+SCREENED = frozenset(
+    {Reason.OK, Reason.DUPLICATE, Reason.OUTLIER, Reason.FREE_RIDER, Reason.REDUNDANT, Reason.LOW_SCORE}
+)
 
 
 def reward_weight(samples: int, score: int) -> int:

@@ -5,7 +5,9 @@ Every participant derives these from the spec alone, so contributors, validators
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,20 +15,21 @@ from torch import nn
 from cotrain.errors import ConfigError
 from cotrain.learning.data import ArrayDataset, check_schema, load_builtin, split_train_test
 from cotrain.learning.dataset_digest import dataset_digest
-from cotrain.learning.models import build_model
+from cotrain.learning.models import build_layers, build_model
 from cotrain.learning.state import model_state
 from cotrain.learning.training import TrainResult, train_local
+from cotrain.privacy.dp import DPTrainResult, Mechanism, clip_and_noise, fresh_generator, train_local_dp
 from cotrain.protocol.task_spec import TaskSpec
 
 
 def task_model(spec: TaskSpec) -> nn.Module:
-    """The spec's registry model, with the initial weights drawn from ``training.seed``."""
+    """The spec's model (its ``model.layers``, or the preset ``model.name``), with the initial weights drawn
+    from ``training.seed``."""
+    shape, classes, seed = tuple(spec.data.input_shape), spec.data.num_classes, spec.training.seed
+    if spec.model.layers is not None:
+        return build_layers(spec.model.layers, input_shape=shape, num_classes=classes, seed=seed)
     return build_model(
-        spec.model.name,
-        dict(spec.model.params),
-        input_shape=tuple(spec.data.input_shape),
-        num_classes=spec.data.num_classes,
-        seed=spec.training.seed,
+        spec.model.name, dict(spec.model.params), input_shape=shape, num_classes=classes, seed=seed
     )
 
 
@@ -44,18 +47,87 @@ def train_round(
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train on ``data`` as every contributor of the task does in ``round_``: the spec's model and
-    hyper-parameters, seeded with ``training.seed + round_``."""
+    hyper-parameters (FedProx's term when ``training.proximal_mu`` is set), seeded with
+    ``training.seed + round_``."""
+    model = task_model(spec)
     return train_local(
+        model,
+        base_state,
+        data,
+        **_hyperparameters(spec, round_),
+        proximal_mu=spec.training.proximal_mu or 0.0,
+        progress=progress,
+    )
+
+
+def _hyperparameters(spec: TaskSpec, round_: int) -> dict[str, Any]:
+    training = spec.training
+    return {
+        "epochs": training.local_epochs,
+        "batch_size": training.batch_size,
+        "lr": training.lr,
+        "optimizer": training.optimizer,
+        "seed": training.seed + round_,
+    }
+
+
+def round_mechanism(spec: TaskSpec, samples: int) -> Mechanism:
+    """The privacy mechanism one round of the task is for a contributor holding ``samples`` examples, as
+    Opacus's accountant counts it: "user" one Gaussian release; "sample" ``local_epochs * ceil(N / B)``
+    steps sampled at rate ``1 / ceil(N / B)``.
+
+    Raises
+    ------
+    ConfigError
+        If the spec has no ``privacy.dp`` or ``samples`` is below 1.
+    """
+    if spec.privacy is None or spec.privacy.dp is None:
+        raise ConfigError(f"task {spec.name!r} sets no privacy.dp")
+    if samples < 1:
+        raise ConfigError("a contributor needs at least one example")
+    dp = spec.privacy.dp
+    if dp.mechanism == "user":
+        return Mechanism.user(dp.noise_multiplier)
+    batches = math.ceil(samples / spec.training.batch_size)
+    return Mechanism.sample(dp.noise_multiplier, 1 / batches, spec.training.local_epochs * batches)
+
+
+def train_private_round(
+    spec: TaskSpec,
+    base_state: Mapping[str, torch.Tensor],
+    data: ArrayDataset,
+    round_: int,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> DPTrainResult:
+    """:func:`train_round` under the spec's ``privacy.dp``: DP-SGD (mechanism "sample") or the trained
+    update clipped and noised (mechanism "user"), with noise from the operating system's randomness.
+
+    Raises
+    ------
+    ConfigError
+        If the spec has no ``privacy.dp``, or as :func:`train_round`.
+    """
+    mechanism = round_mechanism(spec, len(data))
+    dp = spec.privacy.dp if spec.privacy is not None else None
+    assert dp is not None
+    if dp.mechanism == "user":
+        result = train_round(spec, base_state, data, round_, progress=progress)
+        noised = clip_and_noise(result.delta, dp.clip_norm, dp.noise_multiplier, fresh_generator())
+        return DPTrainResult(delta=noised, samples=result.samples, loss=result.loss, mechanism=mechanism)
+    trained, _ = train_local_dp(
         task_model(spec),
         base_state,
         data,
-        epochs=spec.training.local_epochs,
-        batch_size=spec.training.batch_size,
-        lr=spec.training.lr,
-        optimizer=spec.training.optimizer,
-        seed=spec.training.seed + round_,
+        **_hyperparameters(spec, round_),
+        noise_multiplier=dp.noise_multiplier,
+        max_grad_norm=dp.clip_norm,
+        delta=dp.delta,
         progress=progress,
     )
+    if trained.mechanism != mechanism:
+        raise ConfigError(f"DP-SGD ran {trained.mechanism}, not the accounted {mechanism}")
+    return trained
 
 
 def builtin_split(spec: TaskSpec) -> tuple[ArrayDataset, ArrayDataset]:
@@ -65,6 +137,8 @@ def builtin_split(spec: TaskSpec) -> tuple[ArrayDataset, ArrayDataset]:
     dataset = load_builtin(spec.data.builtin, flat=len(spec.data.input_shape) == 1)
     check_schema(dataset, input_shape=tuple(spec.data.input_shape), num_classes=spec.data.num_classes)
     split = spec.data.validation
+    # validate_spec requires both with a built-in data set.
+    assert split.test_fraction is not None and split.split_seed is not None
     return split_train_test(dataset, test_fraction=split.test_fraction, seed=split.split_seed)
 
 

@@ -40,10 +40,20 @@ from pydantic import (
 )
 
 from cotrain.errors import ConfigError, IntegrityError
+from cotrain.learning.data_contract import ColumnContract
+from cotrain.learning.layers import (
+    DEFAULT_MAX_PARAMETERS,
+    MAX_LAYERS,
+    MAX_PARAMETERS,
+    Layer,
+    parameter_count,
+    plan_model,
+)
 from cotrain.learning.rules import get_rule, rule_names
 from cotrain.learning.rules.params import float_from_text
 
-ModelName = Literal["logistic", "mlp", "cnn"]
+#: The presets, and "layers" for a model given as its list of layers.
+ModelName = Literal["logistic", "mlp", "cnn", "layers"]
 BuiltinDataset = Literal["digits", "breast_cancer"]
 Optimizer = Literal["sgd", "adam"]
 
@@ -85,6 +95,7 @@ ZERO_ADDRESS = "0x" + "00" * 20
 _DIGITS = re.compile(r"[0-9]+")
 _CID = re.compile(r"[\x21-\x7e]+")
 _HEX32 = re.compile(r"0x[0-9a-fA-F]{64}")
+_READER_KEY = _HEX32
 _PINNING_HELD_OUT = "pinning_held_out"  # the validation context's key for validate_spec's argument
 
 
@@ -207,52 +218,112 @@ class FileRef(_Strict):
 
 
 class ModelSpec(_Strict):
-    """Which built-in model architecture to train, with its constructor parameters (e.g. hidden sizes)."""
+    """The model to train: a preset (``logistic``, ``mlp``, ``cnn``) with its parameters (e.g. hidden sizes),
+    or ``name: layers`` with ``layers``, its allowlisted layers in order (:mod:`cotrain.learning.layers`).
+
+    ``layers`` is left out of the canonical JSON when unset, so preset specs keep their digests. Shapes and
+    sizes are checked against the data schema by :class:`TaskSpec`.
+    """
 
     name: ModelName
     params: JsonParams = Field(default_factory=dict)
+    layers: Annotated[list[Layer], Field(min_length=1, max_length=MAX_LAYERS)] | None = None
+
+    @model_validator(mode="after")
+    def _layers_iff_named(self) -> ModelSpec:
+        if self.name == "layers":
+            if self.layers is None:
+                raise ValueError("name 'layers' needs layers: the model's layers in order")
+            if self.params:
+                raise ValueError(
+                    "a model given by its layers takes no params; each layer holds its own fields"
+                )
+        elif self.layers is not None:
+            raise ValueError(
+                f"layers belong to name 'layers'; the preset {self.name!r} takes params only (drop layers, "
+                "or set name: layers)"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_preset_layers(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("layers") is None:
+            data.pop("layers", None)
+        return data
+
+
+def _omit_unset(data: dict[str, Any], *names: str) -> dict[str, Any]:
+    """``data`` without the ``names`` whose value is ``None``: fields added after specs were first posted
+    are left out of the canonical JSON when unset, so those specs keep their digest."""
+    for name in names:
+        if data.get(name) is None:
+            data.pop(name, None)
+    return data
 
 
 class ValidationSpec(_Strict):
     """How validators hold out data: a seeded split of the built-in set, identical on every validator, or
     the owner's held-out set pinned by ``held_out_digest``.
 
-    ``held_out_digest`` is the canonical digest of the held-out examples
-    (:func:`cotrain.learning.dataset_digest.dataset_digest`), which every validator and auditor checks before
-    using their set. A task without a built-in data set must give it; for a built-in set it is optional (the
-    split is pinned by ``split_seed`` and ``test_fraction``) and, when given, must be the split's digest. When
-    unset it is left out of the canonical JSON, so specs written before it existed keep their digest.
+    ``split_seed`` and ``test_fraction`` pin the split of a built-in set and are required with one; without
+    a built-in set they mean nothing and may be left out. ``held_out_digest`` is the canonical digest of the
+    held-out examples (:func:`cotrain.learning.dataset_digest.dataset_digest`), which every validator and
+    auditor checks before using their set. A task without a built-in data set must give it; for a built-in
+    set it is optional and, when given, must be the split's digest. Each of them is left out of the
+    canonical JSON when unset.
     """
 
-    split_seed: Uint32
-    test_fraction: Annotated[float, BeforeValidator(float_from_text), Field(gt=0, lt=1)]
+    split_seed: Uint32 | None = None
+    test_fraction: Annotated[float, BeforeValidator(float_from_text), Field(gt=0, lt=1)] | None = None
     held_out_digest: Digest | None = None
 
     @model_serializer(mode="wrap")
     def _omit_unpinned(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if data.get("held_out_digest") is None:
-            data.pop("held_out_digest", None)
-        return data
+        return _omit_unset(handler(self), "split_seed", "test_fraction", "held_out_digest")
 
 
 class DataSpec(_Strict):
-    """The data schema every contributor's local data must follow."""
+    """The data schema every contributor's local data must follow: the model's input shape and classes,
+    a built-in data set or, for contributors' own CSV files, a column contract (``columns``,
+    :class:`~cotrain.learning.data_contract.ColumnContract`), and the held-out set. ``columns`` is left out
+    of the canonical JSON when unset."""
 
     input_shape: Annotated[list[PositiveInt], Field(min_length=1)]
     num_classes: Annotated[int, Field(ge=2)]
     builtin: BuiltinDataset | None = None
-    validation: ValidationSpec
+    columns: ColumnContract | None = None
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+
+    @model_serializer(mode="wrap")
+    def _omit_no_contract(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _omit_unset(handler(self), "columns")
 
 
 class TrainingSpec(_Strict):
-    """Local training hyper-parameters, the same for every contributor."""
+    """Local training hyper-parameters, the same for every contributor.
+
+    ``proximal_mu`` turns local training into FedProx (Li et al. 2020, "Federated Optimization in
+    Heterogeneous Networks"): each contributor adds ``(mu / 2) * ||w - w_global||**2`` to its loss, which
+    keeps updates on skewed shards closer to the round's model. Validators compute nothing different. When
+    unset it is left out of the canonical JSON, so specs written before it existed keep their digest.
+    """
 
     local_epochs: PositiveUint32
     batch_size: PositiveUint32
     lr: Annotated[float, BeforeValidator(float_from_text), Field(gt=0, allow_inf_nan=False)]
     optimizer: Optimizer
     seed: Uint32
+    proximal_mu: (
+        Annotated[float, BeforeValidator(float_from_text), Field(ge=0, allow_inf_nan=False)] | None
+    ) = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("proximal_mu") is None:
+            data.pop("proximal_mu", None)
+        return data
 
 
 Fraction = Annotated[float, BeforeValidator(float_from_text), Field(ge=0, lt=1, allow_inf_nan=False)]
@@ -353,15 +424,87 @@ class ValidatorsSpec(_Strict):
 
 
 class LimitsSpec(_Strict):
-    """Resource limits validators enforce before parsing a file."""
+    """Resource limits: the size of an update file validators accept (checked before parsing it), and the
+    model's parameter count (checked when the spec is parsed).
+
+    ``max_parameters`` is left out of the canonical JSON when unset, so specs written before it existed keep
+    their digests; unset, a model given by its layers may hold at most ``DEFAULT_MAX_PARAMETERS``.
+    """
 
     max_update_bytes: PositiveInt
+    max_parameters: Annotated[int, Field(ge=1, le=MAX_PARAMETERS)] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unbounded(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("max_parameters") is None:
+            data.pop("max_parameters", None)
+        return data
 
 
 class RewardsSpec(_Strict):
     """Reward and penalty terms beyond the per-round budget split."""
 
     slash_rejected_wei: Wei
+
+
+def _reader_key(value: Any) -> Any:
+    if isinstance(value, str) and _READER_KEY.fullmatch(value):
+        return value.lower()
+    raise ValueError(f"{value!r} is not a reader public key: 0x and 64 hex digits (`cotrain reader-key`)")
+
+
+#: An X25519 public key as ``0x`` and 64 lower-case hex digits.
+ReaderKey = Annotated[str, BeforeValidator(_reader_key)]
+Positive = Annotated[float, BeforeValidator(float_from_text), Field(gt=0, allow_inf_nan=False)]
+
+
+class ReaderSpec(_Strict):
+    """An account that may read the task's sealed updates, and the encryption key they are sealed to."""
+
+    account: Address
+    key: ReaderKey
+
+
+class DPSpec(_Strict):
+    """Differential privacy every contributor applies to its own update (docs/privacy.md).
+
+    ``mechanism`` "user" clips the whole update to L2 norm ``clip_norm`` and adds Gaussian noise of standard
+    deviation ``noise_multiplier * clip_norm``; "sample" is DP-SGD (Opacus) with per-example gradients
+    clipped to ``clip_norm``. ``max_epsilon`` is what a contributor may spend over the whole task, at
+    ``delta``, as Opacus's RDP accountant composes its rounds.
+    """
+
+    mechanism: Literal["user", "sample"]
+    noise_multiplier: Positive
+    clip_norm: Positive
+    delta: Annotated[float, BeforeValidator(float_from_text), Field(gt=0, lt=1)]
+    max_epsilon: Positive
+
+
+class PrivacySpec(_Strict):
+    """Who may read updates (``readers``: sealed updates; ``None``: public) and the differential privacy
+    contributors apply (``dp``). Every validator and the arbiter must be readers, or they cannot judge."""
+
+    readers: Annotated[list[ReaderSpec], Field(min_length=1, max_length=64)] | None = None
+    dp: DPSpec | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PrivacySpec:
+        if self.readers is None and self.dp is None:
+            raise ValueError("give readers (sealed updates), dp (differential privacy) or both")
+        keys = [reader.key for reader in self.readers or []]
+        accounts = [reader.account for reader in self.readers or []]
+        for name, values in (("key", keys), ("account", accounts)):
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:
+                raise ValueError(f"readers: {name} {twice[0]} is listed twice; name each reader once")
+        return self
+
+    @property
+    def sealed(self) -> bool:
+        """Whether updates are sealed to the readers."""
+        return self.readers is not None
 
 
 #: Version 2: the exact integer consensus core (``aggregation.number_format``; no ``max_loss_increase``).
@@ -393,6 +536,15 @@ class TaskSpec(_Strict):
     budget_wei: Wei
     limits: LimitsSpec
     rewards: RewardsSpec
+    # Left out of the canonical JSON when unset, so public tasks keep the digests they had before it existed.
+    privacy: PrivacySpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_public(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("privacy") is None:
+            data.pop("privacy", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -473,6 +625,7 @@ class TaskSpec(_Strict):
                 "data.validation.held_out_digest: required when data.builtin is null (every validator must "
                 "use the same held-out set); `cotrain task post --held-out FILE` computes it"
             )
+        problems += _data_problems(self.data)
         if builtin is not None:
             features, classes = BUILTIN_SHAPES[builtin]
             if math.prod(self.data.input_shape) != features:
@@ -485,10 +638,88 @@ class TaskSpec(_Strict):
                     f"data.num_classes ({self.data.num_classes}) must be {classes} "
                     f"for data.builtin {builtin!r}"
                 )
+        dp = self.privacy.dp if self.privacy is not None else None
+        if dp is not None and dp.mechanism == "sample" and self.training.proximal_mu:
+            problems.append(
+                "training.proximal_mu: FedProx is not implemented with DP-SGD (privacy.dp.mechanism "
+                "'sample'); leave it out, or use mechanism 'user'"
+            )
+        problems += self._model_problems()
+        if self.privacy is not None and self.privacy.readers is not None:
+            readers = {reader.account for reader in self.privacy.readers}
+            for role, account in [("validator", a) for a in self.validators.addresses] + [
+                ("arbiter", self.arbiter)
+            ]:
+                if account not in readers:
+                    problems.append(
+                        f"privacy.readers: the {role} {account} is not a reader, so it could not open the "
+                        "sealed updates it must judge; add it with its key"
+                    )
         if problems:
             # One bullet per problem in format_errors' output.
             raise ValueError("\n  - ".join(problems))
         return self
+
+    def _model_problems(self) -> list[str]:
+        """The model against the data schema and the limits: shapes, parameter count, update size."""
+        model = self.model
+        try:
+            plans = plan_model(
+                model.name, model.params, model.layers, self.data.input_shape, self.data.num_classes
+            )
+        except ConfigError as exc:
+            return [str(exc)]
+        count = parameter_count(plans)
+        declared = model.layers is not None
+        limit = self.limits.max_parameters
+        problems = []
+        if limit is not None and count > limit:
+            problems.append(f"model: {count} parameters, more than limits.max_parameters ({limit})")
+        elif limit is None and declared and count > DEFAULT_MAX_PARAMETERS:
+            problems.append(
+                f"model: {count} parameters, more than the {DEFAULT_MAX_PARAMETERS} a model given by its "
+                f"layers may hold unless limits.max_parameters allows more (at most {MAX_PARAMETERS})"
+            )
+        # Presets are spared this check: specs posted before it existed must still parse.
+        if declared and 4 * count > self.limits.max_update_bytes:
+            problems.append(
+                f"model: {count} float32 parameters make every update at least {4 * count} bytes, more "
+                f"than limits.max_update_bytes ({self.limits.max_update_bytes}), so validators would refuse "
+                "them all"
+            )
+        return problems
+
+
+def _data_problems(data: DataSpec) -> list[str]:
+    """What in ``data`` contradicts itself: a split without its parameters, a contract beside a built-in
+    set, or a contract whose features or classes are not the model's."""
+    problems = []
+    if data.builtin is not None:
+        for name in ("split_seed", "test_fraction"):
+            if getattr(data.validation, name) is None:
+                problems.append(
+                    f"data.validation.{name}: required when data.builtin is set (it pins the held-out split)"
+                )
+    contract = data.columns
+    if contract is None:
+        return problems
+    if data.builtin is not None:
+        problems.append(
+            f"data.columns: a column contract describes contributors' own CSV files, but data.builtin "
+            f"{data.builtin!r} has its own preprocessing; set data.builtin to null or drop data.columns"
+        )
+    size = math.prod(data.input_shape)
+    if contract.width != size:
+        problems.append(
+            f"data.columns: the contract's columns make {contract.width} features, but data.input_shape "
+            f"{data.input_shape} holds {size} values (a one-hot column makes one per category)"
+        )
+    if len(contract.label.classes) != data.num_classes:
+        problems.append(
+            f"data.columns.label.classes: {len(contract.label.classes)} classes, but data.num_classes is "
+            f"{data.num_classes}"
+        )
+    return problems
 
 
 def validate_spec(data: Any, *, source: str = "task spec", pinning_held_out: bool = False) -> TaskSpec:
@@ -557,8 +788,9 @@ def spec_bytes(spec: TaskSpec) -> bytes:
     """Return the canonical JSON of ``spec``: the file stored on the network and hashed on chain.
 
     Keys are sorted, there is no whitespace, text is UTF-8, optional fields are written out (``null``
-    when unset) except ``data.validation.held_out_digest``, which is left out when unset, and wei amounts
-    and digests are strings (decimal and ``0x``-prefixed lowercase hex).
+    when unset) except ``data.columns``, ``data.validation``'s fields, ``training.proximal_mu``,
+    ``privacy``, ``model.layers`` and ``limits.max_parameters``, which are left out when unset, and wei
+    amounts and digests are strings (decimal and ``0x``-prefixed lowercase hex).
     """
     return canonical_json(spec.model_dump(mode="json"))
 
@@ -696,9 +928,16 @@ def _fields_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
     """The field names of the model found at ``loc`` inside ``model``, or ``[]`` when there is none."""
     current: Any = model
     for part in loc:
+        while get_origin(current) is Annotated:
+            current = get_args(current)[0]
         if isinstance(part, int):
             items = get_args(current) if get_origin(current) is list else ()
             current = items[0] if items else None
+            continue
+        if get_origin(current) in (Union, types.UnionType):
+            # A discriminated union (data.columns.features, model.layers): pydantic names a member by tag.
+            tagged = [arg for arg in get_args(current) if _is_model(arg) and _has_tag(arg, part)]
+            current = tagged[0] if tagged else None
             continue
         if not (_is_model(current) and part in current.model_fields):
             return []
@@ -707,6 +946,14 @@ def _fields_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
             members = [arg for arg in get_args(current) if arg is not type(None)]
             current = members[0] if len(members) == 1 else None
     return list(current.model_fields) if _is_model(current) else []
+
+
+def _has_tag(model: type[BaseModel], tag: str | int) -> bool:
+    """Whether a field of ``model`` is the literal ``tag`` (the discriminator of a union's member)."""
+    return any(
+        get_origin(field.annotation) is Literal and get_args(field.annotation) == (tag,)
+        for field in model.model_fields.values()
+    )
 
 
 def _is_model(value: Any) -> bool:

@@ -26,6 +26,7 @@ from cotrain.consensus.fixed_point import NUMBER_FORMATS, FixedPointOverflow, qu
 from cotrain.errors import IntegrityError
 from cotrain.learning.data import ArrayDataset, load_builtin, split_train_test
 from cotrain.learning.dataset_digest import dataset_bytes, dataset_digest
+from cotrain.learning.layers import plan_model, tensor_layout
 from cotrain.learning.rules import get_rule
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected, decode_arrays, encode_update
 from cotrain.protocol.commitment import update_commitment
@@ -36,6 +37,7 @@ from cotrain.protocol.round_record import format_fixed, record_bytes
 from cotrain.protocol.screening import leave_one_out_spread, marginal_scores, peeled_scores
 from cotrain.protocol.task_spec import (
     FileRef,
+    ModelSpec,
     spec_bytes,
     spec_digest,
     task_params,
@@ -108,18 +110,14 @@ def spec_handler(inp: Json) -> Json:
 
 
 def model_layout_handler(inp: Json) -> Json:
-    """A built-in model's tensor names and shapes, in file (sorted-name) order."""
-    from cotrain.learning.models import build_model  # torch: only this handler needs it
-    from cotrain.learning.state import layout
+    """A spec's model (a preset or its layers) as tensor names and shapes, in file (sorted-name) order.
 
-    model = build_model(
-        inp["model"]["name"],
-        inp["model"]["params"],
-        input_shape=tuple(inp["input_shape"]),
-        num_classes=inp["num_classes"],
-        seed=0,
-    )
-    return {"tensors": [[name, list(shape)] for name, (shape, _) in layout(model.state_dict()).items()]}
+    Computed from the layer list alone, without torch; tests/node/learning checks that the torch model has
+    exactly this ``state_dict`` layout.
+    """
+    model = ModelSpec.model_validate(inp["model"])
+    plans = plan_model(model.name, model.params, model.layers, inp["input_shape"], inp["num_classes"])
+    return {"tensors": [[name, list(shape)] for name, shape in tensor_layout(plans)]}
 
 
 def update_file_handler(inp: Json) -> Json:
@@ -267,6 +265,7 @@ def builtin_split_handler(inp: Json) -> Json:
     data = load_builtin(spec.data.builtin, flat=len(spec.data.input_shape) == 1)
     rows = np.arange(len(data), dtype=np.float32).reshape(-1, 1)
     split = spec.data.validation
+    assert split.test_fraction is not None and split.split_seed is not None
     _, test = split_train_test(
         ArrayDataset(rows, data.labels, data.classes),
         test_fraction=split.test_fraction,
@@ -344,6 +343,27 @@ def round_handler(inp: Json) -> Json:
     }
 
 
+def sealed_handler(inp: Json) -> Json:
+    """Open a sealed update file with one reader's private key (PROTOCOL.md section 6.6): the plaintext and
+    its sha256, or the first check that refuses it."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from cotrain.privacy.sealed import SealedRejected, open_sealed
+
+    key = X25519PrivateKey.from_private_bytes(_bytes(inp["reader_private_key"]))
+    try:
+        plaintext = open_sealed(
+            _bytes(inp["file"]),
+            key,
+            inp["expected_binding"],
+            int(inp["max_bytes"]),
+            readers=[_bytes(reader) for reader in inp["readers"]],
+        )
+    except SealedRejected as rejected:
+        return {"reason": rejected.reason.value}
+    return {"plaintext": _hex(plaintext), "plaintext_sha256": _hex(hashlib.sha256(plaintext).digest())}
+
+
 HANDLERS: dict[str, Callable[[Json], Json]] = {
     "spec": spec_handler,
     "model_layout": model_layout_handler,
@@ -362,15 +382,16 @@ HANDLERS: dict[str, Callable[[Json], Json]] = {
     "builtin_split": builtin_split_handler,
     "dataset_digest": dataset_digest_handler,
     "round": round_handler,
+    "sealed": sealed_handler,
 }
 
 #: Output fields that depend on numpy's kernels, by handler: compared separately. The built-in split's digest
 #: follows numpy's standardization.
 MACHINE_DEPENDENT: dict[str, tuple[str, ...]] = {"builtin_split": ("held_out_digest",)}
 
-#: Handlers that need torch or scikit-learn (a built-in model, a bundled data set); every other handler runs
-#: on the consensus core's dependencies alone (``scripts/check_vectors.py`` runs those under another Python).
-NEEDS_LEARNING_STACK = frozenset({"model_layout", "builtin_split"})
+#: Handlers that need torch or scikit-learn (a bundled data set); every other handler runs on the consensus
+#: core's dependencies alone (``scripts/check_vectors.py`` runs those under another Python).
+NEEDS_LEARNING_STACK = frozenset({"builtin_split"})
 
 
 def run_vector(vector: Mapping[str, Any]) -> Json:

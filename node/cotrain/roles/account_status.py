@@ -65,6 +65,9 @@ class RoundResult:
     forfeited_wei : int
         Stake the market took because the account's commitment of this round was never revealed
         (``CommitmentForfeited``).
+    epsilon : str or None
+        In a task with differential privacy: the epsilon the account's update of this round declared it had
+        spent in the task (from the accepted record), else None.
     """
 
     round: int
@@ -78,6 +81,7 @@ class RoundResult:
     claimed: bool
     claimable_wei: int
     forfeited_wei: int = 0
+    epsilon: str | None = None
 
     @property
     def claimed_wei(self) -> int:
@@ -243,6 +247,7 @@ def round_result(view: TaskView, round_: int, account: str) -> RoundResult:
         claimed=claimed,
         claimable_wei=reward_wei if finalized and not claimed else 0,
         forfeited_wei=forfeited,
+        epsilon=entry.epsilon if entry is not None else None,
     )
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from cotrain.roles.auditor import RoundAudit
+from cotrain.roles.public_audit import NEEDS_A_READER, PUBLIC_CHECKS
 from rich.console import Console
 from rich.table import Table
 
@@ -23,9 +24,11 @@ ADVISORY_NOTE = (
 
 
 def print_audit(console: Console, task_id: int, rounds: list[RoundAudit]) -> None:
-    """Print one row per round: status, verdict counts, advisory accuracy, PASS/FAIL and what differed."""
+    """Print one row per round: status, verdict counts, advisory accuracy, PASS/FAIL and what differed;
+    then each update's verdict (with its declared epsilon in a DP task) and, for sealed rounds audited
+    without a reader key, what was and was not checked."""
     table = Table(title=f"audit of task {task_id}", caption=ADVISORY_NOTE)
-    for column in ("round", "status", "accepted", "rejected", "accuracy*", "audit", "problems"):
+    for column in ("round", "status", "accepted", "rejected", "accuracy*", "audit", "scope", "problems"):
         table.add_column(column)
     for r in rounds:
         style = {True: "green", False: "bold red", None: "dim"}[r.passed]
@@ -36,11 +39,14 @@ def print_audit(console: Console, task_id: int, rounds: list[RoundAudit]) -> Non
             str(r.rejected),
             "-" if r.accuracy is None else f"{r.accuracy:.4f}",
             f"[{style}]{_verdict(r)}[/]",
+            r.scope,
             "; ".join(r.problems),
         )
     console.print(table)
+    with_dp = any(u.epsilon is not None for r in rounds for u in r.updates)
     updates = Table(title="verdicts and rewards per update")
-    for column in ("round", "contributor", "verdict", "reason", "score", "reward (wei)", "slash (wei)"):
+    columns = ["round", "contributor", "verdict", "reason", "score", "reward (wei)", "slash (wei)"]
+    for column in columns + (["epsilon spent"] if with_dp else []):
         updates.add_column(column)
     for r in rounds:
         for u in r.updates:
@@ -53,9 +59,18 @@ def print_audit(console: Console, task_id: int, rounds: list[RoundAudit]) -> Non
                 u.score,
                 str(u.reward),
                 str(u.slash),
+                *([u.epsilon or "-"] if with_dp else []),
             )
     if updates.row_count:
         console.print(updates)
+    if any(r.scope == "public" for r in rounds):
+        console.print(
+            "sealed updates, audited without a reader key: checked "
+            + "; ".join(PUBLIC_CHECKS)
+            + ". Not checked (needs a reader key): "
+            + "; ".join(NEEDS_A_READER)
+            + "."
+        )
 
 
 def _update_rows(audit: RoundAudit) -> list[dict]:
@@ -68,6 +83,7 @@ def _update_rows(audit: RoundAudit) -> list[dict]:
             "weight": u.weight,
             "reward": str(u.reward),
             "slash": str(u.slash),
+            **({} if u.epsilon is None else {"epsilon": u.epsilon}),  # only in tasks with privacy.dp
         }
         for u in audit.updates
     ]
@@ -89,6 +105,7 @@ def audit_summary(task_id: int, rounds: list[RoundAudit]) -> dict:
                 "round": r.round,
                 "status": r.status,
                 "audit": _verdict(r),
+                "scope": r.scope,
                 "problems": r.problems,
                 "accuracy": r.accuracy,
                 "loss": r.loss,
@@ -101,6 +118,8 @@ def audit_summary(task_id: int, rounds: list[RoundAudit]) -> dict:
             for r in rounds
         ],
         "rewards": {a: str(v) for a, v in sorted(rewards.items())},
+        "public_checks": list(PUBLIC_CHECKS) if any(r.scope == "public" for r in rounds) else [],
+        "needs_a_reader": list(NEEDS_A_READER) if any(r.scope == "public" for r in rounds) else [],
     }
 
 

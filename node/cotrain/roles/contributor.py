@@ -16,6 +16,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 from cotrain.chain.client import ContractRevert
@@ -34,10 +35,13 @@ from cotrain.errors import ConfigError, NodeStateError
 from cotrain.learning.attacks import Attack
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.tensor_files import encode_update
+from cotrain.privacy.dp import PrivacyLedger
+from cotrain.privacy.sealed import parse_reader_public, seal
 from cotrain.protocol.commitment import new_salt, update_commitment
+from cotrain.protocol.epsilon import EPSILON_KEY, declare, within_budget
 from cotrain.protocol.rewards import allocation_proof
 from cotrain.protocol.round_judge import flatten_arrays
-from cotrain.protocol.task_model import train_round
+from cotrain.protocol.task_model import round_mechanism, train_private_round, train_round
 from cotrain.protocol.update_binding import update_metadata
 from cotrain.roles.account_status import FORFEITED_VERDICT, describe, round_result, task_standing
 from cotrain.roles.journal import Journal
@@ -48,6 +52,7 @@ from cotrain.storage.base import ContentStore
 
 log = logging.getLogger(__name__)
 EMPTY = bytes(32)
+LEDGER_KEY = "privacy-ledger"  # the journal entry of the privacy this account spent in the task
 WAITING_NOTE_S = 15.0  # how often a node waiting on a phase says so
 
 
@@ -89,6 +94,7 @@ class ContributorNode:
         self._waiting_noted: tuple[int, float] | None = None  # (round, when) of the last "waiting" line
         self._reported: set[int] = set()  # rounds whose outcome the log already tells
         self._forfeits_noted: set[int] = set()  # rounds whose forfeited stake the log already tells
+        self._over_budget_noted: set[int] = set()  # rounds the privacy budget kept this node out of
 
     def step(self) -> bool:
         """Do what the task's state calls for now; return True once there is nothing left to do."""
@@ -203,7 +209,12 @@ class ContributorNode:
     # ---------------------------------------------------------------- one round
 
     def _commit(self, round_: int) -> None:
-        entry = self._journaled(round_) or self._prepare(round_)
+        entry = self._journaled(round_)
+        if entry is None:
+            declared = self._privacy_check(round_)
+            if declared is False:
+                return
+            entry = self._prepare(round_, declared)
         commitment = update_commitment(
             self.address, self.task_id, round_, bytes.fromhex(entry["digest"]), bytes.fromhex(entry["salt"])
         )
@@ -221,8 +232,41 @@ class ContributorNode:
                 revert.arguments.get("round"),
             )
 
-    def _prepare(self, round_: int) -> dict:
-        """Train on the round's base model, store the update and journal it before anything is sent."""
+    def _privacy_check(self, round_: int) -> str | Literal[False] | None:
+        """For a task with ``privacy.dp``: the epsilon this account will have spent once it sends this
+        round's update (as its file declares it), or False, said once per round, when that would pass the
+        task's ``max_epsilon``. None for a task without DP."""
+        spec = self.view.spec
+        dp = spec.privacy.dp if spec.privacy is not None else None
+        if dp is None:
+            return None
+        if self.data is None:
+            raise ConfigError("this contributor has no training data")
+        ledger = self._ledger()
+        declared = declare(ledger.spent_with(round_, round_mechanism(spec, len(self.data)), dp.delta))
+        if within_budget(declared, dp.max_epsilon):
+            return declared
+        if round_ not in self._over_budget_noted:
+            self._over_budget_noted.add(round_)
+            log.warning(
+                "round %d: not contributing: this round would take the privacy this account spent in task %d "
+                "to epsilon %s at delta %g, past the task's max_epsilon %g (spent so far: %s)",
+                round_,
+                self.task_id,
+                declared,
+                dp.delta,
+                dp.max_epsilon,
+                declare(ledger.spent(dp.delta)),
+            )
+        return False
+
+    def _ledger(self) -> PrivacyLedger:
+        stored = self.journal.get(LEDGER_KEY)
+        return PrivacyLedger() if stored is None else PrivacyLedger.from_json(stored)
+
+    def _prepare(self, round_: int, declared: str | None) -> dict:
+        """Train on the round's base model, store the update and journal it before anything is sent; under
+        ``privacy.dp`` the round enters the privacy ledger before the update is stored."""
         if self.data is None:
             raise ConfigError("this contributor has no training data")
         spec = self.view.spec
@@ -233,7 +277,14 @@ class ContributorNode:
         if self.attack is not None and self.attack.poison is not None:
             data = self.attack.poison(data)
         with self.timings.measure(round_, "training"):
-            result = train_round(spec, base_state, data, round_, progress=self.progress)
+            if declared is None:
+                result = train_round(spec, base_state, data, round_, progress=self.progress)
+            else:
+                result = train_private_round(spec, base_state, data, round_, progress=self.progress)
+                ledger = self._ledger()
+                if round_ not in ledger.rounds:  # a round retrained after a crash spends it once
+                    ledger.record(round_, result.mechanism)
+                    self.journal.put(LEDGER_KEY, ledger.to_json())
         delta = result.delta
         if self.attack is not None:
             rng = np.random.default_rng([spec.training.seed, round_, int(self.address, 16)])
@@ -245,9 +296,13 @@ class ContributorNode:
             check_update_fits(delta, spec.aggregation.number_format)
         samples = result.samples * (self.attack.claims if self.attack is not None else 1)
         metadata = update_metadata(self.task_id, round_, self.address, base.digest, samples)
-        update = encode_update(delta, metadata)
+        update = encode_update(delta, metadata if declared is None else {**metadata, EPSILON_KEY: declared})
+        stored = update
+        if spec.privacy is not None and spec.privacy.readers is not None:
+            readers = [parse_reader_public(reader.key) for reader in spec.privacy.readers]
+            stored = seal(update, readers, metadata)
         with self.timings.measure(round_, "storage"):
-            cid = self.store.add(update)
+            cid = self.store.add(stored)
         entry = {
             "task": self.task_id,
             "round": round_,
@@ -350,6 +405,11 @@ class ContributorNode:
         try:
             receipt = self.market.leave(self.task_id)
         except ContractRevert as revert:
+            if revert.name == "NotJoined":
+                # A slash applied since this step read the chain took the last of the stake: nothing is left
+                # to take back, and the round outcomes already said why.
+                log.info("task %d is over; the stake was slashed away: nothing to leave", self.task_id)
+                return True
             if revert.name != "StakeLocked":
                 raise
             return False

@@ -85,6 +85,10 @@ def print_status(console: Console, account: str, standings: Sequence[TaskStandin
         )
         if s.forfeited_wei:
             line += f", forfeited {s.forfeited_wei} wei"
+        declared = [r for r in s.rounds if r.epsilon is not None]
+        if declared:
+            last = declared[-1]
+            line += f"; privacy spent: epsilon {last.epsilon} (declared in round {last.round})"
         console.print(line)
         for challenge in s.challenges:
             console.print(f"task {s.task_id}: {describe_challenge(challenge)}")
@@ -112,6 +116,7 @@ def round_json(r: RoundResult) -> dict[str, Any]:
         "claimable_wei": str(r.claimable_wei),
         "forfeited_wei": str(r.forfeited_wei),
         "summary": describe(r),
+        **({} if r.epsilon is None else {"epsilon": r.epsilon}),  # only in tasks with privacy.dp
     }
 
 

@@ -16,13 +16,16 @@ from cotrain.chain.market import FORFEITED, REVEALED, Market, Phase, Proposal, R
 from cotrain.errors import IntegrityError, StorageError
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected
+from cotrain.privacy.sealed import sealed_limit
 from cotrain.protocol.rewards import allocation_proof
 from cotrain.protocol.round_outcome import RevealedUpdate, RoundOutcome, judge_round
 from cotrain.roles.disagreement import explain_against, proposals_by_result
+from cotrain.roles.sealed_updates import Opener, check_reader
 from cotrain.roles.task_view import TaskView
 from cotrain.roles.timings import Timings
 from cotrain.roles.transactions import send_tolerantly
 from cotrain.storage.base import ContentStore, ContentTooLargeError, fetch_verified
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from web3.types import TxReceipt
 
 log = logging.getLogger(__name__)
@@ -30,26 +33,44 @@ EMPTY = bytes(32)
 FINALIZE_STAGGER_S = 5
 
 
-def verified_fetch(store: ContentStore, max_bytes: int):
-    """A ``fetch`` for :func:`judge_round` that turns storage failures into reject reasons."""
+def verified_fetch(store: ContentStore, max_bytes: int, opener: Opener | None = None):
+    """A ``fetch`` for :func:`judge_round` that turns storage failures into reject reasons; with ``opener``
+    (sealed tasks) the file is checked by its CID alone and opened by ``opener``."""
 
     def fetch(update: RevealedUpdate) -> bytes:
+        limit = max_bytes if opener is None else sealed_limit(max_bytes)
+        digest = update.digest if opener is None else None
         try:
-            return fetch_verified(store, update.cid, update.digest, max_size=max_bytes)
+            data = fetch_verified(store, update.cid, digest, max_size=limit)
         except ContentTooLargeError as error:
             raise UpdateRejected(RejectReason.OVERSIZE, str(error)) from None
         except IntegrityError as error:
             raise UpdateRejected(RejectReason.DIGEST_MISMATCH, str(error)) from None
         except StorageError as error:
             raise UpdateRejected(RejectReason.MISSING, str(error)) from None
+        return data if opener is None else opener(update, data)
 
     return fetch
 
 
-def judge(view: TaskView, round_: int, held_out: ArrayDataset) -> RoundOutcome:
-    """Judge ``round_`` of the viewed task from public data (validators and auditors share this)."""
+def judge(
+    view: TaskView, round_: int, held_out: ArrayDataset, reader_key: X25519PrivateKey | None = None
+) -> RoundOutcome:
+    """Judge ``round_`` of the viewed task from public data (validators and auditors share this); a sealed
+    task needs one of its readers' keys.
+
+    Raises
+    ------
+    ConfigError
+        If the task is sealed and ``reader_key`` is None or not one of its readers'.
+    """
     spec = view.spec
     base = view.base_model(round_)
+    opener = None
+    if spec.privacy is not None and spec.privacy.readers is not None:
+        check_reader(spec, reader_key, view.task_id)
+        assert reader_key is not None
+        opener = Opener(spec, view.task_id, round_, base, reader_key)
     return judge_round(
         spec,
         view.task_id,
@@ -58,7 +79,7 @@ def judge(view: TaskView, round_: int, held_out: ArrayDataset) -> RoundOutcome:
         base,
         view.load_model(base),
         view.revealed(round_),
-        verified_fetch(view.store, spec.limits.max_update_bytes),
+        verified_fetch(view.store, spec.limits.max_update_bytes, opener),
         held_out,
     )
 
@@ -74,6 +95,7 @@ class ValidatorNode:
         held_out: ArrayDataset,
         *,
         timings: Timings | None = None,
+        reader_key: X25519PrivateKey | None = None,
     ) -> None:
         self.market = market
         self.store = store
@@ -81,6 +103,8 @@ class ValidatorNode:
         self.held_out = held_out
         self.address = market.client.signing_address()
         self.view = TaskView(market, store, task_id)
+        check_reader(self.view.spec, reader_key, task_id)
+        self.reader_key = reader_key
         self.timings = timings or Timings()
         self.outcomes: dict[int, RoundOutcome] = {}
         self.settled: set[int] = set()  # rounds with nothing left to do
@@ -214,7 +238,7 @@ class ValidatorNode:
         """This validator's judgement of ``round_`` (judged once per process)."""
         if round_ not in self.outcomes:
             with self.timings.measure(round_, "validation"):
-                self.outcomes[round_] = judge(self.view, round_, self.held_out)
+                self.outcomes[round_] = judge(self.view, round_, self.held_out, self.reader_key)
         return self.outcomes[round_]
 
     def _report_disagreement(self, round_: int, accepted_hash: bytes | None) -> None:

@@ -64,11 +64,12 @@ class ContentStore(Protocol):
         ...
 
 
-def fetch_verified(store: ContentStore, cid: str, sha256_digest: bytes, *, max_size: int) -> bytes:
-    """Fetch ``cid`` and return it only if both its CID and its sha256 match.
+def fetch_verified(store: ContentStore, cid: str, sha256_digest: bytes | None, *, max_size: int) -> bytes:
+    """Fetch ``cid`` and return it only if its CID and, when given, its sha256 match.
 
     Use this for every file a peer named (updates, models, task specs): the bytes are checked before
-    anyone parses them.
+    anyone parses them. ``sha256_digest`` is None only for a sealed update, whose recorded digest is that
+    of the plaintext inside (checked when it is opened); the CID still pins its bytes.
 
     Parameters
     ----------
@@ -76,7 +77,7 @@ def fetch_verified(store: ContentStore, cid: str, sha256_digest: bytes, *, max_s
         Where to fetch from. It is not trusted.
     cid : str
         The CID the file was announced under.
-    sha256_digest : bytes
+    sha256_digest : bytes or None
         The 32-byte sha256 recorded for the file (on chain, typically).
     max_size : int
         Refuse files larger than this many bytes.
@@ -93,7 +94,7 @@ def fetch_verified(store: ContentStore, cid: str, sha256_digest: bytes, *, max_s
     StorageError
         The store could not deliver it (see :meth:`ContentStore.get`).
     """
-    if len(sha256_digest) != 32:
+    if sha256_digest is not None and len(sha256_digest) != 32:
         raise ValueError(f"sha256_digest must be 32 bytes, got {len(sha256_digest)}")
     data = store.get(cid, max_size=max_size)
     if len(data) > max_size:
@@ -105,6 +106,8 @@ def fetch_verified(store: ContentStore, cid: str, sha256_digest: bytes, *, max_s
         raise IntegrityError(
             f"content fetched for {cid} from the {store.kind} store has CID {actual_cid}; refusing it"
         )
+    if sha256_digest is None:
+        return data
     actual_digest = hashlib.sha256(data).digest()
     if actual_digest != sha256_digest:
         raise IntegrityError(

@@ -14,6 +14,7 @@ from cotrain.privacy.dp import (
     Mechanism,
     PrivacyLedger,
     clip_and_noise,
+    epsilon,
     fresh_generator,
     train_local_dp,
 )
@@ -135,6 +136,13 @@ def test_mixed_rounds_compose_as_in_opacus_rdp_accountant():
     assert ledger.spent(DELTA) == pytest.approx(accountant.get_epsilon(DELTA), abs=1e-9)
 
 
+def test_asking_again_for_the_same_noise_and_rate_matches_a_fresh_accountant():
+    for steps in (10, 1000, 10):
+        accountant = RDPAccountant()
+        accountant.history = [(0.9, 0.25, steps)]
+        assert epsilon([Mechanism.sample(0.9, 0.25, steps)], DELTA) == accountant.get_epsilon(DELTA)
+
+
 def test_epsilon_grows_with_every_round():
     ledger = PrivacyLedger()
     spent = [ledger.spent(DELTA)]
@@ -146,7 +154,7 @@ def test_epsilon_grows_with_every_round():
 
 
 @pytest.mark.parametrize("k", [1, 4, 10])
-def test_would_exceed_refuses_exactly_the_first_round_past_the_budget(k):
+def test_spent_with_passes_the_budget_exactly_at_the_first_round_past_it(k):
     budget = 2.0
     # T rounds at sigma have the RDP of one round at sigma / sqrt(T): find the sigma at which the k-th round
     # spends 1% more than the budget, so rounds 1 .. k-1 stay within it.
@@ -157,12 +165,15 @@ def test_would_exceed_refuses_exactly_the_first_round_past_the_budget(k):
     assert _hand_epsilon(k, sigma) > budget >= _hand_epsilon(k - 1, sigma)
     ledger = PrivacyLedger()
     for round_ in range(1, k + 1):
-        refused = ledger.would_exceed(budget, DELTA, Mechanism.user(sigma))
+        refused = ledger.spent_with(round_, Mechanism.user(sigma), DELTA) > budget
         assert refused == (round_ == k), f"round {round_}"
         if not refused:
             ledger.record(round_, Mechanism.user(sigma))
     assert len(ledger.rounds) == k - 1
     assert ledger.spent(DELTA) <= budget
+    # A round already recorded (retrained after a crash) is not spent twice.
+    if ledger.rounds:
+        assert ledger.spent_with(1, Mechanism.user(sigma), DELTA) == ledger.spent(DELTA)
 
 
 def test_a_round_is_recorded_once():

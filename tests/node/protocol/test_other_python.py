@@ -2,8 +2,8 @@
 
 The set-up (toolchain/setup.sh) makes ``.venv-core`` with Python 3.12 or 3.10 and
 toolchain/requirements-core.txt; ``scripts/check_vectors.py`` recomputes there every vector that needs no
-built-in model or bundled data set: every round's record bytes, digests, model file and roots, the
-arithmetic, files, CIDs and rewards. The expected digests are the ones this interpreter (3.11, with torch)
+bundled data set: every round's record bytes, digests, model file and roots, the arithmetic, files, CIDs,
+rewards and model layouts. The expected digests are the ones this interpreter (3.11, with torch)
 wrote, so a byte that depended on the Python version, or a torch import in the core, fails here. In CI the
 second interpreter must exist.
 """

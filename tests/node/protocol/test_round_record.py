@@ -564,6 +564,8 @@ def test_reason_codes_are_the_protocols() -> None:
             "free_rider",
             "redundant",
             "low_score",
+            "undecryptable",
+            "over_budget",
         ]
     )
 

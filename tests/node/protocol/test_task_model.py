@@ -12,6 +12,7 @@ from cotrain.errors import ConfigError
 from cotrain.learning.data import load_breast_cancer
 from cotrain.learning.dataset_digest import dataset_digest
 from cotrain.learning.state import model_state
+from cotrain.learning.training import train_local
 from cotrain.protocol.task_model import (
     builtin_split,
     check_held_out,
@@ -19,6 +20,7 @@ from cotrain.protocol.task_model import (
     initial_state,
     pinned_held_out_digest,
     task_model,
+    train_round,
 )
 from cotrain.protocol.task_spec import TaskSpec, load_spec, validate_spec
 
@@ -99,7 +101,10 @@ def test_builtin_split_of_breast_cancer_is_stratified_and_repeats(breast_cancer_
 
 
 def test_builtin_split_of_digits_follows_the_spec_shape(digits_spec: TaskSpec) -> None:
-    flat = _changed(digits_spec, "data", input_shape=[64])
+    data = digits_spec.model_dump()
+    data["data"]["input_shape"] = [64]
+    data["model"] = {"name": "mlp", "params": {}}  # the cnn preset refuses flat input
+    flat = validate_spec(data)
     seeded = _changed(
         digits_spec,
         "data",
@@ -173,3 +178,37 @@ def test_check_held_out_pin_refuses_own_data_without_a_pin(breast_cancer_spec: T
 
     with pytest.raises(ConfigError, match="does not pin its held-out set"):
         check_held_out_pin(unpinned)
+
+
+def _bits(state: dict[str, torch.Tensor]) -> dict[str, bytes]:
+    return {key: tensor.numpy().tobytes() for key, tensor in state.items()}
+
+
+@pytest.mark.parametrize("mu", [None, 0.5])
+def test_train_round_trains_with_the_specs_hyperparameters_and_proximal_mu(
+    breast_cancer_spec: TaskSpec, mu: float | None
+) -> None:
+    # Prepare
+    spec = _changed(breast_cancer_spec, "training", proximal_mu=mu)
+    train = builtin_split(spec)[0].subset(np.arange(100))
+    base = initial_state(spec)
+    hyper = spec.training
+
+    # Execute
+    result = train_round(spec, base, train, 3)
+
+    # Assert
+    expected = train_local(
+        task_model(spec),
+        base,
+        train,
+        epochs=hyper.local_epochs,
+        batch_size=hyper.batch_size,
+        lr=hyper.lr,
+        optimizer=hyper.optimizer,
+        seed=hyper.seed + 3,
+        proximal_mu=mu or 0.0,
+    )
+    plain = train_round(breast_cancer_spec, base, train, 3)
+    assert _bits(result.delta) == _bits(expected.delta)
+    assert (_bits(result.delta) == _bits(plain.delta)) == (mu is None)

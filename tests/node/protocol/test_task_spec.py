@@ -79,9 +79,9 @@ BAD_FIELDS = {
     "cosine-era version": (_set("version", 2), ["spec version 2", "near-copies", "spec version 3"]),
     "unknown model": (
         _set("model.name", "resnet"),
-        ["model.name:", "'logistic', 'mlp' or 'cnn'", "'resnet'"],
+        ["model.name:", "'logistic', 'mlp', 'cnn' or 'layers'", "'resnet'"],
     ),
-    "unknown model field": (_set("model.layers", 4), ["model.layers: unknown field", "name, params"]),
+    "unknown model field": (_set("model.layer", 4), ["model.layer: unknown field", "name, params, layers"]),
     "non-finite model param": (_set("model.params", {"dropout": float("nan")}), ["model.params:", "finite"]),
     "object model param": (_set("model.params", {"when": object()}), ["model.params:", "when"]),
     "unknown data set": (_set("data.builtin", "mnist"), ["data.builtin:", "'digits' or 'breast_cancer'"]),
@@ -105,6 +105,12 @@ BAD_FIELDS = {
     ),
     "boolean batch size": (_set("training.batch_size", True), ["training.batch_size:", "valid integer"]),
     "string seed": (_set("training.seed", "7"), ["training.seed:", "valid integer"]),
+    "negative proximal mu": (
+        _set("training.proximal_mu", -0.01),
+        ["training.proximal_mu:", "greater than or equal to 0", "-0.01"],
+    ),
+    "infinite proximal mu": (_set("training.proximal_mu", float("inf")), ["training.proximal_mu:", "finite"]),
+    "text proximal mu": (_set("training.proximal_mu", "strong"), ["training.proximal_mu:", "'strong'"]),
     "rule parameter out of range": (
         _set("aggregation", {"rule": "trimmed_mean", "params": {"trim_fraction": 0.5}}),
         ["aggregation:", "invalid params for rule 'trimmed_mean'", "trim_fraction", "less than 0.5"],
@@ -655,6 +661,39 @@ def test_parse_spec_bytes_rejects_an_unset_held_out_digest_written_as_null() -> 
 
     with pytest.raises(IntegrityError, match="not in canonical form"):
         parse_spec_bytes(data)
+
+
+def test_proximal_mu_is_in_the_canonical_bytes_only_when_set() -> None:
+    # Prepare
+    unset, null, given, text = _digits(), _digits(), _digits(), _digits()
+    null["training"]["proximal_mu"] = None
+    given["training"]["proximal_mu"] = 0.01
+    text["training"]["proximal_mu"] = "1e-2"
+
+    # Execute
+    plain, proximal = validate_spec(unset), validate_spec(given)
+
+    # Assert
+    assert plain.training.proximal_mu is None
+    assert b"proximal_mu" not in spec_bytes(plain)
+    assert spec_bytes(validate_spec(null)) == spec_bytes(plain)
+    assert proximal.training.proximal_mu == 0.01
+    assert b'"proximal_mu":0.01' in spec_bytes(proximal)
+    assert spec_bytes(validate_spec(text)) == spec_bytes(proximal)
+    assert parse_spec_bytes(spec_bytes(proximal)) == proximal
+    assert spec_digest(proximal) != spec_digest(plain)
+    # Only the field differs: the rest of the canonical bytes is the unset spec's.
+    decoded = json.loads(spec_bytes(proximal))
+    assert decoded["training"].pop("proximal_mu") == 0.01
+    assert _plain_canonical(decoded) == spec_bytes(plain)
+
+
+def test_parse_spec_bytes_rejects_an_unset_proximal_mu_written_as_null() -> None:
+    decoded = json.loads(spec_bytes(load_spec(SPECS / "digits.yaml")))
+    decoded["training"]["proximal_mu"] = None
+
+    with pytest.raises(IntegrityError, match="not in canonical form"):
+        parse_spec_bytes(_plain_canonical(decoded))
 
 
 def test_spec_is_immutable() -> None:
