@@ -33,12 +33,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from opacus import PrivacyEngine
-from opacus.accountants import RDPAccountant
-from opacus.accountants.analysis import rdp as privacy_analysis
-from opacus.grad_sample import register_grad_sampler
-from opacus.grad_sample.embedding import compute_embedding_grad_sample
-from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -58,22 +52,27 @@ from cotrain.learning.training import (
 LEDGER_VERSION = 1
 
 
-# Per-example gradients for the two layers of cotrain.learning.models that hold parameters of their own and
-# are not one of Opacus's module types. (Its fallback, functorch's vmap, cannot run the embedding's id check.)
-@register_grad_sampler(TokenEmbedding)
-def _token_embedding_grad_sample(
-    layer: TokenEmbedding, activations: list[torch.Tensor], backprops: torch.Tensor
-) -> dict[nn.Parameter, torch.Tensor]:
-    # The layer's input is float32 ids (checked in its forward); Opacus's nn.Embedding sampler wants int64.
-    return compute_embedding_grad_sample(layer, [activations[0].long()], backprops)
+@functools.cache
+def _load_opacus() -> None:
+    """Import Opacus (about 2 s of CPU, so only a node that trains with DP pays it) and register per-example
+    gradients for the two layers of cotrain.learning.models that hold parameters of their own and are not one
+    of its module types. (Its fallback, functorch's vmap, cannot run the embedding's id check.)"""
+    from opacus.grad_sample import register_grad_sampler
+    from opacus.grad_sample.embedding import compute_embedding_grad_sample
 
+    @register_grad_sampler(TokenEmbedding)
+    def _token_embedding_grad_sample(
+        layer: TokenEmbedding, activations: list[torch.Tensor], backprops: torch.Tensor
+    ) -> dict[nn.Parameter, torch.Tensor]:
+        # The layer's input is float32 ids (checked in its forward); Opacus's Embedding sampler wants int64.
+        return compute_embedding_grad_sample(layer, [activations[0].long()], backprops)
 
-@register_grad_sampler(Position)
-def _position_grad_sample(
-    layer: Position, activations: list[torch.Tensor], backprops: torch.Tensor
-) -> dict[nn.Parameter, torch.Tensor]:
-    # y = x + weight: each example's gradient for the weight is its gradient for y, (B, T, F).
-    return {layer.weight: backprops} if layer.weight.requires_grad else {}
+    @register_grad_sampler(Position)
+    def _position_grad_sample(
+        layer: Position, activations: list[torch.Tensor], backprops: torch.Tensor
+    ) -> dict[nn.Parameter, torch.Tensor]:
+        # y = x + weight: each example's gradient for the weight is its gradient for y, (B, T, F).
+        return {layer.weight: backprops} if layer.weight.requires_grad else {}
 
 
 def fresh_generator() -> torch.Generator:
@@ -183,6 +182,9 @@ def epsilon(mechanisms: list[Mechanism], delta: float) -> float:
     # RDPAccountant.get_epsilon's arithmetic, with each mechanism's one-step RDP computed once: Opacus's
     # fractional orders cost up to a few tenths of a second per (noise, rate), and the same ones come back
     # (every round of a ledger, every step of a search for the noise that spends a budget).
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis import rdp as privacy_analysis
+
     rdp = sum([_rdp_of_one_step(m.noise_multiplier, m.sample_rate) * m.steps for m in mechanisms])
     spent, _ = privacy_analysis.get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=delta)
     return float(spent)
@@ -190,6 +192,9 @@ def epsilon(mechanisms: list[Mechanism], delta: float) -> float:
 
 @functools.lru_cache(maxsize=8192)
 def _rdp_of_one_step(noise_multiplier: float, sample_rate: float) -> np.ndarray:
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis import rdp as privacy_analysis
+
     rdp: np.ndarray = privacy_analysis.compute_rdp(
         q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=RDPAccountant.DEFAULT_ALPHAS
     )
@@ -372,6 +377,10 @@ def train_local_dp(
     _positive("noise_multiplier", noise_multiplier)
     _positive("max_grad_norm", max_grad_norm)
     _check_delta(delta)
+    _load_opacus()
+    from opacus import PrivacyEngine
+    from opacus.validators import ModuleValidator
+
     # ModuleValidator.fix would swap layers (BatchNorm for GroupNorm) and so the state the task averages.
     errors = ModuleValidator.validate(model, strict=False)
     if errors:
