@@ -109,6 +109,7 @@ def audit_summary(task_id: int, rounds: list[RoundAudit]) -> dict:
                 "problems": r.problems,
                 "accuracy": r.accuracy,
                 "loss": r.loss,
+                "metrics": r.metrics,
                 "accepted": r.accepted,
                 "rejected": r.rejected,
                 "model_cid": r.model_cid,
