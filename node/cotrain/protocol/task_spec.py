@@ -332,8 +332,10 @@ class TrainingSpec(_Strict):
 
     ``proximal_mu`` turns local training into FedProx (Li et al. 2020, "Federated Optimization in
     Heterogeneous Networks"): each contributor adds ``(mu / 2) * ||w - w_global||**2`` to its loss, which
-    keeps updates on skewed shards closer to the round's model. Validators compute nothing different. When
-    unset it is left out of the canonical JSON, so specs written before it existed keep their digest.
+    keeps updates on skewed shards closer to the round's model. ``class_weights`` (one per class, above 0)
+    weighs each class's cross-entropy, so a rare class (fraud among transactions) is not drowned out.
+    Validators compute nothing different for either. Each is left out of the canonical JSON when unset, so
+    specs written before they existed keep their digest.
     """
 
     local_epochs: PositiveUint32
@@ -344,13 +346,17 @@ class TrainingSpec(_Strict):
     proximal_mu: (
         Annotated[float, BeforeValidator(float_from_text), Field(ge=0, allow_inf_nan=False)] | None
     ) = None
+    class_weights: (
+        Annotated[
+            list[Annotated[float, BeforeValidator(float_from_text), Field(gt=0, allow_inf_nan=False)]],
+            Field(min_length=2),
+        ]
+        | None
+    ) = None
 
     @model_serializer(mode="wrap")
     def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if data.get("proximal_mu") is None:
-            data.pop("proximal_mu", None)
-        return data
+        return _omit_unset(handler(self), "proximal_mu", "class_weights")
 
 
 Fraction = Annotated[float, BeforeValidator(float_from_text), Field(ge=0, lt=1, allow_inf_nan=False)]
@@ -671,6 +677,17 @@ class TaskSpec(_Strict):
                 "training.proximal_mu: FedProx is not implemented with DP-SGD (privacy.dp.mechanism "
                 "'sample'); leave it out, or use mechanism 'user'"
             )
+        if dp is not None and dp.mechanism == "sample" and self.training.class_weights is not None:
+            problems.append(
+                "training.class_weights: a class-weighted loss is not implemented with DP-SGD "
+                "(privacy.dp.mechanism 'sample'); leave it out, or use mechanism 'user'"
+            )
+        weights = self.training.class_weights
+        if weights is not None and len(weights) != self.data.num_classes:
+            problems.append(
+                f"training.class_weights: {len(weights)} weights, but data.num_classes is "
+                f"{self.data.num_classes}; give one weight per class, in class order"
+            )
         problems += self._model_problems()
         if self.privacy is not None and self.privacy.readers is not None:
             readers = {reader.account for reader in self.privacy.readers}
@@ -827,8 +844,9 @@ def spec_bytes(spec: TaskSpec) -> bytes:
     """Return the canonical JSON of ``spec``: the file stored on the network and hashed on chain.
 
     Keys are sorted, there is no whitespace, text is UTF-8, optional fields are written out (``null``
-    when unset) except ``data.columns``, ``data.validation``'s fields, ``training.proximal_mu``,
-    ``privacy``, ``model.layers`` and ``limits.max_parameters``, which are left out when unset, and wei
+    when unset) except ``data.columns``, ``data.validation``'s fields, ``training.proximal_mu`` and
+    ``class_weights``, ``privacy``, ``model.layers`` and ``limits.max_parameters``, which are left out when
+    unset, and wei
     amounts and digests are strings (decimal and ``0x``-prefixed lowercase hex).
     """
     return canonical_json(spec.model_dump(mode="json"))
