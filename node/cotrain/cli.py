@@ -617,6 +617,11 @@ def demo(
     validators: int = typer.Option(3, "--validators", min=1, max=32),
     rounds: int = typer.Option(5, "--rounds", min=1, max=100),
     dataset: str = typer.Option("digits", "--dataset", help="digits or breast_cancer."),
+    case: str = typer.Option(
+        "",
+        "--case",
+        help="A seed case instead of --dataset: hospital, bank or phone (each contributor its raw CSV file).",
+    ),
     storage: str = typer.Option("embedded", "--storage", help="embedded, or ipfs (a js-ipfs daemon)."),
     summary: Path = typer.Option(None, "--summary", help="Write a JSON summary here."),
     directory: Path = typer.Option(Path(".cotrain/demo"), "--dir", help="Work directory (replaced)."),
@@ -644,8 +649,13 @@ def demo(
         directory,
         attackers=parse_attackers(attackers, contributors),
         privacy=privacy,
+        case=case,
     )
     parse_privacy(privacy)  # a bad value is refused before anything starts
+    if case:
+        from cotrain.cases import check_contributors, get_case
+
+        check_contributors(contributors, get_case(case).owners, "data owners")
     out = Console()
     from cotrain.localnet import stop_signals_interrupt
 
