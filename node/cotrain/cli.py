@@ -746,6 +746,46 @@ def experiment_privacy(
     typer.echo(paths["table"].read_text(encoding="utf-8"))
 
 
+@experiment_app.command("use-cases")
+def experiment_use_cases(
+    quick: bool = typer.Option(False, "--quick", help="2 participants, 1 round, 1 seed (about a minute)."),
+    out: Path = typer.Option(Path("reports/use-cases"), "--out", help="Directory for the results."),
+    doc: Path = typer.Option(
+        None, "--doc", help="Also copy the table here (the full run: docs/use-cases.md)."
+    ),
+) -> None:
+    """For each seed case: each participant alone, the federated model and a pooled one, several seeds;
+    write results.json and use-cases.md."""
+    import torch
+
+    from cotrain.experiments.use_cases import FULL, QUICK, run, step_count
+
+    # One thread: faster for these small models, and the results do not depend on the core count.
+    torch.set_num_threads(1)
+    config = QUICK if quick else FULL
+    total = step_count(config)
+    started = time.monotonic()
+    with progress_reporter(console, "use cases", transient=False) as progress:
+        done = 0
+
+        def report(description: str) -> None:
+            nonlocal done
+            progress.update(done, total, description=description)
+            done += 1
+
+        paths = run(config, out, report)
+        progress.update(total, total, description="use cases: done")
+    console.print(f"done in {time.monotonic() - started:.0f} s")
+    text = paths["table"].read_text(encoding="utf-8")
+    if doc is not None:
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        doc.write_text(text, encoding="utf-8")
+        console.print(f"wrote {doc}")
+    for path in paths.values():
+        console.print(f"wrote {path}")
+    typer.echo(text)
+
+
 @experiment_app.command("robustness")
 def experiment_robustness(
     quick: bool = typer.Option(False, "--quick", help="A small grid (minutes) instead of the full one."),
