@@ -526,12 +526,10 @@ def _timing_split(folders: dict[str, Path]) -> dict[int, dict[str, float]]:
 
 def _print_summary(console: Console, summary: dict) -> None:
     table = Table(title=f"task {summary['task_id']}: {summary['dataset']}, storage {summary['storage']}")
-    metric_names = list(summary["rounds"][0]["metrics"]) if summary["rounds"] else []
     for column in (
         "round",
         "status",
         "accuracy*",
-        *(f"{name}*" for name in metric_names),
         "accepted",
         "rejected",
         "round s",
@@ -547,13 +545,21 @@ def _print_summary(console: Console, summary: dict) -> None:
             str(r["round"]),
             r["status"],
             "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}",
-            *(f"{r['metrics'][name]:.4f}" if name in r["metrics"] else "-" for name in metric_names),
             str(r["accepted"]),
             str(r["rejected"]),
             str(r["duration_s"]),
             *(f"{s.get(k, 0.0):.2f}" for k in ("training", "storage", "chain", "validation")),
         )
     console.print(table)
+    metric_names = sorted({name for r in summary["rounds"] for name in r["metrics"]})
+    if metric_names:
+        metrics = Table(title="held-out metrics*")
+        for column in ("round", *metric_names):
+            metrics.add_column(column, justify="right")
+        for r in summary["rounds"]:
+            shown = (f"{r['metrics'][name]:.4f}" if name in r["metrics"] else "-" for name in metric_names)
+            metrics.add_row(str(r["round"]), *shown)
+        console.print(metrics)
     console.print("* advisory: the auditor's held-out metrics on this machine, not part of the record")
     rewards = Table(title="rewards claimed")
     rewards.add_column("contributor")

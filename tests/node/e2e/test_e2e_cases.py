@@ -5,6 +5,7 @@ metrics."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from cotrain.roles.journal import Journal
 from cotrain.roles.owner import post_task
 from cotrain.roles.task_view import TaskView
 from cotrain.roles.validator import ValidatorNode
-from e2e_helpers import run_until
+from e2e_helpers import RunCli, error_line, logs_of, run_until
 
 ROUNDS = 2
 
@@ -100,3 +101,44 @@ def test_a_case_runs_end_to_end_from_raw_files(tmp_path: Path, case: str) -> Non
         assert sorted(claimed) == accounts and all(amount > 0 for amount in claimed.values())
         assert claimed == owed
         assert sum(claimed.values()) == spec.budget_wei  # every round's budget, nothing left to refund
+
+
+def test_demo_runs_a_case_and_shows_its_metrics(run_cli: RunCli, tmp_path: Path) -> None:
+    directory, summary_path = tmp_path / "demo", tmp_path / "summary.json"
+    result = run_cli(
+        "demo",
+        "--case",
+        "hospital",
+        "--contributors",
+        2,
+        "--validators",
+        1,
+        "--rounds",
+        1,
+        "--dir",
+        directory,
+        "--summary",
+        summary_path,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.explain() + "\n" + logs_of(directory)
+    assert "audit: 1 rounds passed, 0 failed" in result.stdout, result.explain()
+    assert "held-out metrics*" in result.stdout and "auroc" in result.stdout, result.explain()
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert summary["dataset"] == "hospital"
+    assert [p["reasons"] for p in summary["contributor_results"]] == [["ok"], ["ok"]]
+    assert 0.95 < summary["rounds"][0]["metrics"]["auroc"] <= 1.0
+    # Each contributor got its raw file, with the columns a hospital keeps.
+    header = (directory / "contributor-0" / "data.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header.startswith("mean radius,") and header.endswith(",diagnosis")
+
+
+def test_demo_refuses_more_contributors_than_a_case_has_owners(run_cli: RunCli, tmp_path: Path) -> None:
+    result = run_cli("demo", "--case", "phone", "--contributors", 5, "--dir", tmp_path / "demo")
+
+    line = error_line(result)
+    assert (
+        "this case has 4 data owners (mail, web, async, testing); ask for 1 to 4 contributors, not 5" in line
+    )
+    assert not (tmp_path / "demo").exists()
