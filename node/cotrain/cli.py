@@ -617,6 +617,11 @@ def demo(
     validators: int = typer.Option(3, "--validators", min=1, max=32),
     rounds: int = typer.Option(5, "--rounds", min=1, max=100),
     dataset: str = typer.Option("digits", "--dataset", help="digits or breast_cancer."),
+    case: str = typer.Option(
+        "",
+        "--case",
+        help="A seed case instead of --dataset: hospital, bank or phone (each contributor its raw CSV file).",
+    ),
     storage: str = typer.Option("embedded", "--storage", help="embedded, or ipfs (a js-ipfs daemon)."),
     summary: Path = typer.Option(None, "--summary", help="Write a JSON summary here."),
     directory: Path = typer.Option(Path(".cotrain/demo"), "--dir", help="Work directory (replaced)."),
@@ -644,8 +649,13 @@ def demo(
         directory,
         attackers=parse_attackers(attackers, contributors),
         privacy=privacy,
+        case=case,
     )
     parse_privacy(privacy)  # a bad value is refused before anything starts
+    if case:
+        from cotrain.cases import check_contributors, get_case
+
+        check_contributors(contributors, get_case(case).owners, "data owners")
     out = Console()
     from cotrain.localnet import stop_signals_interrupt
 
@@ -734,6 +744,46 @@ def experiment_privacy(
     for path in paths.values():
         console.print(f"wrote {path}")
     typer.echo(paths["table"].read_text(encoding="utf-8"))
+
+
+@experiment_app.command("use-cases")
+def experiment_use_cases(
+    quick: bool = typer.Option(False, "--quick", help="2 participants, 1 round, 1 seed (about a minute)."),
+    out: Path = typer.Option(Path("reports/use-cases"), "--out", help="Directory for the results."),
+    doc: Path = typer.Option(
+        None, "--doc", help="Also copy the table here (the full run: docs/use-cases.md)."
+    ),
+) -> None:
+    """For each seed case: each participant alone, the federated model and a pooled one, several seeds;
+    write results.json and use-cases.md."""
+    import torch
+
+    from cotrain.experiments.use_cases import FULL, QUICK, run, step_count
+
+    # One thread: faster for these small models, and the results do not depend on the core count.
+    torch.set_num_threads(1)
+    config = QUICK if quick else FULL
+    total = step_count(config)
+    started = time.monotonic()
+    with progress_reporter(console, "use cases", transient=False) as progress:
+        done = 0
+
+        def report(description: str) -> None:
+            nonlocal done
+            progress.update(done, total, description=description)
+            done += 1
+
+        paths = run(config, out, report)
+        progress.update(total, total, description="use cases: done")
+    console.print(f"done in {time.monotonic() - started:.0f} s")
+    text = paths["table"].read_text(encoding="utf-8")
+    if doc is not None:
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        doc.write_text(text, encoding="utf-8")
+        console.print(f"wrote {doc}")
+    for path in paths.values():
+        console.print(f"wrote {path}")
+    typer.echo(text)
 
 
 @experiment_app.command("robustness")

@@ -1,7 +1,8 @@
 """`cotrain demo`: a whole network on one machine, one operating-system process per participant.
 
-The task owner posts a built-in task; each contributor process gets a private shard of the training data
-(written to its own folder, never seen by the others); validator processes judge and propose; everyone
+The task owner posts a built-in task, or a seed case (``--case``: a hospital, a bank, a phone fleet); each
+contributor process gets a private shard of the training data (written to its own folder, never seen by the
+others; a case's as the raw CSV file its owner would keep); validator processes judge and propose; everyone
 settles; then an audit re-runs every round from chain events and storage alone.
 """
 
@@ -23,16 +24,20 @@ from eth_utils import to_checksum_address
 from rich.console import Console
 from rich.table import Table
 
+from cotrain.cases import case_files, get_case
 from cotrain.chain.market import Market, RoundStatus, TaskStatus
 from cotrain.errors import ConfigError, CotrainError
 from cotrain.learning.attacks import get_attack, live_attack_names
+from cotrain.learning.data import ArrayDataset
+from cotrain.learning.dataset_digest import dataset_digest
+from cotrain.learning.local_data import load_local_data
 from cotrain.learning.partition import partition_iid
 from cotrain.localnet import directory_lock, local_network
 from cotrain.privacy.dp import Mechanism, noise_for_epsilon
 from cotrain.privacy.sealed import generate_reader_key, reader_public_hex, save_reader_key
 from cotrain.progress import progress_reporter
 from cotrain.protocol.task_model import builtin_split
-from cotrain.protocol.task_spec import TaskSpec, load_spec, validate_spec
+from cotrain.protocol.task_spec import TaskSpec, load_spec, validate_spec, with_held_out_digest
 from cotrain.roles.audit_report import audit_summary
 from cotrain.roles.auditor import audit_task
 from cotrain.roles.owner import post_task
@@ -62,6 +67,7 @@ class DemoSettings:
     # so rounds finalize quickly, yet ample for validators that judge a round in a second or two.
     window_s: int = 10
     privacy: str = ""  # "", "encrypted", "dp:EPS", "both" or "both:EPS" (see parse_privacy)
+    case: str = ""  # a seed case (cotrain.cases) instead of the built-in data set
 
 
 def parse_attackers(text: str, contributors: int) -> tuple[str, ...]:
@@ -154,14 +160,21 @@ def demo_spec(
     readers: dict[str, str] | None = None,
     smallest_shard: int = 1,
 ) -> TaskSpec:
-    """The built-in task for ``settings.dataset``, resized to the demo's participants and rounds, with
-    ``arbiter`` ruling on challenges (neither the account that posts it nor a validator), and the privacy
-    ``settings.privacy`` asks for (``readers``: account -> reader public key)."""
-    if settings.dataset not in DATASETS:
+    """The built-in task for ``settings.dataset`` (or the seed case ``settings.case``, its held-out digest
+    not yet pinned), resized to the demo's participants and rounds, with ``arbiter`` ruling on challenges
+    (neither the account that posts it nor a validator), and the privacy ``settings.privacy`` asks for
+    (``readers``: account -> reader public key)."""
+    case = settings.case
+    if case:
+        if settings.privacy:
+            raise ConfigError("--case runs without --privacy; leave one of them out")
+        path = get_case(case).spec_path
+    elif settings.dataset not in DATASETS:
         raise ConfigError(f"--dataset must be one of {DATASETS}, not {settings.dataset!r}")
-    data = load_spec(Path(str(files("cotrain.protocol") / "specs" / f"{settings.dataset}.yaml"))).model_dump(
-        mode="json"
-    )
+    else:
+        path = Path(str(files("cotrain.protocol") / "specs" / f"{settings.dataset}.yaml"))
+    source = f"demo {case or settings.dataset} spec"
+    data = load_spec(path, pinning_held_out=bool(case)).model_dump(mode="json")
     data["rounds"] = settings.rounds
     data["contributors"].update(min=min(2, settings.contributors), max=settings.contributors)
     data["validators"].update(addresses=validators, quorum=len(validators) // 2 + 1)
@@ -175,9 +188,9 @@ def demo_spec(
         # larger step (docs/privacy.md, accuracy against epsilon).
         data["training"].update(optimizer="sgd", lr=DP_LR, batch_size=max(1, smallest_shard // 4))
     if sealed or epsilon is not None:
-        resized = validate_spec(data, source=f"demo {settings.dataset} spec")
+        resized = validate_spec(data, source=source)
         data["privacy"] = demo_privacy(resized, (readers or {}) if sealed else {}, epsilon, smallest_shard)
-    return validate_spec(data, source=f"demo {settings.dataset} spec")
+    return validate_spec(data, source=source, pinning_held_out=bool(case))
 
 
 def _fresh_directory(directory: Path) -> Path:
@@ -223,10 +236,9 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
         keys = net.anvil.private_keys  # anvil's public test keys, handed to each participant's process
 
         market, store = net.config.connect(owner)
-        train, held_out = builtin_split(
-            demo_spec(replace(settings, privacy=""), arbiter.address, [s.address for s in validators])
-        )
-        shards = partition_iid(len(train), n, 0)
+        plain = demo_spec(replace(settings, privacy=""), arbiter.address, [s.address for s in validators])
+        data_files, sizes, held_out_file = _write_data(plain, settings, directory)
+        held_out = _held_out(plain, held_out_file) if held_out_file else builtin_split(plain)[1]
         sealed, _ = parse_privacy(settings.privacy)
         reader_keys = _reader_keys(directory, arbiter.address, [s.address for s in validators], sealed)
         readers = {account: reader_public_hex(key) for account, (key, _) in reader_keys.items()}
@@ -235,8 +247,10 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
             arbiter.address,
             [s.address for s in validators],
             readers,
-            min(len(part) for part in shards),
+            min(sizes),
         )
+        if held_out_file:
+            spec = with_held_out_digest(spec, dataset_digest(held_out))
         task_id, spec = post_task(market, store, spec)
         console.print(
             f"posted task {task_id} ({spec.name}): {n} contributors, {v} validators (quorum "
@@ -248,11 +262,8 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
         folders: dict[str, Path] = {}
         attacks = dict(enumerate(settings.attackers, start=n - len(settings.attackers)))
         roles: dict[str, str] = {}
-        for i, part in enumerate(shards):
+        for i, data_file in enumerate(data_files):
             folder = directory / f"contributor-{i}"
-            folder.mkdir()
-            shard = train.subset(part)
-            np.savez(folder / "data.npz", features=shard.features, labels=shard.labels)
             folders[f"contributor-{i}"] = folder
             roles[net.signer(first_contributor + i).address.lower()] = attacks.get(i, "honest")
             attack = ["--attack", attacks[i]] if i in attacks else []
@@ -261,7 +272,7 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
                     "contribute",
                     *common,
                     "--data",
-                    str(folder / "data.npz"),
+                    str(data_file),
                     "--state",
                     str(folder / "state"),
                     "--timings",
@@ -284,6 +295,7 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
                     "--state",
                     str(folder / "state"),
                     *(["--reader-key", str(key_file)] if key_file else []),
+                    *(["--data", str(held_out_file)] if held_out_file else []),
                 ],
                 keys[first_validator + i],
                 folder,
@@ -315,6 +327,35 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
         summary["market_balance_wei"] = str(market.client.w3.eth.get_balance(market.address))
     _print_summary(console, summary)
     return summary
+
+
+def _write_data(
+    spec: TaskSpec, settings: DemoSettings, directory: Path
+) -> tuple[list[Path], list[int], Path | None]:
+    """Each contributor's data file in its folder and its number of examples, and the held-out file
+    (``None``: the built-in split)."""
+    if settings.case:
+        written = case_files(settings.case, directory, settings.contributors)
+        return written.shards, written.sizes, written.held_out
+    train, _ = builtin_split(spec)
+    paths, sizes = [], []
+    for i, part in enumerate(partition_iid(len(train), settings.contributors, 0)):
+        shard = train.subset(part)
+        paths.append(directory / f"contributor-{i}" / "data.npz")
+        paths[-1].parent.mkdir()
+        np.savez(paths[-1], features=shard.features, labels=shard.labels)
+        sizes.append(len(shard))
+    return paths, sizes, None
+
+
+def _held_out(spec: TaskSpec, path: Path) -> ArrayDataset:
+    """The owner's held-out file, read through the spec's column contract."""
+    return load_local_data(
+        path,
+        input_shape=tuple(spec.data.input_shape),
+        num_classes=spec.data.num_classes,
+        contract=spec.data.columns,
+    )
 
 
 def _reader_keys(
@@ -422,7 +463,7 @@ def _summary(
     audited = audit_summary(task_id, audit)
     return {
         "task_id": task_id,
-        "dataset": settings.dataset,
+        "dataset": settings.case or settings.dataset,
         "storage": settings.storage,
         "contributors": settings.contributors,
         "validators": settings.validators,
@@ -432,6 +473,7 @@ def _summary(
                 "round": r.round,
                 "status": r.status,
                 "accuracy": r.accuracy,
+                "metrics": r.metrics,
                 "accepted": r.accepted,
                 "rejected": r.rejected,
                 "model_cid": r.model_cid,
@@ -509,7 +551,16 @@ def _print_summary(console: Console, summary: dict) -> None:
             *(f"{s.get(k, 0.0):.2f}" for k in ("training", "storage", "chain", "validation")),
         )
     console.print(table)
-    console.print("* advisory: the auditor's held-out accuracy on this machine, not part of the record")
+    metric_names = sorted({name for r in summary["rounds"] for name in r["metrics"]})
+    if metric_names:
+        metrics = Table(title="held-out metrics*")
+        for column in ("round", *metric_names):
+            metrics.add_column(column, justify="right")
+        for r in summary["rounds"]:
+            shown = (f"{r['metrics'][name]:.4f}" if name in r["metrics"] else "-" for name in metric_names)
+            metrics.add_row(str(r["round"]), *shown)
+        console.print(metrics)
+    console.print("* advisory: the auditor's held-out metrics on this machine, not part of the record")
     rewards = Table(title="rewards claimed")
     rewards.add_column("contributor")
     rewards.add_column("wei", justify="right")

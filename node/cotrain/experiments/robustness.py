@@ -53,9 +53,9 @@ from cotrain.learning.partition import partition_dirichlet, partition_iid
 from cotrain.learning.rules import get_rule, rule_names
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected, encode_update
 from cotrain.protocol.round_judge import file_ref
-from cotrain.protocol.round_outcome import RevealedUpdate, judge_round, model_file
+from cotrain.protocol.round_outcome import RevealedUpdate, RoundOutcome, judge_round, model_file
 from cotrain.protocol.task_model import builtin_split, initial_state, task_model, train_round
-from cotrain.protocol.task_spec import TaskSpec, load_spec, spec_digest, validate_spec
+from cotrain.protocol.task_spec import FileRef, TaskSpec, load_spec, spec_digest, validate_spec
 from cotrain.protocol.update_binding import update_metadata
 
 SPECS = Path(__file__).resolve().parents[1] / "protocol" / "specs"
@@ -461,19 +461,15 @@ def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
                 rng = np.random.Generator(np.random.PCG64([cell.seed, round_, i, 2]))
                 deltas[i] = attack.craft(own, known, rng, grid.contributors, len(bad))
         previous = this_round
-        files: dict[str, bytes] = {}
-        updates = []
-        for i in sorted(deltas, key=commit_order.__getitem__):
-            samples = len(local[i]) * (attack.claims if attack is not None and i in bad else 1)
-            data = encode_update(
-                deltas[i], update_metadata(TASK_ID, round_, addresses[i], base.digest, samples)
+        submissions = [
+            (
+                addresses[i],
+                deltas[i],
+                len(local[i]) * (attack.claims if attack is not None and i in bad else 1),
             )
-            ref = file_ref(data)
-            files[ref.cid] = data
-            updates.append(RevealedUpdate(addresses[i], ref.cid, ref.digest, samples, commit_order[i]))
-        outcome = judge_round(
-            spec, TASK_ID, round_, ROUND_BUDGET, base, state, updates, _fetcher(files), held_out
-        )
+            for i in sorted(deltas, key=commit_order.__getitem__)
+        ]
+        outcome = judge_simulated(spec, round_, base, state, submissions, held_out)
         side = {addresses[i].lower(): "attacker" if i in bad else "honest" for i in range(grid.contributors)}
         for entry in outcome.record.updates:
             rewards[side[entry.contributor]] += entry.reward
@@ -501,6 +497,28 @@ def run_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
         "attacker_reasons": dict(sorted(reasons["attacker"].items())),
         "honest_reasons": dict(sorted(reasons["honest"].items())),
     }
+
+
+def judge_simulated(
+    spec: TaskSpec,
+    round_: int,
+    base: FileRef,
+    state: dict[str, torch.Tensor],
+    submissions: Sequence[tuple[str, Delta, int]],
+    held_out: ArrayDataset,
+) -> RoundOutcome:
+    """Judge a simulated round as validators do: each ``(address, delta, samples)`` of ``submissions``, in
+    commit order, encoded as the real update file bound to task ``TASK_ID``, ``round_`` and ``base``, stored
+    in memory under its CID and revealed, then :func:`~cotrain.protocol.round_outcome.judge_round` with a
+    round budget of ``ROUND_BUDGET``."""
+    files: dict[str, bytes] = {}
+    updates = []
+    for order, (address, delta, samples) in enumerate(submissions):
+        data = encode_update(delta, update_metadata(TASK_ID, round_, address, base.digest, samples))
+        ref = file_ref(data)
+        files[ref.cid] = data
+        updates.append(RevealedUpdate(address, ref.cid, ref.digest, samples, order))
+    return judge_round(spec, TASK_ID, round_, ROUND_BUDGET, base, state, updates, _fetcher(files), held_out)
 
 
 def _fetcher(files: Mapping[str, bytes]) -> Callable[[RevealedUpdate], bytes]:

@@ -36,8 +36,8 @@ class TrainResult:
     samples : int
         The number of training examples, the weight FedAvg gives this update.
     loss : float
-        The mean training loss (cross-entropy, without any proximal term) over the examples of the last
-        epoch.
+        The mean training loss (cross-entropy, class-weighted when asked, without any proximal term) over the
+        examples of the last epoch.
     """
 
     delta: dict[str, torch.Tensor]
@@ -64,7 +64,14 @@ def deterministic_torch(seed: int) -> Iterator[None]:
 
 
 def check_hyperparameters(
-    epochs: int, batch_size: int, lr: float, optimizer: str, seed: int, *, proximal_mu: float = 0.0
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    optimizer: str,
+    seed: int,
+    *,
+    proximal_mu: float = 0.0,
+    class_weights: Sequence[float] | None = None,
 ) -> None:
     """Raise ConfigError unless the hyper-parameters of local training are usable."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
@@ -83,6 +90,11 @@ def check_hyperparameters(
         or proximal_mu < 0
     ):
         raise ConfigError(f"proximal_mu must be a finite number of at least 0, got {proximal_mu!r}")
+    if class_weights is not None and not all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0
+        for w in class_weights
+    ):
+        raise ConfigError(f"class_weights must be finite numbers above 0, got {list(class_weights)!r}")
 
 
 def load_start(
@@ -136,6 +148,7 @@ def train_local(
     optimizer: str,
     seed: int,
     proximal_mu: float = 0.0,
+    class_weights: Sequence[float] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` starting from ``global_state`` and return the change in its weights.
@@ -143,7 +156,10 @@ def train_local(
     Each epoch visits every example once in an order drawn from ``torch.Generator().manual_seed(seed)``, in
     mini-batches of ``batch_size`` (the last one smaller), minimising the mean cross-entropy, plus FedProx's
     proximal term ``(proximal_mu / 2) * ||w - w_global||**2`` over the parameters when ``proximal_mu > 0``
-    (Li et al. 2020, "Federated Optimization in Heterogeneous Networks"). The optimizer starts fresh.
+    (Li et al. 2020, "Federated Optimization in Heterogeneous Networks"). With ``class_weights`` the
+    cross-entropy is weighted per class (each example's term times its class's weight, divided by the sum of
+    the batch's weights, as ``torch.nn.CrossEntropyLoss(weight=...)``), so rare classes count more. The
+    optimizer starts fresh.
 
     Parameters
     ----------
@@ -164,6 +180,8 @@ def train_local(
         Seeds the shuffling and any randomness in the model.
     proximal_mu : float
         FedProx's ``mu`` (at least 0); 0 trains exactly as without the term, bit for bit.
+    class_weights : Sequence[float], optional
+        One weight above 0 per class, in class-index order; ``None`` weighs every class alike.
     progress : Callable[[int, int], None], optional
         Called as ``progress(step, total)`` after every optimizer step, e.g. to draw a progress bar.
 
@@ -178,7 +196,9 @@ def train_local(
     IntegrityError
         If ``global_state`` does not fit ``model``.
     """
-    check_hyperparameters(epochs, batch_size, lr, optimizer, seed, proximal_mu=proximal_mu)
+    check_hyperparameters(
+        epochs, batch_size, lr, optimizer, seed, proximal_mu=proximal_mu, class_weights=class_weights
+    )
     start = load_start(model, global_state, dataset)
     # With mu = 0 nothing is added to the graph, so the steps are those of plain training, bit for bit.
     anchor = [param.detach().clone() for param in model.parameters()] if proximal_mu > 0 else None
@@ -187,7 +207,12 @@ def train_local(
     count = len(dataset)
     steps_per_epoch = math.ceil(count / batch_size)
     total = epochs * steps_per_epoch
-    loss_fn = nn.CrossEntropyLoss()
+    if class_weights is not None and len(class_weights) != dataset.num_classes:
+        raise ConfigError(
+            f"{len(class_weights)} class_weights for {dataset.num_classes} classes; give one per class"
+        )
+    weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
     epoch_loss = 0.0
     with deterministic_torch(seed):
         shuffle = torch.Generator().manual_seed(seed)

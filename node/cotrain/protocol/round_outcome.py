@@ -63,10 +63,11 @@ def judge_round(
         Returns an update's file after checking it against its CID and digest; raises
         :class:`~cotrain.errors.IntegrityError` (or ``UpdateRejected``) when it cannot.
     held_out
-        The task's held-out set; the new model is evaluated on it for the outcome's advisory metrics only.
+        The task's held-out set; the new model is evaluated on it for the outcome's advisory metrics only
+        (accuracy, loss, and the spec's ``data.validation.metrics``).
     """
     base_arrays = {name: tensor.detach().cpu().numpy() for name, tensor in base_state.items()}
     judged = judge(spec, task_id, round_, round_budget, base, base_arrays, updates, fetch)
     state = {name: torch.from_numpy(array) for name, array in judged.arrays.items()}
-    metrics = evaluate(task_model(spec), state, held_out)
+    metrics = evaluate(task_model(spec), state, held_out, metrics=spec.data.validation.metrics or ())
     return RoundOutcome(judged.record, judged.record_file, judged.model_file, state, metrics)

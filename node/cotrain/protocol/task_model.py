@@ -47,7 +47,8 @@ def train_round(
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train on ``data`` as every contributor of the task does in ``round_``: the spec's model and
-    hyper-parameters (FedProx's term when ``training.proximal_mu`` is set), seeded with
+    hyper-parameters (FedProx's term when ``training.proximal_mu`` is set, the class-weighted loss when
+    ``training.class_weights`` is), seeded with
     ``training.seed + round_``."""
     model = task_model(spec)
     return train_local(
@@ -56,6 +57,7 @@ def train_round(
         data,
         **_hyperparameters(spec, round_),
         proximal_mu=spec.training.proximal_mu or 0.0,
+        class_weights=spec.training.class_weights,
         progress=progress,
     )
 

@@ -49,6 +49,7 @@ from cotrain.learning.layers import (
     parameter_count,
     plan_model,
 )
+from cotrain.learning.metrics import BINARY_METRICS, parse_metric
 from cotrain.learning.rules import get_rule, rule_names
 from cotrain.learning.rules.params import float_from_text
 
@@ -206,6 +207,29 @@ RuleName = Annotated[str, AfterValidator(_registered_rule)]
 JsonParams = Annotated[dict[str, Any], AfterValidator(_check_json_data)]
 
 
+def _known_metric(value: str) -> str:
+    try:
+        parse_metric(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _distinct(values: list[str]) -> list[str]:
+    twice = sorted({value for value in values if values.count(value) > 1})
+    if twice:
+        raise ValueError(f"{twice[0]!r} is listed twice; name each metric once")
+    return values
+
+
+#: Advisory metrics by name (:mod:`cotrain.learning.metrics`), e.g. ``[auroc, recall_at_fpr:0.01]``.
+MetricNames = Annotated[
+    list[Annotated[str, AfterValidator(_known_metric)]],
+    Field(min_length=1, max_length=16),
+    AfterValidator(_distinct),
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -270,17 +294,20 @@ class ValidationSpec(_Strict):
     a built-in set they mean nothing and may be left out. ``held_out_digest`` is the canonical digest of the
     held-out examples (:func:`cotrain.learning.dataset_digest.dataset_digest`), which every validator and
     auditor checks before using their set. A task without a built-in data set must give it; for a built-in
-    set it is optional and, when given, must be the split's digest. Each of them is left out of the
-    canonical JSON when unset.
+    set it is optional and, when given, must be the split's digest. ``metrics`` names further advisory
+    metrics validators and auditors report on the held-out set beside the record (never in it), e.g.
+    ``[auroc, recall_at_fpr:0.01, top_k_accuracy:3]``. Each of them is left out of the canonical JSON when
+    unset.
     """
 
     split_seed: Uint32 | None = None
     test_fraction: Annotated[float, BeforeValidator(float_from_text), Field(gt=0, lt=1)] | None = None
     held_out_digest: Digest | None = None
+    metrics: MetricNames | None = None
 
     @model_serializer(mode="wrap")
     def _omit_unpinned(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return _omit_unset(handler(self), "split_seed", "test_fraction", "held_out_digest")
+        return _omit_unset(handler(self), "split_seed", "test_fraction", "held_out_digest", "metrics")
 
 
 class DataSpec(_Strict):
@@ -305,8 +332,10 @@ class TrainingSpec(_Strict):
 
     ``proximal_mu`` turns local training into FedProx (Li et al. 2020, "Federated Optimization in
     Heterogeneous Networks"): each contributor adds ``(mu / 2) * ||w - w_global||**2`` to its loss, which
-    keeps updates on skewed shards closer to the round's model. Validators compute nothing different. When
-    unset it is left out of the canonical JSON, so specs written before it existed keep their digest.
+    keeps updates on skewed shards closer to the round's model. ``class_weights`` (one per class, above 0)
+    weighs each class's cross-entropy, so a rare class (fraud among transactions) is not drowned out.
+    Validators compute nothing different for either. Each is left out of the canonical JSON when unset, so
+    specs written before they existed keep their digest.
     """
 
     local_epochs: PositiveUint32
@@ -317,13 +346,17 @@ class TrainingSpec(_Strict):
     proximal_mu: (
         Annotated[float, BeforeValidator(float_from_text), Field(ge=0, allow_inf_nan=False)] | None
     ) = None
+    class_weights: (
+        Annotated[
+            list[Annotated[float, BeforeValidator(float_from_text), Field(gt=0, allow_inf_nan=False)]],
+            Field(min_length=2),
+        ]
+        | None
+    ) = None
 
     @model_serializer(mode="wrap")
     def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if data.get("proximal_mu") is None:
-            data.pop("proximal_mu", None)
-        return data
+        return _omit_unset(handler(self), "proximal_mu", "class_weights")
 
 
 Fraction = Annotated[float, BeforeValidator(float_from_text), Field(ge=0, lt=1, allow_inf_nan=False)]
@@ -644,6 +677,17 @@ class TaskSpec(_Strict):
                 "training.proximal_mu: FedProx is not implemented with DP-SGD (privacy.dp.mechanism "
                 "'sample'); leave it out, or use mechanism 'user'"
             )
+        if dp is not None and dp.mechanism == "sample" and self.training.class_weights is not None:
+            problems.append(
+                "training.class_weights: a class-weighted loss is not implemented with DP-SGD "
+                "(privacy.dp.mechanism 'sample'); leave it out, or use mechanism 'user'"
+            )
+        weights = self.training.class_weights
+        if weights is not None and len(weights) != self.data.num_classes:
+            problems.append(
+                f"training.class_weights: {len(weights)} weights, but data.num_classes is "
+                f"{self.data.num_classes}; give one weight per class, in class order"
+            )
         problems += self._model_problems()
         if self.privacy is not None and self.privacy.readers is not None:
             readers = {reader.account for reader in self.privacy.readers}
@@ -700,6 +744,18 @@ def _data_problems(data: DataSpec) -> list[str]:
                 problems.append(
                     f"data.validation.{name}: required when data.builtin is set (it pins the held-out split)"
                 )
+    for text in data.validation.metrics or []:
+        metric = parse_metric(text)
+        if metric.name in BINARY_METRICS and data.num_classes != 2:
+            problems.append(
+                f"data.validation.metrics: {text} ranks a positive class against a negative one, so it needs "
+                f"data.num_classes 2, not {data.num_classes}"
+            )
+        if metric.name == "top_k_accuracy" and int(metric.parameter or 0) >= data.num_classes:
+            problems.append(
+                f"data.validation.metrics: {text} guesses at least as many classes as there are "
+                f"({data.num_classes}); use a k below data.num_classes"
+            )
     contract = data.columns
     if contract is None:
         return problems
@@ -788,8 +844,9 @@ def spec_bytes(spec: TaskSpec) -> bytes:
     """Return the canonical JSON of ``spec``: the file stored on the network and hashed on chain.
 
     Keys are sorted, there is no whitespace, text is UTF-8, optional fields are written out (``null``
-    when unset) except ``data.columns``, ``data.validation``'s fields, ``training.proximal_mu``,
-    ``privacy``, ``model.layers`` and ``limits.max_parameters``, which are left out when unset, and wei
+    when unset) except ``data.columns``, ``data.validation``'s fields, ``training.proximal_mu`` and
+    ``class_weights``, ``privacy``, ``model.layers`` and ``limits.max_parameters``, which are left out when
+    unset, and wei
     amounts and digests are strings (decimal and ``0x``-prefixed lowercase hex).
     """
     return canonical_json(spec.model_dump(mode="json"))

@@ -18,8 +18,8 @@ def _verdict(audit: RoundAudit) -> str:
 
 
 ADVISORY_NOTE = (
-    "accuracy (and loss): the new model on the held-out set as this machine measures it; advisory, not in "
-    "the round record, so not audited"
+    "accuracy (and loss, and the spec's data.validation.metrics): the new model on the held-out set as this "
+    "machine measures it; advisory, not in the round record, so not audited"
 )
 
 
@@ -28,7 +28,10 @@ def print_audit(console: Console, task_id: int, rounds: list[RoundAudit]) -> Non
     then each update's verdict (with its declared epsilon in a DP task) and, for sealed rounds audited
     without a reader key, what was and was not checked."""
     table = Table(title=f"audit of task {task_id}", caption=ADVISORY_NOTE)
-    for column in ("round", "status", "accepted", "rejected", "accuracy*", "audit", "scope", "problems"):
+    names = sorted({name for r in rounds for name in r.metrics})
+    for column in ("round", "status", "accepted", "rejected", "accuracy*", *(f"{n}*" for n in names)):
+        table.add_column(column)
+    for column in ("audit", "scope", "problems"):
         table.add_column(column)
     for r in rounds:
         style = {True: "green", False: "bold red", None: "dim"}[r.passed]
@@ -38,6 +41,7 @@ def print_audit(console: Console, task_id: int, rounds: list[RoundAudit]) -> Non
             str(r.accepted),
             str(r.rejected),
             "-" if r.accuracy is None else f"{r.accuracy:.4f}",
+            *(f"{r.metrics[n]:.4f}" if n in r.metrics else "-" for n in names),
             f"[{style}]{_verdict(r)}[/]",
             r.scope,
             "; ".join(r.problems),
@@ -109,6 +113,7 @@ def audit_summary(task_id: int, rounds: list[RoundAudit]) -> dict:
                 "problems": r.problems,
                 "accuracy": r.accuracy,
                 "loss": r.loss,
+                "metrics": r.metrics,
                 "accepted": r.accepted,
                 "rejected": r.rejected,
                 "model_cid": r.model_cid,

@@ -34,6 +34,7 @@ class RoundAudit:
     # The new model's held-out accuracy and loss as this machine measures them (advisory, never hashed).
     accuracy: float | None = None
     loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # the spec's data.validation.metrics, advisory
     accepted: int = 0
     rejected: int = 0
     model_cid: str | None = None
@@ -87,6 +88,7 @@ def audit_round(
     audit.passed = not audit.problems
     audit.accuracy = outcome.advisory_metrics.accuracy
     audit.loss = outcome.advisory_metrics.loss
+    audit.metrics = outcome.advisory_metrics.extra
     return _with_record(audit, record, proposal)
 
 

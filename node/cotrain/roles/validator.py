@@ -225,12 +225,14 @@ class ValidatorNode:
             record_cid=outcome.record_ref.cid,
         )
         accepted = sum(u.verdict == "accepted" for u in record.updates)
+        extra = "".join(f", {name} {value:.4f}" for name, value in outcome.advisory_metrics.extra.items())
         log.info(
-            "round %d: %d accepted, %d rejected, accuracy %.4f (advisory, this machine); proposing",
+            "round %d: %d accepted, %d rejected, accuracy %.4f%s (advisory, this machine); proposing",
             round_,
             accepted,
             len(record.updates) - accepted,
             outcome.advisory_metrics.accuracy,
+            extra,
         )
         self._send(round_, lambda: self.market.propose(self.task_id, round_, proposal))
 

@@ -9,7 +9,7 @@ from cotrain.errors import ConfigError, IntegrityError
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.evaluation import evaluate
 from cotrain.learning.models import build_model
-from cotrain.learning.state import model_state
+from cotrain.learning.state import load_state, model_state
 from cotrain.learning.training import train_local
 
 HYPER = {"epochs": 2, "batch_size": 16, "lr": 0.01, "optimizer": "adam", "seed": 42}
@@ -135,6 +135,9 @@ def test_training_improves_the_model(breast_cancer):
         {"proximal_mu": float("inf")},
         {"proximal_mu": True},
         {"proximal_mu": "0.1"},
+        {"class_weights": [1.0] * 9 + [0.0]},
+        {"class_weights": [1.0] * 9 + [float("nan")]},
+        {"class_weights": [1.0] * 9},
     ],
 )
 def test_bad_hyperparameters_are_a_config_error(small_digits, override):
@@ -202,3 +205,37 @@ def test_the_proximal_term_pulls_the_update_towards_zero_as_mu_grows(small_digit
     assert norms[-1] < 0.75 * norms[0]
     # The reported loss is the cross-entropy alone: held closer to the start, it falls less.
     assert results[-1].loss > results[0].loss
+
+
+def _predicted_share(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], data: ArrayDataset, c: int
+) -> float:
+    load_state(model, state)
+    model.eval()
+    with torch.inference_mode():
+        return float((model(torch.from_numpy(data.features)).argmax(dim=1) == c).float().mean())
+
+
+def test_class_weights_push_predictions_towards_the_heavier_class(breast_cancer):
+    # Prepare
+    def trained(weights: list[float] | None) -> float:
+        model = build_model("logistic", {}, input_shape=(30,), num_classes=2, seed=0)
+        start = model_state(model)
+        result = train_local(
+            model,
+            start,
+            breast_cancer,
+            epochs=1,
+            batch_size=64,
+            lr=0.05,
+            optimizer="sgd",
+            seed=0,
+            class_weights=weights,
+        )
+        return _predicted_share(model, {k: start[k] + result.delta[k] for k in start}, breast_cancer, 0)
+
+    # Execute
+    plain, first_heavy, second_heavy = trained(None), trained([20.0, 1.0]), trained([1.0, 20.0])
+
+    # Assert: more examples land in class 0 when its errors cost twenty times more.
+    assert second_heavy < plain < first_heavy

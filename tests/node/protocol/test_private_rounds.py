@@ -179,6 +179,16 @@ def test_fedprox_is_refused_with_dp_sgd_and_allowed_with_user_dp() -> None:
     assert validate_spec(data).training.proximal_mu == 0.1
 
 
+def test_class_weights_are_refused_with_dp_sgd_and_allowed_with_user_dp() -> None:
+    data = load_spec(SPECS / "breast_cancer.yaml").model_dump(mode="json")
+    data["training"]["class_weights"] = [3.0, 1.0]
+    data["privacy"] = {"dp": {**_dp(), "mechanism": "sample"}}
+    with pytest.raises(ConfigError, match="class-weighted loss is not implemented with DP-SGD"):
+        validate_spec(data)
+    data["privacy"] = {"dp": _dp()}
+    assert validate_spec(data).training.class_weights == [3.0, 1.0]
+
+
 def test_a_reader_key_listed_twice_is_refused() -> None:
     plain = load_spec(SPECS / "breast_cancer.yaml")
     readers = _readers(plain, [KEY_A, KEY_B, KEY_A.upper().replace("0X", "0x"), "0x" + "12" * 32])

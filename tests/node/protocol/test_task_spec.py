@@ -95,6 +95,27 @@ BAD_FIELDS = {
     "classes unlike the data set": (_set("data.num_classes", 3), ["data.num_classes (3) must be 10"]),
     "test fraction of one": (_set("data.validation.test_fraction", 1.0), ["data.validation.test_fraction:"]),
     "missing split seed": (_drop("data.validation.split_seed"), ["data.validation.split_seed: required"]),
+    "class weights for too few classes": (
+        _set("training.class_weights", [1.0, 2.0]),
+        ["training.class_weights: 2 weights, but data.num_classes is 10"],
+    ),
+    "zero class weight": (
+        _set("training.class_weights", [0.0] * 10),
+        ["training.class_weights[0]:", "greater than 0"],
+    ),
+    "unknown metric": (_set("data.validation.metrics", ["f1"]), ["data.validation.metrics[0]:", "'f1'"]),
+    "metric twice": (
+        _set("data.validation.metrics", ["perplexity", "perplexity"]),
+        ["data.validation.metrics:", "'perplexity' is listed twice"],
+    ),
+    "ranking metric on ten classes": (
+        _set("data.validation.metrics", ["auroc"]),
+        ["data.validation.metrics: auroc", "needs data.num_classes 2, not 10"],
+    ),
+    "top-k of every class": (
+        _set("data.validation.metrics", ["top_k_accuracy:10"]),
+        ["data.validation.metrics: top_k_accuracy:10", "below data.num_classes"],
+    ),
     "unknown optimizer": (_set("training.optimizer", "rmsprop"), ["training.optimizer:", "'sgd' or 'adam'"]),
     "zero learning rate": (_set("training.lr", 0), ["training.lr:", "greater than 0"]),
     "text learning rate": (_set("training.lr", "fast"), ["training.lr:", "valid number", "'fast'"]),
@@ -685,6 +706,34 @@ def test_proximal_mu_is_in_the_canonical_bytes_only_when_set() -> None:
     # Only the field differs: the rest of the canonical bytes is the unset spec's.
     decoded = json.loads(spec_bytes(proximal))
     assert decoded["training"].pop("proximal_mu") == 0.01
+    assert _plain_canonical(decoded) == spec_bytes(plain)
+
+
+def test_class_weights_are_in_the_canonical_bytes_only_when_set() -> None:
+    given = _digits()
+    given["training"]["class_weights"] = [1, 2, 1, 1, 1, 1, 1, 1, 1, 0.5]
+
+    plain, weighted = validate_spec(_digits()), validate_spec(given)
+
+    assert b"class_weights" not in spec_bytes(plain)
+    assert b'"class_weights":[1.0,2.0,1.0,1.0,1.0,1.0,1.0,1.0,1.0,0.5]' in spec_bytes(weighted)
+    assert parse_spec_bytes(spec_bytes(weighted)) == weighted
+    decoded = json.loads(spec_bytes(weighted))
+    del decoded["training"]["class_weights"]
+    assert _plain_canonical(decoded) == spec_bytes(plain)
+
+
+def test_metrics_are_in_the_canonical_bytes_only_when_set() -> None:
+    given = _digits()
+    given["data"]["validation"]["metrics"] = ["top_k_accuracy:3", "perplexity"]
+
+    plain, measured = validate_spec(_digits()), validate_spec(given)
+
+    assert b"metrics" not in spec_bytes(plain)
+    assert b'"metrics":["top_k_accuracy:3","perplexity"]' in spec_bytes(measured)
+    assert parse_spec_bytes(spec_bytes(measured)) == measured
+    decoded = json.loads(spec_bytes(measured))
+    assert decoded["data"]["validation"].pop("metrics") == ["top_k_accuracy:3", "perplexity"]
     assert _plain_canonical(decoded) == spec_bytes(plain)
 
 
