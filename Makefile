@@ -27,10 +27,15 @@ demo: setup
 demo-contracts: setup
 	brownie run scripts/demo_task.py
 
-# The stateful tests replay thousands of transactions from snapshots; they get an anvil of their own, so
-# nothing it leaves in the node's transaction pool meets another test.
+# tests/node runs in parallel: its tests start their own anvils and daemons on free ports and mostly wait on
+# blocks and subprocesses (4 workers: 16 min on 2 cores, against 32 serially). tests/contracts share
+# brownie's anvil on 8545, so they run in one process; the stateful tests replay thousands of transactions from
+# snapshots and get an anvil of their own, so nothing it leaves in the node's transaction pool meets another test.
+# (pytest-xdist comes with eth-brownie.)
+TEST_WORKERS ?= 4
 test: lint
-	python -m pytest tests --ignore-glob='tests/contracts/test_stateful*.py' $(PYTEST_FLAGS)
+	python -m pytest tests/node -p no:pytest-brownie -n $(TEST_WORKERS) $(PYTEST_FLAGS)
+	python -m pytest tests --ignore=tests/node --ignore-glob='tests/contracts/test_stateful*.py' $(PYTEST_FLAGS)
 	python -m pytest tests/contracts/test_stateful*.py $(PYTEST_FLAGS)
 
 # Benchmarks, not part of `make test`: results in bench/results/ (quick: bench/results/quick/), read in
