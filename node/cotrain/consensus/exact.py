@@ -11,6 +11,7 @@ Vectors are 1-D numpy arrays of int64 (or of Python ints, dtype object, for the 
     round_half_even_div(a, b)  a / b to the nearest integer, a tie to the even one (b > 0)
     dot(a, b)                  sum_k a_k b_k, exactly
     squared_norm(a)            dot(a, a);  norm(a) = isqrt(squared_norm(a)) = floor(sqrt(...))
+    gram_matrix(xs)            G_ij = dot(x_i, x_j);  squared_distances: G_ii + G_jj - 2 G_ij
     median_int(values)         s_(n+1)/2 for odd n, round_half_even_div(s_n/2 + s_n/2+1, 2) for even n
     weighted_mean(xs, ws)      per coordinate, round_half_even_div(sum_i w_i x_i, sum_i w_i)
     coordinate_median(xs)      per coordinate, median_int of the n values
@@ -23,10 +24,13 @@ Vectors are 1-D numpy arrays of int64 (or of Python ints, dtype object, for the 
     cosine_micro(a, b)         round_half_even(10**6 dot(a, b) / sqrt(squared_norm(a) squared_norm(b))),
                                0 when either vector is zero: the cosine in millionths, in [-10**6, 10**6]
 
-Products of int64 values can overflow int64, so :func:`dot` splits each value into a high and a low half
-(``x = h 2**16 + l``, ``0 <= l < 2**16``) and sums the partial products in int64 (each sum stays below
-``2**63`` for ``|x| <= 2**32`` and ``d < 2**29``); weighted sums split each weight into 16-bit limbs the same
-way. The integer results are combined in Python's unbounded ints.
+Products of int64 values can overflow int64, so :func:`dot` (unless ``d max|a| max|b|`` is below ``2**62``)
+splits each value into a high and a low half (``x = h 2**16 + l``, ``0 <= l < 2**16``) and sums the partial
+products in int64 (each sum stays below ``2**63`` for ``|x| <= 2**32`` and ``d < 2**29``); weighted sums
+split each weight into 16-bit limbs the same way. The integer results are combined in Python's unbounded
+ints. :func:`gram_matrix` takes all n**2 dot products at once as float64 matrix products (BLAS), each block
+of columns small enough that every product and partial sum is an integer below ``2**53``, so exact in any
+summation order.
 """
 
 from __future__ import annotations
@@ -57,6 +61,12 @@ _LIMB_BITS = 16
 _LIMB_MASK = (1 << _LIMB_BITS) - 1
 # Columns sorted at a time by the order-statistic rules: bounds their scratch memory to n x 32768 values.
 _COLUMNS = 1 << 15
+# Integers up to 2**53 are exact in float64; below this many columns per block the limbs are faster.
+_EXACT = 1 << 53
+_MIN_DIRECT_COLUMNS = 1 << 9
+_GRAM_SCRATCH = 1 << 23
+# Integer results below this are kept in int64 (sums of a few of them still fit).
+_INT64_SAFE = 1 << 62
 
 
 # ---------------------------------------------------------------------------------------------- scalars
@@ -129,6 +139,12 @@ def round_ratio_times(ratio: Fraction, value: int) -> int:
 def check_int_vector(value: object, what: str = "vector", bound: int = DOT_BOUND) -> IntVector:
     """Return ``value`` after checking it is a non-empty 1-D int64 array of at most :data:`MAX_LENGTH`
     values, each ``|x| <= bound`` (so that differences and limb products cannot wrap around int64)."""
+    _magnitude(value, what, bound)
+    return value  # type: ignore[return-value]
+
+
+def _magnitude(value: object, what: str, bound: int) -> int:
+    """:func:`check_int_vector`'s checks; returns the largest ``|x|``."""
     if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype != np.int64:
         raise IntegrityError(
             f"{what} must be a 1-D int64 array, got {getattr(value, 'dtype', type(value).__name__)}"
@@ -136,9 +152,10 @@ def check_int_vector(value: object, what: str = "vector", bound: int = DOT_BOUND
     if not 1 <= value.size <= MAX_LENGTH:
         raise IntegrityError(f"{what} must hold 1 to {MAX_LENGTH} values, got {value.size}")
     # max and min, not abs: abs(-2**63) wraps around to -2**63.
-    if int(value.max()) > bound or int(value.min()) < -bound:
+    highest, lowest = int(value.max()), int(value.min())
+    if highest > bound or lowest < -bound:
         raise IntegrityError(f"{what} holds a value beyond 2**{bound.bit_length() - 1} in magnitude")
-    return value
+    return max(highest, -lowest)
 
 
 def check_int_vectors(vectors: Sequence[IntVector]) -> list[IntVector]:
@@ -154,9 +171,14 @@ def check_int_vectors(vectors: Sequence[IntVector]) -> list[IntVector]:
 
 def dot(a: IntVector, b: IntVector) -> int:
     """``sum_k a_k b_k`` exactly, for int64 vectors of one length with every ``|value| <= 2**32``."""
-    left, right = check_int_vector(a, "the first vector"), check_int_vector(b, "the second vector")
+    largest_a = _magnitude(a, "the first vector", DOT_BOUND)
+    largest_b = _magnitude(b, "the second vector", DOT_BOUND)
+    left, right = np.asarray(a), np.asarray(b)
     if left.size != right.size:
         raise IntegrityError(f"the vectors have {left.size} and {right.size} values")
+    if left.size * largest_a * largest_b < _INT64_SAFE:
+        # No product and no running sum can wrap around.
+        return int(np.dot(left, right))
     high_a, low_a = left >> _LIMB_BITS, left & _LIMB_MASK
     high_b, low_b = right >> _LIMB_BITS, right & _LIMB_MASK
     # Each partial product is below 2**34 in magnitude, so each sum of d < 2**29 of them fits int64.
@@ -176,15 +198,89 @@ def norm(a: IntVector) -> int:
     return math.isqrt(squared_norm(a))
 
 
-def squared_distances(vectors: Sequence[IntVector]) -> list[list[int]]:
-    """The symmetric ``n x n`` matrix of ``squared_norm(x_i - x_j)``; the diagonal is 0."""
+def gram_matrix(vectors: Sequence[IntVector]) -> npt.NDArray[Any]:
+    """The symmetric ``n x n`` matrix of ``dot(x_i, x_j)``, exactly, by float64 matrix products.
+
+    Returns an int64 array when every entry is below ``2**62`` in magnitude by the inputs' bound (``d m**2``
+    for the largest magnitude ``m``), else an object array of Python ints; either way each entry equals
+    :func:`dot` of the pair.
+    """
     checked = check_int_vectors(vectors)
-    n = len(checked)
-    result = [[0] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i + 1, n):
-            result[i][j] = result[j][i] = squared_norm(checked[i] - checked[j])
-    return result
+    return _gram(checked, _largest(checked))
+
+
+def _largest(vectors: Sequence[IntVector]) -> int:
+    return max(max(int(v.max()), -int(v.min())) for v in vectors)
+
+
+def _gram(vectors: Sequence[IntVector], largest: int) -> npt.NDArray[Any]:
+    # A float64 matrix product is exact while every product and partial sum is an integer below 2**53,
+    # whatever order BLAS adds in. With k columns in a block and largest magnitude m that holds when
+    # k m**2 <= 2**53: the values are multiplied as they are. Otherwise each is split into 16-bit limbs
+    # (x = h 2**16 + l, |h| <= 2**16, 0 <= l < 2**16: limb products at most 2**32, so blocks of 2**21
+    # columns) and the four limb products are recombined in integers.
+    n, d = len(vectors), vectors[0].size
+    bound = d * largest * largest  # of every dot product and of every running sum below
+    room = max(1, _GRAM_SCRATCH // (2 * n))  # columns per block, for about 2**23 float64 values of scratch
+    direct = _EXACT // max(1, largest * largest)
+    split = direct < _MIN_DIRECT_COLUMNS or bound >= _INT64_SAFE
+    columns = min(_EXACT >> (2 * _LIMB_BITS) if split else direct, room, d)
+    # (n, n) sums of whole products, or (2n, 2n) sums of limb products (each below d 2**32 < 2**61).
+    sums = np.zeros((2 * n, 2 * n) if split else (n, n), dtype=np.int64)
+    for start in range(0, d, columns):
+        block = np.stack([v[start : start + columns] for v in vectors])  # (n, k)
+        if split:
+            block = np.concatenate([block >> _LIMB_BITS, block & _LIMB_MASK])  # (2n, k): high, low
+        values = block.astype(np.float64)
+        sums += (values @ values.T).astype(np.int64)
+    if not split:
+        return sums
+    high, low = sums[:n, :n], sums[n:, n:]
+    middle = sums[:n, n:] + sums[n:, :n]
+    if bound < _INT64_SAFE:
+        # The true sum fits int64, so computing it modulo 2**64 (unsigned, where wrap-around is defined)
+        # gives it exactly.
+        wrapped = (high.astype(np.uint64) << np.uint64(2 * _LIMB_BITS)) + (
+            middle.astype(np.uint64) << np.uint64(_LIMB_BITS)
+        )
+        return (wrapped + low.astype(np.uint64)).view(np.int64)
+    whole: npt.NDArray[Any] = (
+        (high.astype(object) << (2 * _LIMB_BITS)) + (middle.astype(object) << _LIMB_BITS) + low.astype(object)
+    )
+    return whole
+
+
+def squared_distance_matrix(vectors: Sequence[IntVector]) -> npt.NDArray[Any]:
+    """The symmetric ``n x n`` matrix of ``squared_norm(x_i - x_j)``, the diagonal 0, computed as
+    ``squared_norm(x_i) + squared_norm(x_j) - 2 dot(x_i, x_j)`` from :func:`gram_matrix`: int64 when every
+    entry is below ``2**62`` by the inputs' bound, else an object array of Python ints.
+
+    Raises
+    ------
+    IntegrityError
+        If the vectors fail :func:`check_int_vectors` or two of them differ by more than ``2**32`` in a
+        coordinate (the difference :func:`dot` would refuse).
+    """
+    checked = check_int_vectors(vectors)
+    highest, lowest = checked[0].copy(), checked[0].copy()
+    for vector in checked[1:]:
+        np.maximum(highest, vector, out=highest)
+        np.minimum(lowest, vector, out=lowest)
+    if int((highest - lowest).max()) > DOT_BOUND:
+        raise IntegrityError("two vectors differ by more than 2**32 in a coordinate")
+    largest = _largest(checked)
+    gram = _gram(checked, largest)
+    if 4 * checked[0].size * largest * largest >= _INT64_SAFE:
+        gram = gram.astype(object)
+    squares = np.diagonal(gram).copy()
+    distances: npt.NDArray[Any] = (squares[:, None] - gram) + (squares[None, :] - gram)
+    return distances
+
+
+def squared_distances(vectors: Sequence[IntVector]) -> list[list[int]]:
+    """The symmetric ``n x n`` matrix of ``squared_norm(x_i - x_j)`` as lists of Python ints; the diagonal
+    is 0 (:func:`squared_distance_matrix`)."""
+    return [[int(x) for x in row] for row in squared_distance_matrix(vectors).tolist()]
 
 
 def cosine_micro(a: IntVector, b: IntVector) -> int:
@@ -397,8 +493,10 @@ def krum_scores(vectors: Sequence[IntVector], byzantine: int) -> list[int]:
     n, f = len(checked), integer(byzantine, "byzantine")
     if f < 0 or n < f + 3:
         raise IntegrityError(f"Krum with byzantine = {f} needs at least {f + 3} vectors and f >= 0, got {n}")
-    distances = squared_distances(checked)
-    return [sum(sorted(distances[i][j] for j in range(n) if j != i)[: n - f - 2]) for i in range(n)]
+    # Sorted rows start with the diagonal's 0, no larger than any distance: the n - f - 1 smallest of a
+    # row are that 0 and the n - f - 2 smallest distances to the others.
+    nearest = np.sort(squared_distance_matrix(checked), axis=1)[:, : n - f - 1]
+    return [sum(int(x) for x in row) for row in nearest.tolist()]
 
 
 def krum_select(vectors: Sequence[IntVector], byzantine: int, select: int) -> list[int]:

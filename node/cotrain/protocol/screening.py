@@ -46,8 +46,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from cotrain.consensus.exact import (
     MICRO,
@@ -62,6 +65,7 @@ from cotrain.consensus.exact import (
     round_half_even_div,
     round_half_even_div_array,
     round_ratio_times,
+    squared_distance_matrix,
     squared_norm,
 )
 from cotrain.errors import IntegrityError
@@ -158,12 +162,13 @@ class RoundPipeline:
     ) -> tuple[dict[str, Reason], dict[str, int], list[_Candidate], int]:
         screening = self.aggregation.screening
         reasons = {c.contributor: Reason.OK for c in candidates}
-        squares = {c.contributor: squared_norm(c.vector) for c in candidates}
-        apart = pairwise_distances()
         # Equal commit positions (only in tests and simulations) fall back to address order.
         by_commit = sorted(candidates, key=lambda c: c.commit_order)
+        apart = pairwise_distances(by_commit)
+        squares = {c.contributor: squared_norm(c.vector) for c in candidates}
+        in_order = integer_array([squares[c.contributor] for c in by_commit])
         for who in later_near_copies(
-            by_commit, candidates, duplicate_test(screening.duplicate_distance, squares, apart)
+            by_commit, candidates, duplicate_test(screening.duplicate_distance, in_order, apart)
         ):
             reasons[who] = Reason.DUPLICATE
         left = [c for c in candidates if reasons[c.contributor] == Reason.OK]
@@ -220,25 +225,10 @@ class RoundPipeline:
         )
 
 
-Closeness = Callable[[_Candidate, _Candidate], bool]
-Distances = Callable[[_Candidate, _Candidate], int]
-
-
-def pairwise_distances() -> Distances:
-    """``squared_norm(a - b)`` of two candidates, each pair computed once (both copy tests ask for it)."""
-    known: dict[tuple[str, str], int] = {}
-
-    def apart(a: _Candidate, b: _Candidate) -> int:
-        key = (
-            (a.contributor, b.contributor)
-            if a.contributor < b.contributor
-            else (b.contributor, a.contributor)
-        )
-        if key not in known:
-            known[key] = squared_norm(a.vector - b.vector)
-        return known[key]
-
-    return apart
+def pairwise_distances(candidates: Sequence[_Candidate]) -> npt.NDArray[Any]:
+    """``squared_norm(a - b)`` of every pair of ``candidates``, in their order, as one matrix
+    (:func:`~cotrain.consensus.exact.squared_distance_matrix`)."""
+    return squared_distance_matrix([c.vector for c in candidates])
 
 
 def who_of(candidates: Sequence[_Candidate]) -> list[str]:
@@ -247,47 +237,56 @@ def who_of(candidates: Sequence[_Candidate]) -> list[str]:
 
 
 def later_near_copies(
-    by_commit: Sequence[_Candidate], among: Sequence[_Candidate], close: Closeness
+    by_commit: Sequence[_Candidate], among: Sequence[_Candidate], close: npt.NDArray[np.bool_]
 ) -> list[str]:
     """The contributors in ``among`` whose update is ``close`` to one committed earlier in ``among``.
 
-    Every earlier update counts, copies included, so a chain of near-copies is one group whose earliest commit
-    keeps its verdict.
+    ``close`` is a symmetric boolean matrix over ``by_commit``'s positions. Every earlier update counts,
+    copies included, so a chain of near-copies is one group whose earliest commit keeps its verdict.
     """
     members = {c.contributor for c in among}
-    ordered = [c for c in by_commit if c.contributor in members]
-    copies = []
-    for position, later in enumerate(ordered):
-        if any(close(later, earlier) for earlier in ordered[:position]):
-            copies.append(later.contributor)
-    return copies
+    positions = [i for i, c in enumerate(by_commit) if c.contributor in members]
+    earlier = np.asarray(np.tril(close[np.ix_(positions, positions)], -1).any(axis=1))
+    return [by_commit[i].contributor for i, copy in zip(positions, earlier.tolist(), strict=True) if copy]
 
 
-def duplicate_test(tolerance: float, squares: dict[str, int], apart: Distances) -> Closeness:
-    """``||a - b|| / max(||a||, ||b||) <= tolerance``, decided exactly.
+def at_most(left: npt.NDArray[Any], ratio: Fraction, right: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """``left <= ratio**2 x right`` elementwise, decided exactly (non-negative integer arrays that
+    broadcast; int64, or object arrays of Python ints)."""
+    p2, q2 = ratio.numerator**2, ratio.denominator**2
+    # In int64 when neither product can wrap around, else in Python ints.
+    if _fits(left, q2) and _fits(right, p2):
+        return np.asarray(q2 * left.astype(np.int64) <= p2 * right.astype(np.int64))
+    return np.asarray(q2 * left.astype(object) <= p2 * right.astype(object), dtype=bool)
+
+
+def integer_array(values: Sequence[int]) -> npt.NDArray[Any]:
+    """Non-negative Python ints as an int64 array when they fit, else as an object array."""
+    if all(v < 1 << 63 for v in values):
+        return np.array(values, dtype=np.int64)
+    return np.array(values, dtype=object)
+
+
+def _fits(values: npt.NDArray[Any], factor: int) -> bool:
+    return factor < 1 << 63 and (values.size == 0 or int(values.max()) * factor < 1 << 63)
+
+
+def duplicate_test(
+    tolerance: float, squares: npt.NDArray[Any], apart: npt.NDArray[Any]
+) -> npt.NDArray[np.bool_]:
+    """Which pairs satisfy ``||a - b|| / max(||a||, ||b||) <= tolerance``, decided exactly.
 
     With ``tolerance = p / q`` that is ``q**2 squared_norm(a - b) <= p**2 max(squared_norm(a),
-    squared_norm(b))``, so two zero vectors are copies of each other.
+    squared_norm(b))``, so two zero vectors are copies of each other. ``squares`` holds each vector's
+    squared norm, ``apart`` the squared distances, in one order.
     """
-    ratio = exact_ratio(tolerance)
-    p2, q2 = ratio.numerator**2, ratio.denominator**2
-
-    def close(later: _Candidate, earlier: _Candidate) -> bool:
-        scale = max(squares[later.contributor], squares[earlier.contributor])
-        return q2 * apart(later, earlier) <= p2 * scale
-
-    return close
+    return at_most(apart, exact_ratio(tolerance), np.maximum(squares[:, None], squares[None, :]))
 
 
-def redundancy_test(tolerance: float, spread: int, apart: Distances) -> Closeness:
-    """``||a - b|| <= tolerance x S`` for the squared spread ``spread = S**2``, decided exactly."""
-    ratio = exact_ratio(tolerance)
-    p2, q2 = ratio.numerator**2, ratio.denominator**2
-
-    def close(later: _Candidate, earlier: _Candidate) -> bool:
-        return q2 * apart(later, earlier) <= p2 * spread
-
-    return close
+def redundancy_test(tolerance: float, spread: int, apart: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Which pairs satisfy ``||a - b|| <= tolerance x S`` for the squared spread ``spread = S**2``, decided
+    exactly."""
+    return at_most(apart, exact_ratio(tolerance), np.array(spread, dtype=object))
 
 
 def leave_one_out_spread(vectors: Sequence[IntVector]) -> tuple[list[IntVector], list[int], int]:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import math
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
+from unittest import mock
 
 import numpy as np
 import pytest
+from cotrain.consensus import exact
 from cotrain.consensus.exact import (
     DOT_BOUND,
     MAX_LENGTH,
@@ -25,6 +27,7 @@ from cotrain.consensus.exact import (
     dot,
     exact_ratio,
     floor_ratio_times,
+    gram_matrix,
     integer,
     krum_scores,
     krum_select,
@@ -419,6 +422,72 @@ def test_squared_distances_on_hand_computed_vectors() -> None:
         [100, 25, 0, 117],
         [1, 34, 117, 0],
     ]
+
+
+@st.composite
+def _gram_matrices(draw: st.DrawFn, bound: int = DOT_BOUND) -> list[list[int]]:
+    # One magnitude per matrix, so that both the whole-value and the limb products are exercised, with the
+    # extremes of that magnitude drawn often.
+    top = min(bound, 2 ** draw(st.integers(0, 32)))
+    values = st.one_of(st.integers(-top, top), st.sampled_from([top, -top, top - 1, 1 - top, 0]))
+    n, d = draw(st.integers(1, 6)), draw(st.integers(1, 40))
+    return [draw(st.lists(values, min_size=d, max_size=d)) for _ in range(n)]
+
+
+@FEWER_EXAMPLES
+@given(_gram_matrices(), st.sampled_from([1, 7, 1 << 23]))
+def test_gram_matrix_is_every_pairs_dot_product(vectors: list[list[int]], scratch: int) -> None:
+    # A small scratch budget forces blocks of one or a few columns.
+    with mock.patch.object(exact, "_GRAM_SCRATCH", scratch):
+        gram = gram_matrix([_v(*v) for v in vectors])
+
+    assert [[int(x) for x in row] for row in gram.tolist()] == [
+        [_dot(a, b) for b in vectors] for a in vectors
+    ]
+
+
+@FEWER_EXAMPLES
+@given(_gram_matrices(bound=Q), st.sampled_from([1, 7, 1 << 23]))
+def test_squared_distances_are_the_squared_norms_of_the_differences(
+    vectors: list[list[int]], scratch: int
+) -> None:
+    differences = [[[x - y for x, y in zip(a, b, strict=True)] for b in vectors] for a in vectors]
+
+    with mock.patch.object(exact, "_GRAM_SCRATCH", scratch):
+        distances = squared_distances([_v(*v) for v in vectors])
+
+    assert distances == [[_dot(c, c) for c in row] for row in differences]
+    assert all(type(x) is int for row in distances for x in row)
+
+
+@pytest.mark.parametrize(
+    ("values", "length", "dtype"),
+    [
+        ((3, -2, 0), 1 << 20, np.int64),  # whole values, one block
+        ((2**22, -(2**22), 1), 3000, np.int64),  # whole values in blocks of 512 columns
+        ((2**24, -(2**24) + 1, 2**16 - 1), 1 << 12, np.int64),  # limbs, the dot products fit int64
+        ((DOT_BOUND, -DOT_BOUND, DOT_BOUND - 1), 1 << 12, object),  # limbs, in Python ints
+        ((Q, -Q, 0), 1 << 21, object),  # limbs, sums of 2**21 products of 2**62 each
+    ],
+)
+def test_gram_matrix_of_long_vectors_at_each_bound(values: tuple[int, ...], length: int, dtype: type) -> None:
+    # Each vector repeats one value, with every fourth value negated: dot = x y (length / 2).
+    vectors = []
+    for value in values:
+        vector = np.full(length, value, dtype=np.int64)
+        vector[::4] = -value
+        vectors.append(vector)
+
+    gram = gram_matrix(vectors)
+
+    assert gram.dtype == dtype
+    assert gram.tolist() == [[x * y * length for y in values] for x in values]
+
+
+def test_squared_distances_refuse_vectors_more_than_2_to_the_32_apart() -> None:
+    with pytest.raises(IntegrityError, match="differ by more than 2\\*\\*32"):
+        squared_distances([_v(0, DOT_BOUND), _v(0, 0), _v(1, -1)])
+    assert squared_distances([_v(DOT_BOUND), _v(0)]) == [[0, 2**64], [2**64, 0]]
 
 
 # ---------------------------------------------------------------------------------------------- cosine
