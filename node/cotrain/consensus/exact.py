@@ -67,6 +67,10 @@ _MIN_DIRECT_COLUMNS = 1 << 9
 _GRAM_SCRATCH = 1 << 23
 # Integer results below this are kept in int64 (sums of a few of them still fit).
 _INT64_SAFE = 1 << 62
+# Values a weighted sum multiplies and adds at a time (256 KiB of int64: in cache).
+_ADD_COLUMNS = 1 << 15
+# Values (vectors x columns) that WeightedSum.add_all stacks at a time.
+_ADD_ALL_VALUES = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------- scalars
@@ -145,17 +149,22 @@ def check_int_vector(value: object, what: str = "vector", bound: int = DOT_BOUND
 
 def _magnitude(value: object, what: str, bound: int) -> int:
     """:func:`check_int_vector`'s checks; returns the largest ``|x|``."""
+    _check_shape(value, what)
+    assert isinstance(value, np.ndarray)
+    # max and min, not abs: abs(-2**63) wraps around to -2**63.
+    highest, lowest = int(value.max()), int(value.min())
+    if highest > bound or lowest < -bound:
+        raise IntegrityError(f"{what} holds a value beyond 2**{bound.bit_length() - 1} in magnitude")
+    return max(highest, -lowest)
+
+
+def _check_shape(value: object, what: str) -> None:
     if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype != np.int64:
         raise IntegrityError(
             f"{what} must be a 1-D int64 array, got {getattr(value, 'dtype', type(value).__name__)}"
         )
     if not 1 <= value.size <= MAX_LENGTH:
         raise IntegrityError(f"{what} must hold 1 to {MAX_LENGTH} values, got {value.size}")
-    # max and min, not abs: abs(-2**63) wraps around to -2**63.
-    highest, lowest = int(value.max()), int(value.min())
-    if highest > bound or lowest < -bound:
-        raise IntegrityError(f"{what} holds a value beyond 2**{bound.bit_length() - 1} in magnitude")
-    return max(highest, -lowest)
 
 
 def check_int_vectors(vectors: Sequence[IntVector]) -> list[IntVector]:
@@ -365,16 +374,76 @@ class WeightedSum:
             raise IntegrityError(
                 f"vector {self.count} has {values.size} values but vector 0 has {self._limb_sums[0].size}"
             )
-        for limb_sum, limb in zip(self._limb_sums, _limbs(w), strict=True):
-            if limb:
-                limb_sum += values * limb
+        limbs = [(limb_sum, limb) for limb_sum, limb in zip(self._limb_sums, _limbs(w), strict=True) if limb]
+        # Column blocks that stay in cache, multiplied into one reused scratch block: one pass over memory.
+        scratch = np.empty(min(values.size, _ADD_COLUMNS), dtype=np.int64)
+        for start in range(0, values.size, _ADD_COLUMNS):
+            part = values[start : start + _ADD_COLUMNS]
+            product = scratch[: part.size]
+            for limb_sum, limb in limbs:
+                np.multiply(part, limb, out=product)
+                target = limb_sum[start : start + _ADD_COLUMNS]
+                np.add(target, product, out=target)
         self.total_weight += w
         self.count += 1
+
+    def add_all(self, vectors: Sequence[IntVector], weights: Sequence[int]) -> None:
+        """:meth:`add` every ``weights[i] * vectors[i]``, all of them at once in blocks of columns.
+
+        Raises what :meth:`add` raises for the first bad vector or weight, and then adds nothing.
+        """
+        if len(vectors) != len(weights):
+            raise IntegrityError(f"{len(vectors)} vectors but {len(weights)} weights")
+        if not vectors:
+            return
+        checked = [integer(w, f"weight {self.count + i}") for i, w in enumerate(weights)]
+        length = self._limb_sums[0].size if self._limb_sums else getattr(vectors[0], "size", 0)
+        for i, (vector, w) in enumerate(zip(vectors, checked, strict=True)):
+            what = f"vector {self.count + i}"
+            if not 1 <= w < WEIGHT_BOUND:
+                raise IntegrityError(f"weight {self.count + i} = {w} is outside [1, 2**64)")
+            _check_shape(vector, what)
+            if vector.size != length:
+                raise IntegrityError(f"{what} has {vector.size} values but vector 0 has {length}")
+        if self.count + len(vectors) > self.MAX_VECTORS:
+            raise IntegrityError(f"a weighted sum takes at most {self.MAX_VECTORS} vectors")
+        if not self._limb_sums:
+            self._limb_sums = [np.zeros(length, dtype=np.int64) for _ in range(4)]
+        limbs = [
+            (limb_sum, np.array(column, dtype=np.int64))
+            for limb_sum, column in zip(self._limb_sums, zip(*map(_limbs, checked), strict=True), strict=True)
+            if any(column)
+        ]
+        columns = max(1, _ADD_ALL_VALUES // len(vectors))
+        for start in range(0, length, columns):
+            block = np.stack([v[start : start + columns] for v in vectors])  # (n, k)
+            if int(block.max()) > self.VALUE_BOUND or int(block.min()) < -self.VALUE_BOUND:
+                # Take back what the earlier blocks added (exactly: int64 sums wrap around modulo 2**64),
+                # then let the bad vector's own check say what is wrong with it.
+                for undo in range(0, start, columns):
+                    earlier = np.stack([v[undo : undo + columns] for v in vectors])
+                    for limb_sum, limb in limbs:
+                        limb_sum[undo : undo + columns] -= np.einsum("i,ij->j", limb, earlier)
+                for i, vector in enumerate(vectors):
+                    _magnitude(vector, f"vector {self.count + i}", self.VALUE_BOUND)
+            for limb_sum, limb in limbs:
+                # Each product is below 2**47 in magnitude and there are at most 2**16 of them.
+                limb_sum[start : start + columns] += np.einsum("i,ij->j", limb, block)
+        self.total_weight += sum(checked)
+        self.count += len(vectors)
 
     def mean(self) -> IntVector:
         """Per coordinate, ``round_half_even_div(sum_i w_i x_i, sum_i w_i)`` (a new int64 array)."""
         if not self.count:
             raise IntegrityError("no vectors were added to the mean")
+        if self.total_weight * self.VALUE_BOUND < _INT64_SAFE:
+            # Every sum is below total_weight 2**31 in magnitude, so it fits int64 and computing it modulo
+            # 2**64 (unsigned, where wrap-around is defined) gives it exactly.
+            wrapped = self._limb_sums[0].astype(np.uint64)
+            for position, limb_sum in enumerate(self._limb_sums[1:], start=1):
+                if limb_sum.any():
+                    wrapped += limb_sum.astype(np.uint64) << np.uint64(_LIMB_BITS * position)
+            return round_half_even_div_array(wrapped.view(np.int64), self.total_weight)
         total = self._limb_sums[0].astype(object)
         for position, limb_sum in enumerate(self._limb_sums[1:], start=1):
             if limb_sum.any():
@@ -384,12 +453,10 @@ class WeightedSum:
 
 def weighted_mean(vectors: Sequence[IntVector], weights: Sequence[int]) -> IntVector:
     """Per coordinate, ``round_half_even_div(sum_i w_i x_i, sum_i w_i)``: a :class:`WeightedSum` of them."""
-    checked = check_int_vectors(vectors)
-    if len(weights) != len(checked):
-        raise IntegrityError(f"{len(checked)} vectors but {len(weights)} weights")
+    if len(vectors) == 0:
+        raise IntegrityError("there are no vectors")
     total = WeightedSum()
-    for vector, weight in zip(checked, weights, strict=True):
-        total.add(vector, weight)
+    total.add_all(vectors, weights)
     return total.mean()
 
 

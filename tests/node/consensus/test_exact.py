@@ -666,6 +666,35 @@ def test_weighted_sum_with_one_huge_and_one_small_weight() -> None:
     assert total.total_weight == 2**64
 
 
+@pytest.mark.parametrize(
+    "weights",
+    [
+        (3, 5, 7),  # sums below 2**62: the mean is taken in int64
+        (2**16 + 1, 2**33, 1),  # two and three limbs, still in int64
+        (2**31, 1, 2**40 + 3),  # total weight past 2**31: in Python ints
+        (TOP_WEIGHT, TOP_WEIGHT - 1, 2),
+    ],
+)
+def test_weighted_sum_of_vectors_spanning_several_column_blocks(weights: tuple[int, ...]) -> None:
+    # Prepare: 3 blocks of 2**15 columns and a part, values across the whole q32 range and at its ends.
+    rng = np.random.default_rng(len(weights) + weights[0] % 97)
+    length = 3 * (1 << 15) + 5
+    vectors = [rng.integers(-Q, Q, size=length, endpoint=True) for _ in weights]
+    vectors[0][::1000], vectors[1][::1000] = Q, -Q
+    total = WeightedSum()
+
+    # Execute
+    for vector, weight in zip(vectors, weights, strict=True):
+        total.add(vector, weight)
+    mean = total.mean()
+
+    # Assert
+    sums = sum(w * v.astype(object) for v, w in zip(vectors, weights, strict=True))
+    expected = [_round(Fraction(int(x), sum(weights))) for x in sums]
+    assert mean.dtype == np.int64
+    assert mean.tolist() == expected
+
+
 def test_weighted_sum_holds_2_to_the_16_vectors_at_every_bound() -> None:
     # Prepare: the most vectors, the largest weight (all four 16-bit limbs 0xFFFF) and values at +-2**31:
     # each limb's int64 sum reaches 2**16 (2**16 - 1) 2**31 = 2**63 - 2**47 in magnitude.
@@ -760,6 +789,52 @@ def test_weighted_sum_mean_is_the_rounded_fraction(case: tuple[list[list[int]], 
     assert total.mean().tolist() == expected
     assert weighted_mean([_v(*v) for v in vectors], weights).tolist() == expected
     assert total.total_weight == sum(weights)
+
+
+@EXAMPLES
+@given(_weighted(), st.integers(0, 8), st.sampled_from([1, 5, 1 << 20]))
+def test_add_all_is_add_one_by_one(case: tuple[list[list[int]], list[int]], split: int, block: int) -> None:
+    # Prepare: some vectors added one by one, the rest at once, in blocks of as few as one column.
+    vectors, weights = case
+    one_by_one, at_once = WeightedSum(), WeightedSum()
+    for vector, weight in zip(vectors, weights, strict=True):
+        one_by_one.add(_v(*vector), weight)
+
+    # Execute
+    for vector, weight in zip(vectors[:split], weights[:split], strict=True):
+        at_once.add(_v(*vector), weight)
+    with mock.patch.object(exact, "_ADD_ALL_VALUES", block):
+        at_once.add_all([_v(*v) for v in vectors[split:]], weights[split:])
+
+    # Assert
+    assert at_once.mean().tolist() == one_by_one.mean().tolist()
+    assert (at_once.count, at_once.total_weight) == (one_by_one.count, one_by_one.total_weight)
+
+
+@pytest.mark.parametrize(
+    ("vectors", "weights", "message"),
+    [
+        ([_v(1, 2), _v(3, 4)], [1], "2 vectors but 1 weights"),
+        ([_v(1, 2), _v(3, 4)], [1, 0], "weight 2 = 0 is outside"),
+        ([_v(1, 2), _v(3, 4)], [1, 2.0], "weight 2 must be an integer"),
+        ([_v(1, 2), _v(3, 4, 5)], [1, 1], "vector 2 has 3 values but vector 0 has 2"),
+        ([_v(1, 2), np.array([1.0, 2.0])], [1, 1], "vector 2 must be a 1-D int64 array"),
+        ([_v(1, 2), _v(3, Q + 1)], [1, 1], "vector 2 holds a value beyond 2\\*\\*31"),  # in the last block
+        ([_v(1, -(2**63)), _v(3, 4)], [1, 1], "vector 1 holds a value beyond 2\\*\\*31"),
+    ],
+)
+def test_add_all_refuses_bad_input_and_adds_nothing(
+    vectors: list[np.ndarray], weights: list[object], message: str
+) -> None:
+    # Prepare
+    total = WeightedSum()
+    total.add(_v(3, -5), 2)
+
+    # Execute / Assert: blocks of one column, so the first is added before the second is found bad.
+    with mock.patch.object(exact, "_ADD_ALL_VALUES", 1), pytest.raises(IntegrityError, match=message):
+        total.add_all(vectors, weights)  # type: ignore[arg-type]
+    assert (total.count, total.total_weight) == (1, 2)
+    assert total.mean().tolist() == [3, -5]
 
 
 # ------------------------------------------------------------------------------------ order statistics

@@ -30,8 +30,7 @@ def aggregate(vectors: Sequence[IntVector], samples: Sequence[int], params: Rule
         The weighted mean, and each update's share ``samples_i / sum(samples)``.
     """
     total = WeightedSum()
-    for vector, weight in zip(vectors, samples, strict=True):
-        total.add(vector, weight)
+    total.add_all(vectors, samples)
     return Aggregate(total.mean(), shares_of(samples))
 
 
