@@ -55,8 +55,9 @@ from cotrain.learning.rules import get_rule, rule_names
 from cotrain.learning.tensor_files import decode_tensors
 from cotrain.protocol.rewards import reward_tree
 from cotrain.protocol.round_judge import flatten_arrays
+from cotrain.protocol.screening import RoundPipeline
 from cotrain.protocol.task_model import builtin_split
-from cotrain.protocol.task_spec import TaskSpec, load_spec, validate_spec
+from cotrain.protocol.task_spec import AggregationSpec, TaskSpec, load_spec, validate_spec
 from cotrain.roles.contributor import ContributorNode
 from cotrain.roles.journal import Journal
 from cotrain.roles.owner import post_task
@@ -75,6 +76,7 @@ SHARD = 64  # training examples per simulated contributor, drawn with replacemen
 DAY = 86_400
 CHALLENGE = 3_600
 MB = 1e6
+SCREENED_FEDAVG = "fedavg, screened (RoundPipeline)"
 
 
 # ---------------------------------------------------------------- measuring
@@ -363,7 +365,8 @@ def run_round(n: int, workdir: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
 
 
 def rule_calls(n: int) -> dict[str, Callable[[list[IntVector]], Any]]:
-    """Every registered aggregation rule with a default spec's parameters, and FedAvg summed one by one."""
+    """Every registered aggregation rule with a default spec's parameters, FedAvg summed one by one, and
+    FedAvg behind the default screening (the validator's whole pipeline after the integrity checks)."""
     samples = [64] * n
 
     def streaming(vectors: list[IntVector]) -> Any:
@@ -372,10 +375,17 @@ def rule_calls(n: int) -> dict[str, Callable[[list[IntVector]], Any]]:
             total.add(vector, 64)
         return total.mean()
 
+    def screened(vectors: list[IntVector]) -> Any:
+        pipeline = RoundPipeline(AggregationSpec(rule="fedavg"))
+        for i, vector in enumerate(vectors):
+            pipeline.add(f"0x{i:040x}", vector, 64, i)
+        return pipeline.finish()
+
     calls: dict[str, Callable[[list[IntVector]], Any]] = {"fedavg (WeightedSum, one by one)": streaming}
     for name in rule_names():
         rule = get_rule(name)
         calls[name] = functools.partial(rule.run, samples=samples, params=rule.params())
+    calls[SCREENED_FEDAVG] = screened
     return calls
 
 
@@ -397,14 +407,14 @@ def throughput(vectors: list[IntVector], label: str) -> dict[str, Any]:
 
 
 def _synthetic(n: int, parameters: int, seed: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-    """``n`` float32 deltas of a two-tensor model with ``parameters`` entries, one at a time."""
+    """``n`` float32 deltas of a two-tensor model with ``parameters`` entries, one at a time: a direction
+    they share plus noise of each one's own, as honest updates look to the screening."""
     generator = torch.Generator().manual_seed(seed)
     half = parameters // 2
+    shared = torch.randn(parameters, generator=generator) * 0.01
     for _ in range(n):
-        yield {
-            "layer0.weight": torch.randn(half, generator=generator) * 0.01,
-            "layer1.weight": torch.randn(parameters - half, generator=generator) * 0.01,
-        }
+        delta = shared + torch.randn(parameters, generator=generator) * 0.01
+        yield {"layer0.weight": delta[:half], "layer1.weight": delta[half:]}
 
 
 def _flat(delta: dict[str, torch.Tensor]) -> IntVector:

@@ -39,7 +39,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -144,15 +144,15 @@ def check_int_vector(value: object, what: str = "vector", bound: int = DOT_BOUND
     """Return ``value`` after checking it is a non-empty 1-D int64 array of at most :data:`MAX_LENGTH`
     values, each ``|x| <= bound`` (so that differences and limb products cannot wrap around int64)."""
     _magnitude(value, what, bound)
-    return value  # type: ignore[return-value]
+    return cast(IntVector, value)
 
 
 def _magnitude(value: object, what: str, bound: int) -> int:
     """:func:`check_int_vector`'s checks; returns the largest ``|x|``."""
     _check_shape(value, what)
-    assert isinstance(value, np.ndarray)
+    vector = cast(IntVector, value)
     # max and min, not abs: abs(-2**63) wraps around to -2**63.
-    highest, lowest = int(value.max()), int(value.min())
+    highest, lowest = int(vector.max()), int(vector.min())
     if highest > bound or lowest < -bound:
         raise IntegrityError(f"{what} holds a value beyond 2**{bound.bit_length() - 1} in magnitude")
     return max(highest, -lowest)
