@@ -375,15 +375,11 @@ class WeightedSum:
                 f"vector {self.count} has {values.size} values but vector 0 has {self._limb_sums[0].size}"
             )
         limbs = [(limb_sum, limb) for limb_sum, limb in zip(self._limb_sums, _limbs(w), strict=True) if limb]
-        # Column blocks that stay in cache, multiplied into one reused scratch block: one pass over memory.
-        scratch = np.empty(min(values.size, _ADD_COLUMNS), dtype=np.int64)
+        # Column blocks whose products stay in cache: one pass over memory, no model-sized temporary.
         for start in range(0, values.size, _ADD_COLUMNS):
             part = values[start : start + _ADD_COLUMNS]
-            product = scratch[: part.size]
             for limb_sum, limb in limbs:
-                np.multiply(part, limb, out=product)
-                target = limb_sum[start : start + _ADD_COLUMNS]
-                np.add(target, product, out=target)
+                limb_sum[start : start + _ADD_COLUMNS] += part * limb
         self.total_weight += w
         self.count += 1
 
