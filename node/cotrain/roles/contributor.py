@@ -39,7 +39,6 @@ from cotrain.privacy.dp import PrivacyLedger
 from cotrain.privacy.sealed import parse_reader_public, seal
 from cotrain.protocol.commitment import new_salt, update_commitment
 from cotrain.protocol.epsilon import EPSILON_KEY, declare, within_budget
-from cotrain.protocol.rewards import allocation_proof
 from cotrain.protocol.round_judge import flatten_arrays
 from cotrain.protocol.task_model import round_mechanism, train_private_round, train_round
 from cotrain.protocol.update_binding import update_metadata
@@ -95,6 +94,7 @@ class ContributorNode:
         self._reported: set[int] = set()  # rounds whose outcome the log already tells
         self._forfeits_noted: set[int] = set()  # rounds whose forfeited stake the log already tells
         self._over_budget_noted: set[int] = set()  # rounds the privacy budget kept this node out of
+        self._settled_rounds: set[int] = set()  # rounds claimed or owing nothing (also in the journal)
 
     def step(self) -> bool:
         """Do what the task's state calls for now; return True once there is nothing left to do."""
@@ -367,35 +367,50 @@ class ContributorNode:
         """Claim what finalized rounds up to ``current_round`` owe this account; return the wei claimed."""
         claimed = 0
         for round_ in range(current_round + 1):
-            if self.journal.get(f"claimed-{round_}") is not None:
+            if self._settled(round_):
                 continue
             r = self.market.get_round(self.task_id, round_) if round_ < self.view.spec.rounds else None
             if r is None or r.status in (RoundStatus.FAILED, RoundStatus.VOIDED):
-                self.journal.put(f"claimed-{round_}", {"amount": 0})
+                self._settle(round_, 0)
                 continue
             if r.status != RoundStatus.FINALIZED:
                 continue
             record = self.view.accepted_record(round_)
-            mine = [a for a in record.reward_allocations if a.account.lower() == self.address.lower()]
-            if mine:
-                proof = allocation_proof(record.reward_allocations, self.address)
+            tree = record.reward_tree
+            if tree is None or self.address not in tree:
+                self._settle(round_, 0)
+                continue
+            proof = tree.proof(self.address)
+            if not self.market.is_claimed(self.task_id, round_, proof.index):
+                log.info("round %d: claiming %d wei", round_, proof.amount)
+                claim = functools.partial(
+                    self.market.claim,
+                    self.task_id,
+                    round_,
+                    proof.index,
+                    proof.account,
+                    proof.amount,
+                    proof.proof,
+                )
+                self._send(round_, claim)
                 if not self.market.is_claimed(self.task_id, round_, proof.index):
-                    log.info("round %d: claiming %d wei", round_, proof.amount)
-                    claim = functools.partial(
-                        self.market.claim,
-                        self.task_id,
-                        round_,
-                        proof.index,
-                        proof.account,
-                        proof.amount,
-                        proof.proof,
-                    )
-                    self._send(round_, claim)
-                    if not self.market.is_claimed(self.task_id, round_, proof.index):
-                        continue  # refused: try again at the next step
-                    claimed += proof.amount
-            self.journal.put(f"claimed-{round_}", {"amount": mine[0].amount if mine else 0})
+                    continue  # refused: try again at the next step
+                claimed += proof.amount
+            self._settle(round_, proof.amount)
         return claimed
+
+    def _settled(self, round_: int) -> bool:
+        """Whether ``round_`` owes this account nothing more (claimed, or nothing to claim)."""
+        if round_ in self._settled_rounds:
+            return True
+        if self.journal.get(f"claimed-{round_}") is None:
+            return False
+        self._settled_rounds.add(round_)
+        return True
+
+    def _settle(self, round_: int, amount: int) -> None:
+        self.journal.put(f"claimed-{round_}", {"amount": amount})
+        self._settled_rounds.add(round_)
 
     def _leave(self, me: Contributor) -> bool:
         """Take the stake back once the task is over; True when done (False: still locked, retry later). A
@@ -445,7 +460,7 @@ class ContributorNode:
 
     def _all_claimed(self, current_round: int) -> bool:
         last = min(current_round, self.view.spec.rounds - 1)
-        return all(self.journal.get(f"claimed-{r}") is not None for r in range(last + 1))
+        return all(self._settled(r) for r in range(last + 1))
 
     def _send(self, round_: int, transaction: Callable[[], object]) -> None:
         send_tolerantly(transaction, self.timings, round_)
