@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
+import torch
 from cotrain.chain.client import ContractRevert
 from cotrain.chain.market import (
     FORFEITED,
@@ -34,6 +35,7 @@ from cotrain.consensus.fixed_point import NUMBER_FORMATS, overflow_count
 from cotrain.errors import ConfigError, NodeStateError
 from cotrain.learning.attacks import Attack
 from cotrain.learning.data import ArrayDataset
+from cotrain.learning.device import CPU
 from cotrain.learning.tensor_files import encode_update
 from cotrain.privacy.dp import PrivacyLedger
 from cotrain.privacy.sealed import parse_reader_public, seal
@@ -60,7 +62,8 @@ class ContributorNode:
 
     ``attack`` makes the node a simulated attacker (for demos and experiments): it poisons its data and/or
     submits the attack's crafted delta instead of the one it trained. Only attacks that need nothing but the
-    node's own work can run live.
+    node's own work can run live. ``device`` is where it trains (see
+    :func:`~cotrain.learning.device.resolve_device`); its update files are CPU float32 whatever it is.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class ContributorNode:
         progress: Callable[[int, int], None] | None = None,
         timings: Timings | None = None,
         attack: Attack | None = None,
+        device: torch.device = CPU,
     ) -> None:
         if attack is not None and not attack.live:
             raise ConfigError(
@@ -81,6 +85,7 @@ class ContributorNode:
                 "collect; run it with `cotrain experiment robustness`"
             )
         self.attack = attack
+        self.device = device
         self.market = market
         self.store = store
         self.task_id = task_id
@@ -278,9 +283,13 @@ class ContributorNode:
             data = self.attack.poison(data)
         with self.timings.measure(round_, "training"):
             if declared is None:
-                result = train_round(spec, base_state, data, round_, progress=self.progress)
+                result = train_round(
+                    spec, base_state, data, round_, progress=self.progress, device=self.device
+                )
             else:
-                result = train_private_round(spec, base_state, data, round_, progress=self.progress)
+                result = train_private_round(
+                    spec, base_state, data, round_, progress=self.progress, device=self.device
+                )
                 ledger = self._ledger()
                 if round_ not in ledger.rounds:  # a round retrained after a crash spends it once
                     ledger.record(round_, result.mechanism)
