@@ -36,6 +36,7 @@ class TaskView:
         self._scanned_to = market.deploy_block - 1
         self._models: dict[bytes, dict[str, torch.Tensor]] = {}
         self.records = RecordCache(store)
+        self._finalized: dict[int, Proposal] = {}  # accepted proposals of finalized rounds
 
     # ---------------------------------------------------------------- events
 
@@ -82,16 +83,28 @@ class TaskView:
         return layout(initial_state(self.spec))
 
     def accepted_proposal(self, round_: int) -> Proposal | None:
-        """The proposal a quorum accepted for ``round_`` (also after finalization), else None."""
+        """The proposal a quorum accepted for ``round_`` (also after finalization), else None.
+
+        A finalized round's is remembered (finalization is final); an accepted one's is read again each time,
+        since a challenge can still void it.
+        """
+        if round_ in self._finalized:
+            return self._finalized[round_]
         r = self.market.get_round(self.task_id, round_)
         if r.status not in (RoundStatus.ACCEPTED, RoundStatus.FINALIZED):
             return None
+        proposal = self._proposal(round_, r.accepted_hash)
+        if r.status == RoundStatus.FINALIZED:
+            self._finalized[round_] = proposal
+        return proposal
+
+    def _proposal(self, round_: int, proposal_hash: bytes) -> Proposal:
         for event in self.events("RoundProposed", round_):
-            if event.args["proposalHash"] == r.accepted_hash:
+            if event.args["proposalHash"] == proposal_hash:
                 return event.args["proposal"]
         self.refresh()
         for event in self.events("RoundProposed", round_):
-            if event.args["proposalHash"] == r.accepted_hash:
+            if event.args["proposalHash"] == proposal_hash:
                 return event.args["proposal"]
         raise ChainError(f"round {round_} of task {self.task_id} is accepted but no proposal event matches")
 
