@@ -379,6 +379,9 @@ def contribute(
         "--attack",
         help="Act as a simulated attacker (demos, experiments): sign_flip, gaussian+jitter, ...",
     ),
+    device: str = typer.Option(
+        "cpu", "--device", help="Where to train: cpu, cuda, cuda:N, or auto (a CUDA GPU if torch sees one)."
+    ),
     network: Path = NETWORK,
     follow: bool = FOLLOW,
     poll: float = POLL,
@@ -386,10 +389,12 @@ def contribute(
     """Join a task and train on local data each round; commit, reveal and claim rewards."""
     from cotrain.chain.market import TaskStatus
     from cotrain.learning.attacks import get_attack
+    from cotrain.learning.device import resolve_device
     from cotrain.roles.contributor import ContributorNode
     from cotrain.roles.task_view import TaskView
     from cotrain.roles.timings import Timings
 
+    training_device = resolve_device(device)
     market, store = _connect(network)
     market.require_task(task)
     address = market.client.address
@@ -407,9 +412,13 @@ def contribute(
         node_state.journal,
         timings=Timings(timings),
         attack=None if attack is None else get_attack(attack),
+        device=training_device,
     )
     node.data = _local_data(node.view.spec, data, label_column)
-    console.print(f"contributing {len(node.data)} local examples to task {task} as {address}")
+    console.print(
+        f"contributing {len(node.data)} local examples to task {task} as {address} "
+        f"(training on {training_device})"
+    )
     console.print(f"state in {node_state.folder}")
     with progress_reporter(console, "training", hide_when_done=True) as progress:
         node.progress = progress.update

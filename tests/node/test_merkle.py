@@ -144,6 +144,21 @@ def test_every_proof_verifies_and_a_tampered_amount_does_not(entries):
         assert not verify(tree.root, tampered, proof)
 
 
+@settings(max_examples=50, deadline=None)
+@given(entries=_entries)
+def test_of_builds_only_trees_the_verifying_constructor_accepts(entries):
+    # Prepare: of() skips re-checking the hashes it computed; load() checks every one.
+    allocations = [Allocation(to_checksum_address(raw), amount) for raw, amount in entries]
+
+    # Execute
+    built = allocation_tree(allocations)
+    checked = StandardMerkleTree.load(built.dump())
+
+    # Assert
+    assert checked.dump() == built.dump()
+    assert [checked.proof(i) for i in range(len(built))] == [built.proof(i) for i in range(len(built))]
+
+
 def test_allocation_tree_uses_list_position_as_index():
     allocations = _allocations(5)
 

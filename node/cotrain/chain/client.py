@@ -27,7 +27,7 @@ from eth_utils import abi_to_signature, keccak, to_checksum_address
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception, Web3RPCError
-from web3.types import FilterParams, LogReceipt, Nonce, TxParams, TxReceipt, Wei
+from web3.types import FilterParams, LogReceipt, Nonce, RPCEndpoint, TxParams, TxReceipt, Wei
 
 from cotrain.chain.keys import TransactionSigner
 from cotrain.errors import ChainError
@@ -312,6 +312,10 @@ class ChainClient:
             request_kwargs={"timeout": request_timeout},
             # Retries are this client's: web3's own would multiply them and slow a clear failure down.
             exception_retry_configuration=None,
+            # web3 checks every call and transaction against the node's chain id, asked anew each time: more
+            # than half of a contributor's requests per step. It cannot change under a connected client.
+            cache_allowed_requests=True,
+            cacheable_requests={RPCEndpoint("eth_chainId")},
         )
         w3 = Web3(provider)
         chain_id = _connect(w3, _redact(rpc_url), retries, backoff)

@@ -20,6 +20,7 @@ from torch import nn
 
 from cotrain.errors import ConfigError
 from cotrain.learning.data import ArrayDataset
+from cotrain.learning.device import CPU
 from cotrain.learning.state import float32_state, load_state, model_state
 
 OPTIMIZERS = ("sgd", "adam")
@@ -49,18 +50,23 @@ _GLOBAL_TORCH_STATE = threading.RLock()
 
 
 @contextmanager
-def deterministic_torch(seed: int) -> Iterator[None]:
-    """Run the body with deterministic algorithms on and the global RNG seeded, restoring both afterwards."""
+def deterministic_torch(seed: int, device: torch.device = CPU) -> Iterator[None]:
+    """Run the body with deterministic algorithms on and the global RNG seeded, restoring both afterwards.
+
+    On a GPU an operation without a deterministic kernel warns instead of failing: only CPU training promises
+    bit-identical deltas (see the module's docstring).
+    """
     # The flag and the RNG are process-wide: one training at a time, or threads would restore each other's.
     with _GLOBAL_TORCH_STATE:
         previous = torch.are_deterministic_algorithms_enabled()
-        with torch.random.fork_rng(devices=[]):
+        previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
             torch.manual_seed(seed)
-            torch.use_deterministic_algorithms(True)
+            torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
             try:
                 yield
             finally:
-                torch.use_deterministic_algorithms(previous)
+                torch.use_deterministic_algorithms(previous, warn_only=previous_warn_only)
 
 
 def check_hyperparameters(
@@ -150,6 +156,7 @@ def train_local(
     proximal_mu: float = 0.0,
     class_weights: Sequence[float] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    device: torch.device = CPU,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` starting from ``global_state`` and return the change in its weights.
 
@@ -184,6 +191,9 @@ def train_local(
         One weight above 0 per class, in class-index order; ``None`` weighs every class alike.
     progress : Callable[[int, int], None], optional
         Called as ``progress(step, total)`` after every optimizer step, e.g. to draw a progress bar.
+    device : torch.device
+        Where the model and batches live while training (see :func:`~cotrain.learning.device.resolve_device`);
+        the delta is CPU float32 whatever it is.
 
     Returns
     -------
@@ -200,10 +210,11 @@ def train_local(
         epochs, batch_size, lr, optimizer, seed, proximal_mu=proximal_mu, class_weights=class_weights
     )
     start = load_start(model, global_state, dataset)
+    model.to(device)
     # With mu = 0 nothing is added to the graph, so the steps are those of plain training, bit for bit.
     anchor = [param.detach().clone() for param in model.parameters()] if proximal_mu > 0 else None
-    features = torch.from_numpy(dataset.features)
-    labels = torch.from_numpy(dataset.labels)
+    features = torch.from_numpy(dataset.features).to(device)
+    labels = torch.from_numpy(dataset.labels).to(device)
     count = len(dataset)
     steps_per_epoch = math.ceil(count / batch_size)
     total = epochs * steps_per_epoch
@@ -211,10 +222,12 @@ def train_local(
         raise ConfigError(
             f"{len(class_weights)} class_weights for {dataset.num_classes} classes; give one per class"
         )
-    weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+    weight = (
+        None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32, device=device)
+    )
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     epoch_loss = 0.0
-    with deterministic_torch(seed):
+    with deterministic_torch(seed, device):
         shuffle = torch.Generator().manual_seed(seed)
         opt = make_optimizer(model, optimizer, lr)
         model.train()
@@ -223,7 +236,7 @@ def train_local(
             order = torch.randperm(count, generator=shuffle)
             loss_sum = 0.0
             for begin in range(0, count, batch_size):
-                batch = order[begin : begin + batch_size]
+                batch = order[begin : begin + batch_size].to(device)
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(features[batch]), labels[batch])
                 if anchor is None:

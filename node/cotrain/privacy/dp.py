@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cotrain.errors import ConfigError
 from cotrain.learning.data import ArrayDataset
+from cotrain.learning.device import CPU
 from cotrain.learning.models import Position, TokenEmbedding
 from cotrain.learning.state import float32_state
 from cotrain.learning.training import (
@@ -73,6 +74,11 @@ def _load_opacus() -> None:
     ) -> dict[nn.Parameter, torch.Tensor]:
         # y = x + weight: each example's gradient for the weight is its gradient for y, (B, T, F).
         return {layer.weight: backprops} if layer.weight.requires_grad else {}
+
+
+def _device_generator(source: torch.Generator, device: torch.device) -> torch.Generator:
+    seed = int(torch.randint(0, 2**62, (1,), generator=source))
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def fresh_generator() -> torch.Generator:
@@ -337,6 +343,7 @@ def train_local_dp(
     delta: float,
     generator: torch.Generator | None = None,
     progress: Callable[[int, int], None] | None = None,
+    device: torch.device = CPU,
 ) -> tuple[DPTrainResult, float]:
     """DP-SGD with Opacus: :func:`~cotrain.learning.training.train_local` with per-example clipping, noise
     and Poisson sampling.
@@ -348,7 +355,7 @@ def train_local_dp(
 
     Parameters
     ----------
-    model, global_state, dataset, epochs, batch_size, lr, optimizer, seed, progress
+    model, global_state, dataset, epochs, batch_size, lr, optimizer, seed, progress, device
         As for ``train_local``; ``seed`` now seeds only the model's own randomness, not the batches.
     noise_multiplier : float
         ``sigma`` of every step.
@@ -358,7 +365,8 @@ def train_local_dp(
         The delta at which the round's epsilon is reported.
     generator : torch.Generator, optional
         Draws the batches and the noise; :func:`fresh_generator` when omitted, which a node must use
-        (batches and noise others can reproduce void the guarantee). Tests pass a seeded one.
+        (batches and noise others can reproduce void the guarantee). Tests pass a seeded one. On a GPU the
+        noise comes from a generator on that device seeded from this one.
 
     Returns
     -------
@@ -386,12 +394,15 @@ def train_local_dp(
     if errors:
         raise ConfigError(f"model cannot be trained with DP-SGD: {errors[0]}")
     start = load_start(model, global_state, dataset)
+    model.to(device)
     source = generator if generator is not None else fresh_generator()
+    # Opacus draws the noise on the gradients' device, which needs a generator of that device.
+    noise = source if device.type == "cpu" else _device_generator(source, device)
     examples = TensorDataset(torch.from_numpy(dataset.features), torch.from_numpy(dataset.labels))
     loader = DataLoader(examples, batch_size=batch_size, generator=source)
     loss_fn = nn.CrossEntropyLoss()
     epoch_loss = 0.0
-    with deterministic_torch(seed):
+    with deterministic_torch(seed, device):
         engine = PrivacyEngine(accountant="rdp")
         private_model, private_opt, private_loader = engine.make_private(
             module=model,
@@ -400,7 +411,7 @@ def train_local_dp(
             data_loader=loader,
             noise_multiplier=noise_multiplier,
             max_grad_norm=max_grad_norm,
-            noise_generator=source,
+            noise_generator=noise,
         )
         try:
             private_model.train()
@@ -408,7 +419,8 @@ def train_local_dp(
             step = 0
             for _ in range(epochs):
                 loss_sum, seen = 0.0, 0
-                for features, labels in private_loader:
+                for batch_features, batch_labels in private_loader:
+                    features, labels = batch_features.to(device), batch_labels.to(device)
                     private_opt.zero_grad(set_to_none=True)
                     loss = loss_fn(private_model(features), labels)
                     loss.backward()

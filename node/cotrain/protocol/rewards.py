@@ -123,6 +123,45 @@ def slash_allocations(rejected: Iterable[str], stake_slash_wei: int) -> list[All
     return [Allocation(key, stake_slash_wei) for key in sorted(seen)]
 
 
+class RewardTree:
+    """The ``(uint256 index, address account, uint256 amount)`` tree over allocations in protocol order, with
+    each account's leaf index: build it once, then prove any account's leaf without rebuilding it.
+
+    Raises
+    ------
+    ValueError
+        If ``allocations`` is empty (publish :data:`EMPTY_ROOT` instead) or not in protocol order.
+    """
+
+    def __init__(self, allocations: Sequence[Allocation]) -> None:
+        check_order(allocations)
+        self.allocations = tuple(allocations)
+        self.tree = allocation_tree(self.allocations)
+        self._index = {allocation.account.lower(): i for i, allocation in enumerate(self.allocations)}
+
+    @property
+    def root(self) -> bytes:
+        """The 32-byte Merkle root the market checks proofs against."""
+        return self.tree.root
+
+    def __contains__(self, account: object) -> bool:
+        return str(account).lower() in self._index
+
+    def proof(self, account: str) -> AllocationProof:
+        """Return ``account``'s leaf and proof, ready for the market's ``claim`` or ``slashContributor``.
+
+        Raises
+        ------
+        ValueError
+            If ``account`` has no allocation.
+        """
+        index = self._index.get(str(account).lower())
+        if index is None:
+            raise ValueError(f"{account} has no allocation in this tree")
+        allocation = self.allocations[index]
+        return AllocationProof(index, allocation.account, allocation.amount, self.tree.proof(index))
+
+
 def reward_tree(allocations: Sequence[Allocation]) -> StandardMerkleTree:
     """Build the ``(uint256 index, address account, uint256 amount)`` tree over ``allocations``.
 
@@ -131,8 +170,7 @@ def reward_tree(allocations: Sequence[Allocation]) -> StandardMerkleTree:
     ValueError
         If ``allocations`` is empty (publish :data:`EMPTY_ROOT` instead) or not in protocol order.
     """
-    check_order(allocations)
-    return allocation_tree(allocations)
+    return RewardTree(allocations).tree
 
 
 def rewards_root(allocations: Sequence[Allocation]) -> bytes:
@@ -148,23 +186,21 @@ def rewards_root(allocations: Sequence[Allocation]) -> bytes:
     """
     if len(allocations) == 0:
         return EMPTY_ROOT
-    return reward_tree(allocations).root
+    return RewardTree(allocations).root
 
 
 def allocation_proof(allocations: Sequence[Allocation], account: str) -> AllocationProof:
     """Return the leaf and proof for ``account``, ready for the market's ``claim`` or ``slashContributor``.
+
+    Builds the whole tree: to prove more than one leaf, or the leaves of a record, use :class:`RewardTree`
+    (a :class:`~cotrain.protocol.round_record.RoundRecord` keeps its own).
 
     Raises
     ------
     ValueError
         If ``account`` has no allocation, or ``allocations`` is empty or not in protocol order.
     """
-    tree = reward_tree(allocations)
-    key = str(account).lower()
-    for index, allocation in enumerate(allocations):
-        if allocation.account.lower() == key:
-            return AllocationProof(index, allocation.account, allocation.amount, tree.proof(index))
-    raise ValueError(f"{account} has no allocation in this tree")
+    return RewardTree(allocations).proof(account)
 
 
 def check_order(allocations: Sequence[Allocation]) -> None:

@@ -46,7 +46,7 @@ from pydantic import (
 from cotrain.errors import IntegrityError
 from cotrain.protocol.epsilon import parse_declared
 from cotrain.protocol.merkle import Allocation
-from cotrain.protocol.rewards import rewards_root
+from cotrain.protocol.rewards import EMPTY_ROOT, AllocationProof, RewardTree
 from cotrain.protocol.task_spec import (
     MAX_CID_BYTES,
     UINT64_MAX,
@@ -321,6 +321,38 @@ class RoundRecord(_Strict):
         """The slash tree's leaves, in index order."""
         return [Allocation(u.contributor, u.slash) for u in self.updates if u.slash > 0]
 
+    @cached_property
+    def reward_tree(self) -> RewardTree | None:
+        """The tree over :attr:`reward_allocations`, built once per record; None when nobody is paid."""
+        allocations = self.reward_allocations
+        return RewardTree(allocations) if allocations else None
+
+    @cached_property
+    def slash_tree(self) -> RewardTree | None:
+        """The tree over :attr:`slash_allocations`, built once per record; None when nobody is slashed."""
+        allocations = self.slash_allocations
+        return RewardTree(allocations) if allocations else None
+
+    def reward_proof(self, account: str) -> AllocationProof:
+        """``account``'s reward leaf and proof for the market's ``claim``.
+
+        Raises
+        ------
+        ValueError
+            If the record pays ``account`` nothing.
+        """
+        return _prove(self.reward_tree, account)
+
+    def slash_proof(self, account: str) -> AllocationProof:
+        """``account``'s slash leaf and proof for the market's ``slashContributor``.
+
+        Raises
+        ------
+        ValueError
+            If the record slashes ``account`` nothing.
+        """
+        return _prove(self.slash_tree, account)
+
     @computed_field(return_type=Wei)  # type: ignore[prop-decorator]
     @cached_property
     def reward_total(self) -> int:
@@ -331,13 +363,19 @@ class RoundRecord(_Strict):
     @cached_property
     def rewards_root(self) -> bytes:
         """Merkle root of :attr:`reward_allocations`; 32 zero bytes when nobody is paid."""
-        return rewards_root(self.reward_allocations)
+        return EMPTY_ROOT if self.reward_tree is None else self.reward_tree.root
 
     @computed_field(return_type=Digest)  # type: ignore[prop-decorator]
     @cached_property
     def slash_root(self) -> bytes:
         """Merkle root of :attr:`slash_allocations`; 32 zero bytes when nobody is slashed."""
-        return rewards_root(self.slash_allocations)
+        return EMPTY_ROOT if self.slash_tree is None else self.slash_tree.root
+
+
+def _prove(tree: RewardTree | None, account: str) -> AllocationProof:
+    if tree is None:
+        raise ValueError(f"{account} has no allocation in this tree")
+    return tree.proof(account)
 
 
 def record_bytes(record: RoundRecord) -> bytes:

@@ -15,6 +15,7 @@ from torch import nn
 from cotrain.errors import ConfigError
 from cotrain.learning.data import ArrayDataset, check_schema, load_builtin, split_train_test
 from cotrain.learning.dataset_digest import dataset_digest
+from cotrain.learning.device import CPU
 from cotrain.learning.models import build_layers, build_model
 from cotrain.learning.state import model_state
 from cotrain.learning.training import TrainResult, train_local
@@ -45,11 +46,11 @@ def train_round(
     round_: int,
     *,
     progress: Callable[[int, int], None] | None = None,
+    device: torch.device = CPU,
 ) -> TrainResult:
     """Train on ``data`` as every contributor of the task does in ``round_``: the spec's model and
     hyper-parameters (FedProx's term when ``training.proximal_mu`` is set, the class-weighted loss when
-    ``training.class_weights`` is), seeded with
-    ``training.seed + round_``."""
+    ``training.class_weights`` is), seeded with ``training.seed + round_``, on ``device``."""
     model = task_model(spec)
     return train_local(
         model,
@@ -59,6 +60,7 @@ def train_round(
         proximal_mu=spec.training.proximal_mu or 0.0,
         class_weights=spec.training.class_weights,
         progress=progress,
+        device=device,
     )
 
 
@@ -101,6 +103,7 @@ def train_private_round(
     round_: int,
     *,
     progress: Callable[[int, int], None] | None = None,
+    device: torch.device = CPU,
 ) -> DPTrainResult:
     """:func:`train_round` under the spec's ``privacy.dp``: DP-SGD (mechanism "sample") or the trained
     update clipped and noised (mechanism "user"), with noise from the operating system's randomness.
@@ -114,7 +117,7 @@ def train_private_round(
     dp = spec.privacy.dp if spec.privacy is not None else None
     assert dp is not None
     if dp.mechanism == "user":
-        result = train_round(spec, base_state, data, round_, progress=progress)
+        result = train_round(spec, base_state, data, round_, progress=progress, device=device)
         noised = clip_and_noise(result.delta, dp.clip_norm, dp.noise_multiplier, fresh_generator())
         return DPTrainResult(delta=noised, samples=result.samples, loss=result.loss, mechanism=mechanism)
     trained, _ = train_local_dp(
@@ -126,6 +129,7 @@ def train_private_round(
         max_grad_norm=dp.clip_norm,
         delta=dp.delta,
         progress=progress,
+        device=device,
     )
     if trained.mechanism != mechanism:
         raise ConfigError(f"DP-SGD ran {trained.mechanism}, not the accounted {mechanism}")

@@ -14,7 +14,6 @@ from decimal import Decimal
 
 from cotrain.chain.market import FORFEITED, REVEALED, Market, RoundStatus
 from cotrain.errors import ConfigError
-from cotrain.protocol.rewards import allocation_proof
 from cotrain.roles.challenges import Challenge, challenges_of
 from cotrain.roles.task_view import TaskView
 from cotrain.storage.base import ContentStore
@@ -223,7 +222,7 @@ def round_result(view: TaskView, round_: int, account: str) -> RoundResult:
     if record is not None and entry is not None:
         reward_wei, slash_wei = entry.reward, entry.slash
         if reward_wei:
-            index = allocation_proof(record.reward_allocations, account).index
+            index = record.reward_proof(account).index
             claimed = market.is_claimed(task_id, round_, index)
         verdict, reason, score = entry.verdict, entry.reason.value, entry.score
     elif commitment == FORFEITED:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
+import torch
 from cotrain.chain.client import ContractRevert
 from cotrain.chain.market import (
     FORFEITED,
@@ -34,12 +35,12 @@ from cotrain.consensus.fixed_point import NUMBER_FORMATS, overflow_count
 from cotrain.errors import ConfigError, NodeStateError
 from cotrain.learning.attacks import Attack
 from cotrain.learning.data import ArrayDataset
+from cotrain.learning.device import CPU
 from cotrain.learning.tensor_files import encode_update
 from cotrain.privacy.dp import PrivacyLedger
 from cotrain.privacy.sealed import parse_reader_public, seal
 from cotrain.protocol.commitment import new_salt, update_commitment
 from cotrain.protocol.epsilon import EPSILON_KEY, declare, within_budget
-from cotrain.protocol.rewards import allocation_proof
 from cotrain.protocol.round_judge import flatten_arrays
 from cotrain.protocol.task_model import round_mechanism, train_private_round, train_round
 from cotrain.protocol.update_binding import update_metadata
@@ -61,7 +62,8 @@ class ContributorNode:
 
     ``attack`` makes the node a simulated attacker (for demos and experiments): it poisons its data and/or
     submits the attack's crafted delta instead of the one it trained. Only attacks that need nothing but the
-    node's own work can run live.
+    node's own work can run live. ``device`` is where it trains (see
+    :func:`~cotrain.learning.device.resolve_device`); its update files are CPU float32 whatever it is.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class ContributorNode:
         progress: Callable[[int, int], None] | None = None,
         timings: Timings | None = None,
         attack: Attack | None = None,
+        device: torch.device = CPU,
     ) -> None:
         if attack is not None and not attack.live:
             raise ConfigError(
@@ -82,6 +85,7 @@ class ContributorNode:
                 "collect; run it with `cotrain experiment robustness`"
             )
         self.attack = attack
+        self.device = device
         self.market = market
         self.store = store
         self.task_id = task_id
@@ -95,6 +99,7 @@ class ContributorNode:
         self._reported: set[int] = set()  # rounds whose outcome the log already tells
         self._forfeits_noted: set[int] = set()  # rounds whose forfeited stake the log already tells
         self._over_budget_noted: set[int] = set()  # rounds the privacy budget kept this node out of
+        self._settled_rounds: set[int] = set()  # rounds claimed or owing nothing (also in the journal)
 
     def step(self) -> bool:
         """Do what the task's state calls for now; return True once there is nothing left to do."""
@@ -278,9 +283,13 @@ class ContributorNode:
             data = self.attack.poison(data)
         with self.timings.measure(round_, "training"):
             if declared is None:
-                result = train_round(spec, base_state, data, round_, progress=self.progress)
+                result = train_round(
+                    spec, base_state, data, round_, progress=self.progress, device=self.device
+                )
             else:
-                result = train_private_round(spec, base_state, data, round_, progress=self.progress)
+                result = train_private_round(
+                    spec, base_state, data, round_, progress=self.progress, device=self.device
+                )
                 ledger = self._ledger()
                 if round_ not in ledger.rounds:  # a round retrained after a crash spends it once
                     ledger.record(round_, result.mechanism)
@@ -367,35 +376,50 @@ class ContributorNode:
         """Claim what finalized rounds up to ``current_round`` owe this account; return the wei claimed."""
         claimed = 0
         for round_ in range(current_round + 1):
-            if self.journal.get(f"claimed-{round_}") is not None:
+            if self._settled(round_):
                 continue
             r = self.market.get_round(self.task_id, round_) if round_ < self.view.spec.rounds else None
             if r is None or r.status in (RoundStatus.FAILED, RoundStatus.VOIDED):
-                self.journal.put(f"claimed-{round_}", {"amount": 0})
+                self._settle(round_, 0)
                 continue
             if r.status != RoundStatus.FINALIZED:
                 continue
             record = self.view.accepted_record(round_)
-            mine = [a for a in record.reward_allocations if a.account.lower() == self.address.lower()]
-            if mine:
-                proof = allocation_proof(record.reward_allocations, self.address)
+            tree = record.reward_tree
+            if tree is None or self.address not in tree:
+                self._settle(round_, 0)
+                continue
+            proof = tree.proof(self.address)
+            if not self.market.is_claimed(self.task_id, round_, proof.index):
+                log.info("round %d: claiming %d wei", round_, proof.amount)
+                claim = functools.partial(
+                    self.market.claim,
+                    self.task_id,
+                    round_,
+                    proof.index,
+                    proof.account,
+                    proof.amount,
+                    proof.proof,
+                )
+                self._send(round_, claim)
                 if not self.market.is_claimed(self.task_id, round_, proof.index):
-                    log.info("round %d: claiming %d wei", round_, proof.amount)
-                    claim = functools.partial(
-                        self.market.claim,
-                        self.task_id,
-                        round_,
-                        proof.index,
-                        proof.account,
-                        proof.amount,
-                        proof.proof,
-                    )
-                    self._send(round_, claim)
-                    if not self.market.is_claimed(self.task_id, round_, proof.index):
-                        continue  # refused: try again at the next step
-                    claimed += proof.amount
-            self.journal.put(f"claimed-{round_}", {"amount": mine[0].amount if mine else 0})
+                    continue  # refused: try again at the next step
+                claimed += proof.amount
+            self._settle(round_, proof.amount)
         return claimed
+
+    def _settled(self, round_: int) -> bool:
+        """Whether ``round_`` owes this account nothing more (claimed, or nothing to claim)."""
+        if round_ in self._settled_rounds:
+            return True
+        if self.journal.get(f"claimed-{round_}") is None:
+            return False
+        self._settled_rounds.add(round_)
+        return True
+
+    def _settle(self, round_: int, amount: int) -> None:
+        self.journal.put(f"claimed-{round_}", {"amount": amount})
+        self._settled_rounds.add(round_)
 
     def _leave(self, me: Contributor) -> bool:
         """Take the stake back once the task is over; True when done (False: still locked, retry later). A
@@ -445,7 +469,7 @@ class ContributorNode:
 
     def _all_claimed(self, current_round: int) -> bool:
         last = min(current_round, self.view.spec.rounds - 1)
-        return all(self.journal.get(f"claimed-{r}") is not None for r in range(last + 1))
+        return all(self._settled(r) for r in range(last + 1))
 
     def _send(self, round_: int, transaction: Callable[[], object]) -> None:
         send_tolerantly(transaction, self.timings, round_)

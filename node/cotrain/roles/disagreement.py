@@ -7,9 +7,9 @@ from typing import Any
 
 from cotrain.chain.market import Proposal
 from cotrain.errors import CotrainError
-from cotrain.protocol.round_record import RoundRecord, parse_record
-from cotrain.roles.task_view import MAX_RECORD_BYTES, TaskView
-from cotrain.storage.base import fetch_verified
+from cotrain.protocol.round_record import RoundRecord
+from cotrain.protocol.task_spec import FileRef
+from cotrain.roles.task_view import TaskView
 
 #: How many differing fields a message lists before it says how many more there are.
 SHOWN_FIELDS = 6
@@ -54,8 +54,7 @@ def describe_differences(mine: RoundRecord, theirs: RoundRecord) -> str:
 def explain_against(view: TaskView, mine: RoundRecord, other: Proposal) -> str:
     """How ``mine`` differs from the record another proposal names (fetched and checked by its digest)."""
     try:
-        data = fetch_verified(view.store, other.record_cid, other.record_digest, max_size=MAX_RECORD_BYTES)
-        theirs = parse_record(data)
+        theirs = view.records.load(FileRef(cid=other.record_cid, digest=other.record_digest))
     except CotrainError as error:
         return f"their record {other.record_cid} could not be read ({error})"
     return describe_differences(mine, theirs)

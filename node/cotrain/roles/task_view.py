@@ -15,13 +15,12 @@ from cotrain.errors import ChainError
 from cotrain.learning.state import layout
 from cotrain.learning.tensor_files import decode_tensors
 from cotrain.protocol.round_outcome import RevealedUpdate
-from cotrain.protocol.round_record import RoundRecord, parse_record
+from cotrain.protocol.round_record import RoundRecord
 from cotrain.protocol.task_model import initial_state
 from cotrain.protocol.task_spec import FileRef, TaskSpec, parse_spec_bytes
+from cotrain.roles.record_cache import MAX_RECORD_BYTES, RecordCache
 from cotrain.storage.base import ContentStore, fetch_verified
 
-#: Upper bound for spec and round-record files (they are small JSON).
-MAX_RECORD_BYTES = 16 * 1024 * 1024
 #: Upper bound for a global model file.
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 
@@ -36,6 +35,8 @@ class TaskView:
         self._events: list[MarketEvent] = []
         self._scanned_to = market.deploy_block - 1
         self._models: dict[bytes, dict[str, torch.Tensor]] = {}
+        self.records = RecordCache(store)
+        self._finalized: dict[int, Proposal] = {}  # accepted proposals of finalized rounds
 
     # ---------------------------------------------------------------- events
 
@@ -82,16 +83,28 @@ class TaskView:
         return layout(initial_state(self.spec))
 
     def accepted_proposal(self, round_: int) -> Proposal | None:
-        """The proposal a quorum accepted for ``round_`` (also after finalization), else None."""
+        """The proposal a quorum accepted for ``round_`` (also after finalization), else None.
+
+        A finalized round's is remembered (finalization is final); an accepted one's is read again each time,
+        since a challenge can still void it.
+        """
+        if round_ in self._finalized:
+            return self._finalized[round_]
         r = self.market.get_round(self.task_id, round_)
         if r.status not in (RoundStatus.ACCEPTED, RoundStatus.FINALIZED):
             return None
+        proposal = self._proposal(round_, r.accepted_hash)
+        if r.status == RoundStatus.FINALIZED:
+            self._finalized[round_] = proposal
+        return proposal
+
+    def _proposal(self, round_: int, proposal_hash: bytes) -> Proposal:
         for event in self.events("RoundProposed", round_):
-            if event.args["proposalHash"] == r.accepted_hash:
+            if event.args["proposalHash"] == proposal_hash:
                 return event.args["proposal"]
         self.refresh()
         for event in self.events("RoundProposed", round_):
-            if event.args["proposalHash"] == r.accepted_hash:
+            if event.args["proposalHash"] == proposal_hash:
                 return event.args["proposal"]
         raise ChainError(f"round {round_} of task {self.task_id} is accepted but no proposal event matches")
 
@@ -137,11 +150,12 @@ class TaskView:
         return record
 
     def record(self, round_: int) -> RoundRecord | None:
-        """The accepted round record of ``round_``, verified against the accepted proposal, else None."""
+        """The accepted round record of ``round_``, verified against the accepted proposal, else None.
+
+        Records are cached by digest (:class:`RecordCache`): a step reads the chain's accepted proposal each
+        time, and its record is fetched and parsed only when that proposal names a record not read yet.
+        """
         proposal = self.accepted_proposal(round_)
         if proposal is None:
             return None
-        data = fetch_verified(
-            self.store, proposal.record_cid, proposal.record_digest, max_size=MAX_RECORD_BYTES
-        )
-        return parse_record(data)
+        return self.records.load(FileRef(cid=proposal.record_cid, digest=proposal.record_digest))

@@ -17,7 +17,6 @@ from cotrain.errors import IntegrityError, StorageError
 from cotrain.learning.data import ArrayDataset
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected
 from cotrain.privacy.sealed import sealed_limit
-from cotrain.protocol.rewards import allocation_proof
 from cotrain.protocol.round_outcome import RevealedUpdate, RoundOutcome, judge_round
 from cotrain.roles.disagreement import explain_against, proposals_by_result
 from cotrain.roles.sealed_updates import Opener, check_reader
@@ -317,7 +316,7 @@ class ValidatorNode:
     def _apply_slashes(self, round_: int) -> None:
         record = self.view.accepted_record(round_)
         for allocation in record.slash_allocations:
-            proof = allocation_proof(record.slash_allocations, allocation.account)
+            proof = record.slash_proof(allocation.account)
             if self.market.is_slashed(self.task_id, round_, proof.index):
                 continue
             log.info("round %d: slashing %s by %d wei", round_, proof.account, proof.amount)

@@ -92,6 +92,29 @@ def test_transactions_use_eip1559_fee_fields_and_the_estimate(client, market, ne
     assert client.w3.eth.get_transaction(receipt["transactionHash"])["type"] == 2
 
 
+def test_the_chain_id_is_asked_once_not_before_every_call(anvil, owner, market, new_task):
+    # Prepare: a fresh client whose HTTP requests are recorded below web3's request cache.
+    task_id = new_task()
+    client = ChainClient(anvil.rpc_url, owner, poll=0.02)
+    provider = client.w3.provider
+    sent = []
+    post = provider._make_request
+
+    def recorded(method, request_data):
+        sent.append(method)
+        return post(method, request_data)
+
+    provider._make_request = recorded
+    reader = Market(client, market.address)
+
+    # Execute
+    tasks = [reader.get_task(task_id) for _ in range(3)]
+
+    # Assert
+    assert tasks[0] == tasks[2] and sent.count("eth_call") >= 3
+    assert "eth_chainId" not in sent, "asked at connect, then cached"
+
+
 def test_sending_needs_an_account(anvil, market):
     reader = Market(ChainClient(anvil.rpc_url), market.address)
 

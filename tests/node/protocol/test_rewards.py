@@ -10,6 +10,7 @@ import pytest
 from cotrain.protocol.merkle import ALLOCATION_TYPES, Allocation, allocation_tree, leaf_hash, verify
 from cotrain.protocol.rewards import (
     EMPTY_ROOT,
+    RewardTree,
     allocate_rewards,
     allocation_proof,
     check_order,
@@ -185,6 +186,20 @@ def test_proofs_verify_against_the_root() -> None:
         assert (proof.index, proof.account, proof.amount) == (index, allocation.account, allocation.amount)
         leaf = leaf_hash(ALLOCATION_TYPES, (proof.index, proof.account, proof.amount))
         assert verify(root, leaf, proof.proof)
+
+
+def test_a_reward_tree_proves_every_leaf_as_allocation_proof_does() -> None:
+    allocations = allocate_rewards(ETHER, [(_account(i), i + 1) for i in range(7)])
+
+    tree = RewardTree(allocations)
+
+    assert tree.root == rewards_root(allocations)
+    for allocation in allocations:
+        assert allocation.account.lower() in tree
+        assert tree.proof(allocation.account.lower()) == allocation_proof(allocations, allocation.account)
+    assert A not in tree
+    with pytest.raises(ValueError, match="has no allocation"):
+        tree.proof(A)
 
 
 def test_proof_for_an_account_without_allocation_is_refused() -> None:
