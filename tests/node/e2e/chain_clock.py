@@ -48,8 +48,7 @@ class ChainClock:
         self._sent: int | None = None
 
     def _nonces(self, block: str) -> int:
-        w3 = self.market.client.w3
-        return sum(w3.eth.get_transaction_count(a, block) for a in self.addresses)  # type: ignore[arg-type]
+        return sum(int(self.anvil.rpc("eth_getTransactionCount", [a, block]), 16) for a in self.addresses)
 
     def __call__(self) -> None:
         sent = self._nonces("pending")
