@@ -76,9 +76,11 @@ def run_until(
     done: Callable[[], bool] | None = None,
     *,
     deadline_s: float = 90.0,
+    after_pass: Callable[[], None] | None = None,
 ) -> None:
     """Run passes over the participants' ``step`` functions, each pass calling every step that has not yet
-    returned True at once (as separate processes would), until all returned True or ``done()`` says so."""
+    returned True at once (as separate processes would), until all returned True or ``done()`` says so.
+    ``after_pass`` runs between passes, while no step runs (a chain_clock.ChainClock, say)."""
     deadline = time.monotonic() + deadline_s
     finished: set[int] = set()
     with ThreadPoolExecutor(len(steps)) as pool:
@@ -87,4 +89,6 @@ def run_until(
                 raise AssertionError(f"timed out after {deadline_s:.0f} s waiting until {what}")
             futures = {i: pool.submit(step) for i, step in enumerate(steps) if i not in finished}
             finished |= {i for i, future in futures.items() if future.result() is True}
+            if after_pass is not None:
+                after_pass()
             time.sleep(0.1)

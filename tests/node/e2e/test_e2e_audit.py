@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from chain_clock import ChainClock
 from cotrain.chain.market import ChallengeOutcome, Market, Phase, Proposal, RoundStatus, TaskStatus
 from cotrain.demo import DemoSettings, demo_spec
 from cotrain.learning.data import ArrayDataset
@@ -113,7 +114,9 @@ def audit(run_cli: RunCli, task: Task, out: Path, *extra: str, env: dict | None 
 
 def test_honest_history_passes_the_audit(run_cli: RunCli, tmp_path: Path) -> None:
     with running_task(tmp_path, validators=2, challenge_s=DemoSettings().window_s) as task:
-        run_until("every participant settled", [n.step for n in [*task.contributors, *task.validators]])
+        nodes = [*task.contributors, *task.validators]
+        clock = ChainClock(task.net.anvil, task.market, task.task_id, [n.address for n in nodes])
+        run_until("every participant settled", [n.step for n in nodes], after_pass=clock)
         market, task_id = task.market, task.task_id
         assert market.get_task(task_id).status == TaskStatus.COMPLETED
         statuses = [market.get_round(task_id, r).status for r in range(ROUNDS)]

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from chain_clock import ChainClock
 from cotrain.cases import case_files
 from cotrain.chain.market import RoundStatus, TaskStatus
 from cotrain.demo import DemoSettings, demo_spec
@@ -73,7 +74,9 @@ def test_a_case_runs_end_to_end_from_raw_files(tmp_path: Path, case: str) -> Non
         judge = ValidatorNode(*net.config.connect(validator), task_id, _read(view.spec, files.held_out))
 
         # Execute
-        run_until("every participant settled", [n.step for n in [*contributors, judge]], deadline_s=300)
+        nodes = [*contributors, judge]
+        clock = ChainClock(net.anvil, market, task_id, [n.address for n in nodes])
+        run_until("every participant settled", [n.step for n in nodes], deadline_s=300, after_pass=clock)
 
         # Assert
         assert market.get_task(task_id).status == TaskStatus.COMPLETED

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from chain_clock import ChainClock
 from cotrain.chain.market import RoundStatus, TaskStatus
 from cotrain.demo import DemoSettings, demo_spec, parse_privacy
 from cotrain.errors import ConfigError
@@ -79,9 +80,9 @@ def test_a_sealed_dp_task_runs_refuses_past_the_budget_and_audits(tmp_path: Path
             *net.config.connect(validator), task_id, held_out, reader_key=keys[validator.address]
         )
 
-        run_until(
-            "every participant settled", [n.step for n in [*contributors, validator_node]], deadline_s=180
-        )
+        nodes = [*contributors, validator_node]
+        clock = ChainClock(net.anvil, market, task_id, [n.address for n in nodes])
+        run_until("every participant settled", [n.step for n in nodes], deadline_s=180, after_pass=clock)
 
         assert market.get_task(task_id).status == TaskStatus.COMPLETED
         assert [market.get_round(task_id, r).status for r in range(ROUNDS)] == [RoundStatus.FINALIZED] * 2

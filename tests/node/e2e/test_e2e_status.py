@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from chain_clock import ChainClock
 from cotrain.chain.market import Market, RoundStatus
 from cotrain.demo import DemoSettings, demo_spec
 from cotrain.errors import ConfigError
@@ -114,13 +115,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             return finalized and any(e.args["round"] == LAST for e in slashed)
 
         everyone = [n.step for n in nodes] + [checker.step]
-        run_until("every update of the last round was revealed", everyone, last_round_revealed)
+        clock = ChainClock(net.anvil, market, task_id, [*accounts, validator])
+        run_until(
+            "every update of the last round was revealed", everyone, last_round_revealed, after_pass=clock
+        )
         (bonded,) = account_standing(market, store, validator, [task_id])
         # Only the validator acts now: the last round is judged, finalized and slashed, but not claimed.
-        run_until("the last round was finalized and slashed", [checker.step], last_round_settled)
+        run_until(
+            "the last round was finalized and slashed", [checker.step], last_round_settled, after_pass=clock
+        )
         before = standings(market, store, accounts, task_id)
         stakes_before = {a: market.contributor_info(task_id, a).stake for a in accounts}
-        run_until("every participant settled", everyone)
+        run_until("every participant settled", everyone, after_pass=clock)
         after = standings(market, store, [*accounts, validator], task_id)
 
         other_task, _ = post_task(market, store, spec)
