@@ -71,14 +71,14 @@ class Variant:
     kind: str  # "local", "network" or "flower"
     storage: str = "embedded"
     block_time: float | None = 1.0
-    poll_s: float = 0.5
+    mixed_mining: bool = True
 
 
 LOCAL = Variant("a", "one process, no chain or storage", "local")
-NETWORK = Variant("b", "network: anvil (1-s blocks) + embedded store, 0.5-s polling", "network")
-IPFS = Variant("c", "network: anvil (1-s blocks) + js-ipfs daemon, 0.5-s polling", "network", "ipfs")
-FAST = Variant(
-    "b_fast", "network: anvil (0.1-s blocks) + embedded store, 0.1-s polling", "network", "embedded", 0.1, 0.1
+NETWORK = Variant("b", "network: anvil (1-s blocks, mixed mining) + embedded store", "network")
+IPFS = Variant("c", "network: anvil (1-s blocks, mixed mining) + js-ipfs daemon", "network", "ipfs")
+L2 = Variant(
+    "b_l2", "network: anvil (2-s blocks, interval mining only) + embedded store", "network", "embedded", 2.0, False
 )
 FLOWER = Variant("flower", "Flower simulation (ray backend, same train_local)", "flower")
 
@@ -367,7 +367,7 @@ def _settings(workload: Workload, variant: Variant, run: int) -> DemoSettings:
         storage=variant.storage,
         directory=WORK / "overhead" / f"{workload.key}-{variant.key}-{run}",
         block_time=variant.block_time,
-        poll_s=variant.poll_s,
+        mixed_mining=variant.mixed_mining,
         local_epochs=workload.local_epochs,
     )
 
@@ -400,7 +400,7 @@ def plan(quick: bool) -> list[tuple[Workload, tuple[Variant, ...], int]]:
     if quick:
         return [(Workload("digits", contributors=5, rounds=3), (LOCAL, NETWORK, IPFS), 1)]
     return [
-        (Workload("digits"), (LOCAL, NETWORK, IPFS, FAST, FLOWER), 3),
+        (Workload("digits"), (LOCAL, NETWORK, IPFS, L2, FLOWER), 3),
         (Workload("digits-heavy", local_epochs=HEAVY_EPOCHS), (LOCAL, NETWORK), 3),
     ]
 
@@ -422,7 +422,7 @@ def run(quick: bool) -> dict[str, Any]:
             "clock_interval_s": CLOCK_INTERVAL_S,
             "heavy_local_epochs": HEAVY_EPOCHS,
         },
-        "variants": {v.key: v.title for v in (LOCAL, NETWORK, IPFS, FAST, FLOWER)},
+        "variants": {v.key: v.title for v in (LOCAL, NETWORK, IPFS, L2, FLOWER)},
         "workloads": {},
     }
     todo = plan(quick)

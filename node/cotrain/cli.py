@@ -35,7 +35,12 @@ console = Console(stderr=True)
 NETWORK = typer.Option(DEFAULT_PATH, "--network", help="Network config written by `cotrain up`.")
 TASK = typer.Option(..., "--task", help="The task id.")
 FOLLOW = typer.Option(True, "--follow/--once", help="Keep acting on chain events until the task is done.")
-POLL = typer.Option(1.0, "--poll", help="Seconds between looks at the chain.")
+POLL = typer.Option(
+    1.0,
+    "--poll",
+    help="Longest wait between looks at the chain; the task's events wake a node at once where the RPC "
+    "endpoint serves WebSocket subscriptions.",
+)
 READER_KEY = typer.Option(
     None,
     "--reader-key",
@@ -102,9 +107,17 @@ def _node_state(view, root: Path):
     return open_node_state(view, view.market.client.signing_address(), root)
 
 
-def _follow(step, follow: bool, poll: float, *, max_failures: int = 10) -> None:
-    """Call ``step`` until it reports done (or once). An unreachable chain or store is retried with
-    exponential backoff; after ``max_failures`` failures in a row the error is raised."""
+def _events(market, task: int):
+    """A subscription to the task's events for :func:`_follow`."""
+    from cotrain.chain.watch import TaskEvents
+
+    return TaskEvents(market.client.rpc_url, market.address, task)
+
+
+def _follow(step, follow: bool, poll: float, *, wait=time.sleep, max_failures: int = 10) -> None:
+    """Call ``step`` until it reports done (or once), calling ``wait(poll)`` between steps (a
+    :meth:`TaskEvents.wait` returns early when the task's next event is mined). An unreachable chain or store
+    is retried with exponential backoff; after ``max_failures`` failures in a row the error is raised."""
     from cotrain.chain.client import ContractRevert
 
     failures = 0
@@ -113,7 +126,7 @@ def _follow(step, follow: bool, poll: float, *, max_failures: int = 10) -> None:
             if step() or not follow:
                 return
             failures = 0
-            time.sleep(poll)
+            wait(poll)
         except ContractRevert:
             raise  # the market said no: asking again gets the same answer
         except (ChainError, StorageError) as error:
@@ -138,6 +151,12 @@ def up(
     port: int = typer.Option(UP_PORT, "--port", help="Port for the local anvil chain (0: a free one)."),
     storage: str = typer.Option("embedded", "--storage", help="embedded, or ipfs (starts a js-ipfs daemon)."),
     block_time: float = typer.Option(1.0, "--block-time", help="Seconds per block."),
+    mixed_mining: bool = typer.Option(
+        True,
+        "--mixed-mining/--interval-mining",
+        help="Mine each transaction as it arrives (blocks still come every --block-time), or only on the "
+        "interval, as a real chain does.",
+    ),
 ) -> None:
     """Start a local network: an anvil chain, a content store and a deployed market (until Ctrl-C or SIGTERM).
 
@@ -148,7 +167,9 @@ def up(
 
     with stop_signals_interrupt():
         try:
-            with local_network(directory, port=port, storage=storage, block_time=block_time) as net:
+            with local_network(
+                directory, port=port, storage=storage, block_time=block_time, mixed_mining=mixed_mining
+            ) as net:
                 if net.replaced:
                     console.print(f"note: {net.replaced}", soft_wrap=True, markup=False)
                 _print_dev_accounts(net)
@@ -420,9 +441,12 @@ def contribute(
         f"(training on {training_device})"
     )
     console.print(f"state in {node_state.folder}")
-    with progress_reporter(console, "training", hide_when_done=True) as progress:
+    with (
+        progress_reporter(console, "training", hide_when_done=True) as progress,
+        _events(market, task) as events,
+    ):
         node.progress = progress.update
-        _follow(node.step, follow, poll)
+        _follow(node.step, follow, poll, wait=events.wait)
 
 
 @app.command()
@@ -461,7 +485,8 @@ def validate(
     console.print(
         f"validating task {task} as {market.client.address} on {len(node.held_out)} held-out examples"
     )
-    _follow(node.step, follow, poll)
+    with _events(market, task) as events:
+        _follow(node.step, follow, poll, wait=events.wait)
 
 
 @app.command()

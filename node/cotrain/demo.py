@@ -61,6 +61,7 @@ class DemoSettings:
     timeout_s: float = 900.0
     attackers: tuple[str, ...] = ()  # attack names, one per attacking contributor (the last ones)
     block_time: float | None = 1.0  # seconds per anvil block; None mines one block per transaction
+    mixed_mining: bool = True  # with block_time, also mine each transaction as it arrives
     poll_s: float = 0.5  # seconds each participant process waits between looks at the chain
     local_epochs: int | None = None  # overrides the built-in spec's (benchmarks: a heavier workload)
     # Seconds of the validation deadline and of the challenge window (which must be at least as long): short,
@@ -229,7 +230,11 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
     # Dev accounts: 0 the task owner, 1 the arbiter, then the validators, then the contributors.
     first_validator, first_contributor = 2, 2 + v
     with local_network(
-        directory, storage=settings.storage, accounts=2 + v + n, block_time=settings.block_time
+        directory,
+        storage=settings.storage,
+        accounts=2 + v + n,
+        block_time=settings.block_time,
+        mixed_mining=settings.mixed_mining,
     ) as net:
         owner, arbiter = net.signer(0), net.signer(1)
         validators = [net.signer(first_validator + i) for i in range(v)]

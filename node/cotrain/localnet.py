@@ -51,12 +51,15 @@ def local_network(
     port: int | None = None,
     storage: str = "embedded",
     block_time: float | None = 1.0,
+    mixed_mining: bool = True,
     accounts: int = 10,
 ) -> Iterator[LocalNetwork]:
     """Start anvil and the store, deploy the market and write ``directory/network.json``; stop all on exit.
 
     The dev accounts' keys go to ``directory/dev-accounts.json`` (mode 0600) for the demo's processes; they
     are anvil's public test keys, never to be used on a real network. ``port`` 0 or None picks a free port.
+    Transactions are mined as they arrive while blocks keep coming every ``block_time`` seconds, unless
+    ``mixed_mining`` is False (a real chain's pace: every transaction waits for the next block).
 
     Raises
     ------
@@ -76,7 +79,9 @@ def local_network(
                 f"port {port} on 127.0.0.1 is already in use (another chain?): pass --port with a free "
                 "port, or --port 0 to pick one"
             )
-        anvil = stack.enter_context(Anvil(port or None, accounts=accounts, block_time=block_time))
+        anvil = stack.enter_context(
+            Anvil(port or None, accounts=accounts, block_time=block_time, mixed_mining=mixed_mining)
+        )
         if storage == "ipfs":
             daemon = JsIpfsDaemon(
                 directory / "ipfs", api_port=free_port(), gateway_port=free_port(), swarm_port=free_port()

@@ -96,6 +96,9 @@ class Anvil:
         Number of funded dev accounts (10,000 ether each).
     block_time : float, optional
         Seconds between blocks (interval mining); None mines one block per transaction.
+    mixed_mining : bool
+        With ``block_time``: also mine each transaction as it arrives, so nobody waits for the next block
+        while the clock still advances block by block (a local chain's fastest honest setting).
     startup_timeout : float
         Seconds to wait for ``eth_chainId`` to answer.
 
@@ -111,6 +114,7 @@ class Anvil:
         *,
         accounts: int = 10,
         block_time: float | None = None,
+        mixed_mining: bool = False,
         startup_timeout: float = 15.0,
     ) -> None:
         if accounts < 1:
@@ -118,6 +122,7 @@ class Anvil:
         self.host = "127.0.0.1"
         self.accounts = accounts
         self.block_time = block_time
+        self.mixed_mining = mixed_mining
         self.startup_timeout = startup_timeout
         self._requested_port = port
         self._port: int | None = None
@@ -255,6 +260,8 @@ class Anvil:
         ]  # fmt: skip
         if self.block_time is not None:
             command += ["--block-time", str(self.block_time)]
+            if self.mixed_mining:
+                command.append("--mixed-mining")
         # A file, not a pipe: nobody reads anvil's output while it runs, and a full pipe would block it.
         self._log = tempfile.TemporaryFile(prefix="cotrain-anvil-")  # noqa: SIM115 (closed by stop())
         self._process = subprocess.Popen(

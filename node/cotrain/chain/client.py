@@ -274,7 +274,7 @@ class ChainClient:
     timeout : float
         Seconds :meth:`wait` waits for a receipt and its confirmations.
     poll : float
-        Seconds between receipt polls.
+        Longest pause between receipt polls (the first come after 10, 20, 40 ms...).
     retries : int
         Connection attempts after the first before giving up.
     backoff : float
@@ -502,6 +502,8 @@ class ChainClient:
             If it is not mined and confirmed within ``timeout`` seconds.
         """
         deadline = time.monotonic() + self.timeout
+        # A chain that mines on arrival has the receipt in milliseconds: ask soon, then back off to ``poll``.
+        pause = 0.01
         while True:
             receipt = self._receipt(tx_hash)
             if receipt is not None:
@@ -521,7 +523,8 @@ class ChainClient:
                     f"transaction {tx_hash} was not {state} within {self.timeout} s at {self.rpc_url}; "
                     "it may still be pending: check the node, or raise the timeout"
                 )
-            time.sleep(self.poll)
+            time.sleep(min(pause, self.poll))
+            pause *= 2
         if receipt["status"] != 1:
             raise self._receipt_revert(tx_hash, receipt)
         return receipt
