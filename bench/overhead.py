@@ -78,7 +78,12 @@ LOCAL = Variant("a", "one process, no chain or storage", "local")
 NETWORK = Variant("b", "network: anvil (1-s blocks, mixed mining) + embedded store", "network")
 IPFS = Variant("c", "network: anvil (1-s blocks, mixed mining) + js-ipfs daemon", "network", "ipfs")
 L2 = Variant(
-    "b_l2", "network: anvil (2-s blocks, interval mining only) + embedded store", "network", "embedded", 2.0, False
+    "b_l2",
+    "network: anvil (2-s blocks, interval mining only) + embedded store",
+    "network",
+    "embedded",
+    2.0,
+    False,
 )
 FLOWER = Variant("flower", "Flower simulation (ray backend, same train_local)", "flower")
 
