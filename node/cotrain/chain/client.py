@@ -9,6 +9,7 @@ into :class:`ContractRevert` carrying the custom error's name and arguments from
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 import threading
@@ -22,12 +23,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import eth_abi
 import requests
+import urllib3
 from eth_abi.exceptions import DecodingError
 from eth_utils import abi_to_signature, keccak, to_checksum_address
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception, Web3RPCError
-from web3.types import FilterParams, LogReceipt, Nonce, RPCEndpoint, TxParams, TxReceipt, Wei
+from web3.types import Nonce, RPCEndpoint, TxParams, TxReceipt, Wei
 
 from cotrain.chain.keys import TransactionSigner
 from cotrain.errors import ChainError
@@ -255,7 +257,11 @@ class _Shared:
     w3: Web3
     rpc_url: str
     chain_id: int
+    request_timeout: float
+    headers: dict[str, str]
     decoder: RevertDecoder = field(default_factory=RevertDecoder)
+    # Reads go straight to the endpoint: web3's formatting layers cost ten times the request itself.
+    http: urllib3.PoolManager = field(default_factory=lambda: urllib3.PoolManager(maxsize=4))
     nonces: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -319,7 +325,13 @@ class ChainClient:
         )
         w3 = Web3(provider)
         chain_id = _connect(w3, _redact(rpc_url), retries, backoff)
-        self._shared = _Shared(w3=w3, rpc_url=rpc_url, chain_id=chain_id)
+        headers = {"Content-Type": "application/json"}
+        parts = urlsplit(rpc_url)
+        if parts.username is not None:  # as requests (web3's transport) does with credentials in the URL
+            headers |= urllib3.util.make_headers(basic_auth=f"{parts.username}:{parts.password or ''}")
+        self._shared = _Shared(
+            w3=w3, rpc_url=rpc_url, chain_id=chain_id, request_timeout=request_timeout, headers=headers
+        )
         self._account = account
         self.confirmations = confirmations
         self.timeout = timeout
@@ -381,41 +393,59 @@ class ChainClient:
 
     def block_number(self) -> int:
         """The latest block number."""
-        with self._rpc_errors("reading the block number"):
-            return int(self.w3.eth.block_number)
+        return int(self.read("eth_blockNumber", [], "reading the block number"), 16)
 
     def latest_timestamp(self) -> int:
         """The latest block's timestamp (unix seconds): the clock contracts see."""
-        with self._rpc_errors("reading the latest block"):
-            return int(self.w3.eth.get_block("latest")["timestamp"])
+        return int(
+            self.read("eth_getBlockByNumber", ["latest", False], "reading the latest block")["timestamp"], 16
+        )
 
     def get_code(self, address: str) -> bytes:
         """The runtime code at ``address`` (empty for an account without code)."""
         with self._rpc_errors(f"reading the code at {address}"):
             return bytes(self.w3.eth.get_code(to_checksum_address(address)))
 
-    def get_logs(self, params: FilterParams) -> list[LogReceipt]:
-        """``eth_getLogs`` with errors turned into :class:`ChainError`."""
-        with self._rpc_errors("reading logs"):
-            return list(self.w3.eth.get_logs(params))
+    def get_logs(self, address: str, topics: Sequence[Any], first: int, last: int) -> list[dict[str, Any]]:
+        """``eth_getLogs`` of one contract over blocks ``first..last``, as the node's JSON (hex strings)."""
+        query = {"address": address, "fromBlock": hex(first), "toBlock": hex(last), "topics": list(topics)}
+        return list(self.read("eth_getLogs", [query], "reading logs"))
 
-    def call(self, function: Any, *, block: int | str = "latest") -> Any:
-        """Run a contract view (a web3 ``ContractFunction``) and return its decoded result.
+    def call(self, to: str, data: bytes, *, label: str, block: int | str = "latest") -> bytes:
+        """Run a read-only call of ``data`` (selector and ABI-encoded arguments) at ``to``; return its output.
 
         Raises
         ------
         ContractRevert
-            If the call reverts (stage ``"call"``).
+            If the call reverts (stage ``"call"``), with ``label`` as the function's name.
         ChainError
             If the node cannot be reached or refuses the call.
         """
-        label = _label(function)
-        params: TxParams = {} if self._account is None else {"from": self._account.address}
+        call: dict[str, str] = {"to": to, "data": "0x" + data.hex()}
+        if self._account is not None:
+            call["from"] = self._account.address
+        action = f"calling {label}"
         try:
-            with self._rpc_errors(f"calling {label}"):
-                return function.call(params, block_identifier=block)
-        except ContractLogicError as exc:
-            raise self._revert_from(exc, "call", label) from exc
+            return _as_bytes(
+                self._request("eth_call", [call, block if isinstance(block, str) else hex(block)], action)
+            )
+        except _Refusal as refusal:
+            if not refusal.reverted:
+                raise ChainError(f"the node at {self.rpc_url} refused {action}: {refusal.message}") from None
+            raise self._revert(_as_bytes(refusal.data), refusal.message, "call", label) from None
+
+    def read(self, method: str, params: Sequence[Any], action: str) -> Any:
+        """One JSON-RPC request's result, straight from the endpoint (no web3 formatting: values are hex).
+
+        Raises
+        ------
+        ChainError
+            If the endpoint cannot be reached, or answers with an error (``action`` says what was asked).
+        """
+        try:
+            return self._request(method, params, action)
+        except _Refusal as refusal:
+            raise ChainError(f"the node at {self.rpc_url} refused {action}: {refusal.message}") from None
 
     # ---------------------------------------------------------------- transactions
 
@@ -435,7 +465,7 @@ class ChainClient:
             with self._rpc_errors(f"estimating gas for {label}"):
                 return int(function.estimate_gas(params))
         except ContractLogicError as exc:
-            raise self._revert_from(exc, "estimate", label) from exc
+            raise self._revert(_as_bytes(exc.data), exc.message, "estimate", label) from exc
 
     def submit(self, function: Any, *, value: int = 0, gas: int | None = None) -> str:
         """Sign and send a contract function or constructor call; return its transaction hash without waiting.
@@ -566,10 +596,35 @@ class ChainClient:
         except TransactionNotFound:
             return None
 
-    def _revert_from(self, exc: ContractLogicError, stage: Stage, function: str | None) -> ContractRevert:
-        data = _as_bytes(exc.data)
+    def _request(self, method: str, params: Sequence[Any], action: str) -> Any:
+        shared = self._shared
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+        try:
+            response = shared.http.request(
+                "POST",
+                shared.rpc_url,
+                body=body,
+                headers=shared.headers,
+                timeout=shared.request_timeout,
+                retries=False,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ChainError(f"cannot reach RPC at {self.rpc_url} while {action}: {_reason(exc)}") from exc
+        try:
+            answer = json.loads(response.data)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, Mapping) or ("result" not in answer and "error" not in answer):
+            raise ChainError(
+                f"{action} failed at {self.rpc_url}: HTTP {response.status}, not a JSON-RPC answer"
+            )
+        if answer.get("error") is not None:
+            raise _Refusal(answer["error"])
+        return answer["result"]
+
+    def _revert(self, data: bytes, message: str | None, stage: Stage, function: str | None) -> ContractRevert:
         name, arguments = self.decoder.decode(data)
-        detail = None if name is not None else _reason_without_data(exc, data)
+        detail = None if name is not None else _reason_without_data(message, data)
         return ContractRevert(
             name,
             arguments,
@@ -685,10 +740,21 @@ def _as_bytes(data: Any) -> bytes:
     return b""
 
 
-def _reason_without_data(exc: ContractLogicError, data: bytes) -> str:
+class _Refusal(Exception):
+    """A JSON-RPC error answer; ``reverted`` when it is the EVM reverting the call."""
+
+    def __init__(self, error: Any) -> None:
+        error = error if isinstance(error, Mapping) else {"message": str(error)}
+        self.message = str(error.get("message", error))
+        self.data = error.get("data")
+        self.reverted = error.get("code") == 3 or "revert" in self.message.lower()
+        super().__init__(self.message)
+
+
+def _reason_without_data(message: str | None, data: bytes) -> str:
     if data:
         return f"undecodable revert data 0x{data.hex()}"
-    return str(exc.message or "reverted without data")
+    return str(message or "reverted without data")
 
 
 def _rpc_message(exc: Web3RPCError) -> str:

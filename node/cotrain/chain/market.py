@@ -20,9 +20,15 @@ from types import MappingProxyType
 from typing import Any
 
 import eth_abi
-from eth_utils import event_abi_to_log_topic, keccak, to_checksum_address
+from eth_abi.exceptions import DecodingError
+from eth_utils import (
+    collapse_if_tuple,
+    event_abi_to_log_topic,
+    keccak,
+    to_checksum_address,
+)
 from hexbytes import HexBytes
-from web3.types import LogReceipt, TxReceipt
+from web3.types import TxReceipt
 
 from cotrain.chain.client import ChainClient
 from cotrain.chain.keys import TransactionSigner
@@ -432,6 +438,11 @@ class Market:
         self._event_abis: dict[bytes, Mapping[str, Any]] = {
             event_abi_to_log_topic(entry): entry for entry in artifact["abi"] if entry["type"] == "event"
         }
+        self._views = {
+            entry["name"]: _View.of(entry)
+            for entry in artifact["abi"]
+            if entry["type"] == "function" and entry["stateMutability"] in ("view", "pure")
+        }
 
     def with_account(self, account: TransactionSigner) -> Market:
         """The same market, sending as ``account`` (same connection and nonce book)."""
@@ -689,12 +700,9 @@ class Market:
             topics.append("0x" + task_id.to_bytes(32, "big").hex())
         first = self.deploy_block if from_block is None else from_block
         last = self.client.block_number() if to_block == "latest" else int(to_block)
-        logs: list[LogReceipt] = []
+        logs: list[dict[str, Any]] = []
         for low in range(first, last + 1, chunk):
-            high = min(low + chunk - 1, last)
-            logs += self.client.get_logs(
-                {"address": self.address, "fromBlock": low, "toBlock": high, "topics": topics}
-            )
+            logs += self.client.get_logs(self.address, topics, low, min(low + chunk - 1, last))
         records = [self._decode_log(log) for log in logs if not log.get("removed")]
         return sorted(records, key=lambda event: (event.block, event.log_index))
 
@@ -720,12 +728,19 @@ class Market:
         return self.client.transact(function, value=value, gas=max(floor, math.ceil(estimate * 1.25)))
 
     def _view(self, name: str, *args: Any) -> Any:
-        function = self.contract.functions[name](*args)
-        value = self.client.call(function)
-        outputs = function.abi["outputs"]
+        view = self._views[name]
+        data = view.selector + eth_abi.encode(view.inputs, [_to_abi(arg) for arg in args])
+        output = self.client.call(self.address, data, label=name)
+        try:
+            values = eth_abi.decode(view.outputs, output)
+        except DecodingError as error:
+            raise ChainError(
+                f"{name} at {self.address} answered {len(output)} bytes that do not decode: {error}"
+            ) from error
+        outputs = view.abi["outputs"]
         if len(outputs) == 1:
-            return _from_abi(outputs[0], value)
-        return tuple(_from_abi(param, item) for param, item in zip(outputs, value, strict=True))
+            return _from_abi(outputs[0], values[0])
+        return tuple(_from_abi(param, item) for param, item in zip(outputs, values, strict=True))
 
     def _select_events(self, names: str | Iterable[str] | None) -> dict[bytes, Mapping[str, Any]]:
         if names is None:
@@ -738,18 +753,54 @@ class Market:
             raise ConfigError(f"unknown market events {sorted(unknown)}; the market emits {known}")
         return selected
 
-    def _decode_log(self, log: LogReceipt) -> MarketEvent:
-        entry = self._event_abis[bytes(log["topics"][0])]
-        decoded = getattr(self.contract.events, entry["name"])().process_log(log)
-        args = {param["name"]: _from_abi(param, decoded["args"][param["name"]]) for param in entry["inputs"]}
+    def _decode_log(self, log: Mapping[str, Any]) -> MarketEvent:
+        """A log as the node sends it (hex strings) or as web3 formats a receipt's (bytes and ints)."""
+        topics = [bytes(HexBytes(topic)) for topic in log["topics"]]
+        entry = self._event_abis[topics[0]]
+        indexed = [param for param in entry["inputs"] if param["indexed"]]
+        plain = [param for param in entry["inputs"] if not param["indexed"]]
+        # Every indexed parameter of the market's events is a static type, stored whole in its topic.
+        values = {
+            param["name"]: eth_abi.decode([param["type"]], topic)[0]
+            for param, topic in zip(indexed, topics[1:], strict=True)
+        }
+        decoded = eth_abi.decode([collapse_if_tuple(param) for param in plain], bytes(HexBytes(log["data"])))
+        values |= {param["name"]: value for param, value in zip(plain, decoded, strict=True)}
         return MarketEvent(
             name=entry["name"],
-            args=MappingProxyType(args),
-            block=int(log["blockNumber"]),
+            args=MappingProxyType(
+                {param["name"]: _from_abi(param, values[param["name"]]) for param in entry["inputs"]}
+            ),
+            block=_quantity(log["blockNumber"]),
             block_hash=HexBytes(log["blockHash"]).to_0x_hex(),
             tx_hash=HexBytes(log["transactionHash"]).to_0x_hex(),
-            log_index=int(log["logIndex"]),
+            log_index=_quantity(log["logIndex"]),
         )
+
+
+@dataclass(frozen=True)
+class _View:
+    """A read-only market function, encoded and decoded by eth_abi without web3's contract layer."""
+
+    abi: Mapping[str, Any]
+    selector: bytes
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> _View:
+        inputs = tuple(collapse_if_tuple(param) for param in entry["inputs"])
+        return cls(
+            abi=entry,
+            selector=keccak(text=f"{entry['name']}({','.join(inputs)})")[:4],
+            inputs=inputs,
+            outputs=tuple(collapse_if_tuple(param) for param in entry["outputs"]),
+        )
+
+
+def _quantity(value: Any) -> int:
+    """A JSON-RPC quantity: hex text from the node, an int from web3."""
+    return int(value, 16) if isinstance(value, str) else int(value)
 
 
 def _indexes_task(event: Mapping[str, Any]) -> bool:

@@ -39,6 +39,17 @@ def test_unreachable_rpc_fails_quickly_naming_the_url():
     assert time.monotonic() - started < 2
 
 
+def test_reads_name_the_url_when_the_node_is_gone_or_refuses():
+    with Anvil() as chain:
+        url = chain.rpc_url
+        client = ChainClient(url, poll=0.02)
+        with pytest.raises(ChainError, match=r"refused asking nonsense: Method not found"):
+            client.read("eth_nonsense", [], "asking nonsense")
+    # The chain is stopped now.
+    with pytest.raises(ChainError, match=rf"cannot reach RPC at {url} while reading the block number"):
+        client.block_number()
+
+
 def test_rpc_url_must_be_http():
     with pytest.raises(ChainError, match="http:// or https://"):
         ChainClient("ws://127.0.0.1:1")
@@ -92,9 +103,9 @@ def test_transactions_use_eip1559_fee_fields_and_the_estimate(client, market, ne
     assert client.w3.eth.get_transaction(receipt["transactionHash"])["type"] == 2
 
 
-def test_the_chain_id_is_asked_once_not_before_every_call(anvil, owner, market, new_task):
+def test_the_chain_id_is_asked_once_not_before_every_call(anvil, owner, market, new_task, validators):
     # Prepare: a fresh client whose HTTP requests are recorded below web3's request cache.
-    task_id = new_task()
+    task_id = new_task(bond=False)
     client = ChainClient(anvil.rpc_url, owner, poll=0.02)
     provider = client.w3.provider
     sent = []
@@ -108,10 +119,11 @@ def test_the_chain_id_is_asked_once_not_before_every_call(anvil, owner, market, 
     reader = Market(client, market.address)
 
     # Execute
-    tasks = [reader.get_task(task_id) for _ in range(3)]
+    for validator in validators[:2]:
+        reader.with_account(validator).bond_validator(task_id)
 
     # Assert
-    assert tasks[0] == tasks[2] and sent.count("eth_call") >= 3
+    assert sent.count("eth_sendRawTransaction") == 2 and sent.count("eth_estimateGas") == 2
     assert "eth_chainId" not in sent, "asked at connect, then cached"
 
 

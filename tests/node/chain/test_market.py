@@ -19,6 +19,7 @@ from cotrain.chain.market import (
     Proposal,
     RoundStatus,
     TaskStatus,
+    _from_abi,
     binding_mismatches,
     load_artifact,
     snake_case,
@@ -239,6 +240,23 @@ def test_events_decode_structs_into_the_bindings(market, flow, owner, validators
     )
     assert [e.args["proposal"] for e in proposed] == [flow.proposal, flow.proposal]
     assert {e.args["proposalHash"] for e in proposed} == {flow.proposal.proposal_hash()}
+
+
+def test_events_decode_as_web3s_contract_layer_decodes_them(market, flow):
+    # The market decodes logs with eth_abi directly; web3's contract events are the reference.
+    logs = market.client.w3.eth.get_logs({"address": market.address, "fromBlock": market.deploy_block})
+    ours = market.events(task_id=flow.task_id)
+    theirs = []
+    for log in logs:
+        event = market.receipt_events({"logs": [log]})[0]
+        if event.task_id != flow.task_id:
+            continue
+        reference = getattr(market.contract.events, event.name)().process_log(log)["args"]
+        inputs = next(e["inputs"] for e in market.contract.abi if e.get("name") == event.name)
+        theirs.append((event.name, {p["name"]: _from_abi(p, reference[p["name"]]) for p in inputs}))
+
+    assert len(ours) == len(theirs) == 22
+    assert [(event.name, dict(event.args)) for event in ours] == theirs
 
 
 def test_gas_of_every_call_in_the_flow_is_recorded(flow):

@@ -1,5 +1,5 @@
-"""Event-driven waiting: a task's logs wake :class:`TaskEvents` through anvil's WebSocket, other tasks' logs do
-not, and without a WebSocket it sleeps out the timeout (polling) and warns once."""
+"""Event-driven waiting: a task's logs wake :class:`TaskEvents` through anvil's WebSocket, other tasks' logs
+do not, and without a WebSocket it sleeps out the timeout (polling) and warns once."""
 
 from __future__ import annotations
 
