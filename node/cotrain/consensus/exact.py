@@ -496,25 +496,22 @@ def coordinate_median(vectors: Sequence[npt.NDArray[Any]]) -> npt.NDArray[Any]:
 def leave_one_out_medians(vectors: Sequence[IntVector]) -> list[IntVector]:
     """For each ``i``, :func:`coordinate_median` of the vectors other than ``vectors[i]`` (``n >= 2``).
 
-    One sort per coordinate serves every ``i``: with the column sorted (``s_0 <= ... <= s_n-1``) and
-    ``x_i`` at rank ``k``, the others' ``j``-th smallest is ``s_j`` for ``j < k`` and ``s_j+1`` otherwise.
-    Equal values give the same medians whichever of them is taken to be ``x_i``.
+    One partial sort per coordinate serves every ``i``: with the column's order statistics
+    ``s_0 <= ... <= s_n-1``, the others' ``j``-th smallest is ``s_j`` when ``x_i > s_j`` and ``s_j+1``
+    otherwise (when ``x_i == s_j`` and an equal value sits above it, ``s_j+1 == s_j``). Only the two or three
+    middle order statistics are needed, which ``np.partition`` finds without sorting the column.
     """
     matrix = _stacked(vectors)
     n, d = matrix.shape
     if n < 2:
         raise IntegrityError("a leave-one-out median needs at least two vectors")
     result = np.empty((n, d), dtype=matrix.dtype)
-    rows = np.arange(n)[:, None]
+    middle = ((n - 2) // 2, (n - 1) // 2)
     for start in range(0, d, _COLUMNS):
         block = matrix[:, start : start + _COLUMNS]
-        order = np.argsort(block, axis=0, kind="stable")
-        ordered = np.take_along_axis(block, order, axis=0)
-        ranks = np.empty_like(order)
-        np.put_along_axis(ranks, order, rows, axis=0)
-
-        # Row i of others[j]: the j-th smallest of the column without x_i.
-        others = [np.where(j < ranks, ordered[j], ordered[j + 1]) for j in ((n - 2) // 2, (n - 1) // 2)]
+        ordered = np.partition(block, sorted({*middle, *(j + 1 for j in middle)}), axis=0)
+        # Row i of others[k]: the middle[k]-th smallest of the column without x_i.
+        others = [np.where(block > ordered[j], ordered[j], ordered[j + 1]) for j in middle]
         columns = slice(start, start + block.shape[1])
         if (n - 1) % 2:
             result[:, columns] = others[1]
