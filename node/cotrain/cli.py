@@ -748,23 +748,16 @@ def bench(
 # ---------------------------------------------------------------- experiments
 
 
-@experiment_app.command("privacy")
-def experiment_privacy(
-    quick: bool = typer.Option(False, "--quick", help="A small run (seconds) instead of the full one."),
-    out: Path = typer.Option(Path("reports/privacy"), "--out", help="Directory for the results."),
-) -> None:
-    """Measure what updates and models leak: gradient inversion and membership inference, with and without
-    DP or sealing, and accuracy against epsilon; write results.json, table.md and inversion.png."""
+def _run_experiment(label: str, experiment, quick: bool, out: Path) -> dict[str, Path]:
+    """Run an experiment module's QUICK or FULL configuration with a progress bar; return its files."""
     import torch
 
-    from cotrain.experiments.privacy import FULL, QUICK, run, step_count
-
-    # One thread: faster for these tiny models, and the results do not depend on the core count.
+    # One thread: faster for these small models, and the results do not depend on the core count.
     torch.set_num_threads(1)
-    config = QUICK if quick else FULL
-    total = step_count(config)
+    config = experiment.QUICK if quick else experiment.FULL
+    total = experiment.step_count(config)
     started = time.monotonic()
-    with progress_reporter(console, "privacy", transient=False) as progress:
+    with progress_reporter(console, label, transient=False) as progress:
         done = 0
 
         def report(description: str) -> None:
@@ -772,9 +765,22 @@ def experiment_privacy(
             progress.update(done, total, description=description)
             done += 1
 
-        paths = run(config, out, report)
-        progress.update(total, total, description="privacy: done")
+        paths = experiment.run(config, out, report)
+        progress.update(total, total, description=f"{label}: done")
     console.print(f"done in {time.monotonic() - started:.0f} s")
+    return paths
+
+
+@experiment_app.command("privacy")
+def experiment_privacy(
+    quick: bool = typer.Option(False, "--quick", help="A small run (seconds) instead of the full one."),
+    out: Path = typer.Option(Path("reports/privacy"), "--out", help="Directory for the results."),
+) -> None:
+    """Measure what updates and models leak: gradient inversion and membership inference, with and without
+    DP or sealing, and accuracy against epsilon; write results.json, table.md and inversion.png."""
+    from cotrain.experiments import privacy
+
+    paths = _run_experiment("privacy", privacy, quick, out)
     for path in paths.values():
         console.print(f"wrote {path}")
     typer.echo(paths["table"].read_text(encoding="utf-8"))
@@ -790,26 +796,9 @@ def experiment_use_cases(
 ) -> None:
     """For each seed case: each participant alone, the federated model and a pooled one, several seeds;
     write results.json and use-cases.md."""
-    import torch
+    from cotrain.experiments import use_cases
 
-    from cotrain.experiments.use_cases import FULL, QUICK, run, step_count
-
-    # One thread: faster for these small models, and the results do not depend on the core count.
-    torch.set_num_threads(1)
-    config = QUICK if quick else FULL
-    total = step_count(config)
-    started = time.monotonic()
-    with progress_reporter(console, "use cases", transient=False) as progress:
-        done = 0
-
-        def report(description: str) -> None:
-            nonlocal done
-            progress.update(done, total, description=description)
-            done += 1
-
-        paths = run(config, out, report)
-        progress.update(total, total, description="use cases: done")
-    console.print(f"done in {time.monotonic() - started:.0f} s")
+    paths = _run_experiment("use cases", use_cases, quick, out)
     text = paths["table"].read_text(encoding="utf-8")
     if doc is not None:
         doc.parent.mkdir(parents=True, exist_ok=True)
