@@ -349,9 +349,17 @@ class WeightedSum:
     VALUE_BOUND = 1 << 31
 
     def __init__(self) -> None:
-        self._limb_sums: list[IntVector] = []
+        self._length: int | None = None
+        # Limb position -> the sum of that limb's products, made when a weight first has that limb: weights
+        # below 2**16 (sample counts) need one int64 vector, not four.
+        self._limb_sums: dict[int, IntVector] = {}
         self.total_weight = 0
         self.count = 0
+
+    def _limb_sum(self, position: int) -> IntVector:
+        if position not in self._limb_sums:
+            self._limb_sums[position] = np.zeros(self._length or 0, dtype=np.int64)
+        return self._limb_sums[position]
 
     def add(self, vector: IntVector, weight: int) -> None:
         """Add ``weight * vector``.
@@ -368,13 +376,13 @@ class WeightedSum:
             raise IntegrityError(f"weight {self.count} = {w} is outside [1, 2**64)")
         if self.count >= self.MAX_VECTORS:
             raise IntegrityError(f"a weighted sum takes at most {self.MAX_VECTORS} vectors")
-        if not self._limb_sums:
-            self._limb_sums = [np.zeros(values.size, dtype=np.int64) for _ in range(4)]
-        elif values.size != self._limb_sums[0].size:
+        if self._length is None:
+            self._length = values.size
+        elif values.size != self._length:
             raise IntegrityError(
-                f"vector {self.count} has {values.size} values but vector 0 has {self._limb_sums[0].size}"
+                f"vector {self.count} has {values.size} values but vector 0 has {self._length}"
             )
-        limbs = [(limb_sum, limb) for limb_sum, limb in zip(self._limb_sums, _limbs(w), strict=True) if limb]
+        limbs = [(self._limb_sum(position), limb) for position, limb in enumerate(_limbs(w)) if limb]
         # Column blocks whose products stay in cache: one pass over memory, no model-sized temporary.
         for start in range(0, values.size, _ADD_COLUMNS):
             part = values[start : start + _ADD_COLUMNS]
@@ -393,7 +401,7 @@ class WeightedSum:
         if not vectors:
             return
         checked = [integer(w, f"weight {self.count + i}") for i, w in enumerate(weights)]
-        length = self._limb_sums[0].size if self._limb_sums else getattr(vectors[0], "size", 0)
+        length = self._length if self._length is not None else getattr(vectors[0], "size", 0)
         for i, (vector, w) in enumerate(zip(vectors, checked, strict=True)):
             what = f"vector {self.count + i}"
             if not 1 <= w < WEIGHT_BOUND:
@@ -403,11 +411,10 @@ class WeightedSum:
                 raise IntegrityError(f"{what} has {vector.size} values but vector 0 has {length}")
         if self.count + len(vectors) > self.MAX_VECTORS:
             raise IntegrityError(f"a weighted sum takes at most {self.MAX_VECTORS} vectors")
-        if not self._limb_sums:
-            self._limb_sums = [np.zeros(length, dtype=np.int64) for _ in range(4)]
+        self._length = length
         limbs = [
-            (limb_sum, np.array(column, dtype=np.int64))
-            for limb_sum, column in zip(self._limb_sums, zip(*map(_limbs, checked), strict=True), strict=True)
+            (self._limb_sum(position), np.array(column, dtype=np.int64))
+            for position, column in enumerate(zip(*map(_limbs, checked), strict=True))
             if any(column)
         ]
         columns = max(1, _ADD_ALL_VALUES // len(vectors))
@@ -435,15 +442,13 @@ class WeightedSum:
         if self.total_weight * self.VALUE_BOUND < _INT64_SAFE:
             # Every sum is below total_weight 2**31 in magnitude, so it fits int64 and computing it modulo
             # 2**64 (unsigned, where wrap-around is defined) gives it exactly.
-            wrapped = self._limb_sums[0].astype(np.uint64)
-            for position, limb_sum in enumerate(self._limb_sums[1:], start=1):
-                if limb_sum.any():
-                    wrapped += limb_sum.astype(np.uint64) << np.uint64(_LIMB_BITS * position)
+            wrapped = np.zeros(self._length or 0, dtype=np.uint64)
+            for position, limb_sum in self._limb_sums.items():
+                wrapped += limb_sum.astype(np.uint64) << np.uint64(_LIMB_BITS * position)
             return round_half_even_div_array(wrapped.view(np.int64), self.total_weight)
-        total = self._limb_sums[0].astype(object)
-        for position, limb_sum in enumerate(self._limb_sums[1:], start=1):
-            if limb_sum.any():
-                total = total + (limb_sum.astype(object) << (_LIMB_BITS * position))
+        total = np.zeros(self._length or 0, dtype=object)
+        for position, limb_sum in self._limb_sums.items():
+            total = total + (limb_sum.astype(object) << (_LIMB_BITS * position))
         return round_half_even_div_array(total, self.total_weight).astype(np.int64)
 
 
