@@ -107,11 +107,30 @@ def _node_state(view, root: Path):
     return open_node_state(view, view.market.client.signing_address(), root)
 
 
-def _events(market, task: int):
-    """A subscription to the task's events for :func:`_follow`."""
+#: The task events after which a node may have something to do: phase changes (each is a RoundScheduled,
+#: mined with the transaction that caused it), outcomes, challenges and the task's end. Other participants'
+#: commits, reveals and claims are left out: each would wake every node of the task for nothing (the
+#: deadlines they may pass are still seen by the --poll look).
+WAKE_EVENTS = (
+    "RoundScheduled",
+    "RoundAccepted",
+    "RoundFailed",
+    "RoundVoided",
+    "RoundFinalized",
+    "RoundChallenged",
+    "ChallengeResolved",
+    "ChallengesDismissed",
+    "TaskCancelled",
+    "TaskCompleted",
+    "TaskHalted",
+)
+
+
+def _events(market, task: int, *also: str):
+    """A subscription to the task's :data:`WAKE_EVENTS` (and ``also``) for :func:`_follow`."""
     from cotrain.chain.watch import TaskEvents
 
-    return TaskEvents(market.client.rpc_url, market.address, task)
+    return TaskEvents(market.client.rpc_url, market.address, task, market.event_topics([*WAKE_EVENTS, *also]))
 
 
 def _follow(step, follow: bool, poll: float, *, wait=time.sleep, max_failures: int = 10) -> None:
@@ -485,7 +504,7 @@ def validate(
     console.print(
         f"validating task {task} as {market.client.address} on {len(node.held_out)} held-out examples"
     )
-    with _events(market, task) as events:
+    with _events(market, task, "RoundProposed") as events:
         _follow(node.step, follow, poll, wait=events.wait)
 
 

@@ -62,7 +62,7 @@ class DemoSettings:
     attackers: tuple[str, ...] = ()  # attack names, one per attacking contributor (the last ones)
     block_time: float | None = 1.0  # seconds per anvil block; None mines one block per transaction
     mixed_mining: bool = True  # with block_time, also mine each transaction as it arrives
-    poll_s: float = 0.5  # seconds each participant process waits between looks at the chain
+    poll_s: float = 2.0  # longest wait between looks at the chain (the task's events wake a process at once)
     local_epochs: int | None = None  # overrides the built-in spec's (benchmarks: a heavier workload)
     # Seconds of the validation deadline and of the challenge window (which must be at least as long): short,
     # so rounds finalize quickly, yet ample for validators that judge a round in a second or two.

@@ -706,6 +706,16 @@ class Market:
         records = [self._decode_log(log) for log in logs if not log.get("removed")]
         return sorted(records, key=lambda event: (event.block, event.log_index))
 
+    def event_topics(self, names: Iterable[str]) -> list[str]:
+        """The ``0x`` topic hashes of the named events (for a log filter or subscription).
+
+        Raises
+        ------
+        ConfigError
+            If a name is not an event of the market.
+        """
+        return [HexBytes(topic).to_0x_hex() for topic in self._select_events(names)]
+
     def receipt_events(self, receipt: TxReceipt) -> list[MarketEvent]:
         """The market events a transaction emitted, in log order."""
         return [

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from websockets.exceptions import WebSocketException
@@ -44,11 +45,16 @@ class TaskEvents:
         The market's address.
     task_id : int
         Only logs whose first indexed topic is this task id wake the waiter.
+    topics : Sequence[str], optional
+        Only these events (their ``0x`` topic hashes) wake it; all of the task's when None. Each event wakes
+        every process that subscribed to it, so a role leaves out those it never acts on (another
+        contributor's commit).
     """
 
-    def __init__(self, rpc_url: str, market: str, task_id: int) -> None:
+    def __init__(self, rpc_url: str, market: str, task_id: int, topics: Sequence[str] | None = None) -> None:
         self.url = websocket_url(rpc_url)
-        self._filter = {"address": market, "topics": [None, "0x" + task_id.to_bytes(32, "big").hex()]}
+        events = None if topics is None else list(topics)
+        self._filter = {"address": market, "topics": [events, "0x" + task_id.to_bytes(32, "big").hex()]}
         self._socket: ClientConnection | None = None
         self._retry_at = 0.0
         self._warned = False

@@ -9,6 +9,7 @@ import time
 import pytest
 from cotrain.chain.anvil import Anvil, free_port
 from cotrain.chain.watch import TaskEvents, websocket_url
+from cotrain.errors import ConfigError
 
 
 def test_websocket_url_keeps_host_port_and_path():
@@ -67,3 +68,20 @@ def test_mixed_mining_mines_a_transaction_on_arrival_and_interval_mining_waits_f
         assert elapsed < 1.0
     else:
         assert 1.5 < elapsed < 6.0
+
+
+def test_only_the_chosen_events_wake_the_waiter(anvil, market, new_task, validators):
+    task = new_task(bond=False)
+    with TaskEvents(anvil.rpc_url, market.address, task, market.event_topics(["TaskCancelled"])) as events:
+        assert events.wait(0.05) is False
+
+        market.with_account(validators[0]).bond_validator(task)
+        assert events.wait(0.3) is False
+
+        market.cancel_task(task)
+        assert events.wait(30.0) is True
+
+
+def test_unknown_event_names_are_refused(market):
+    with pytest.raises(ConfigError, match=r"unknown market events \['Nope'\]"):
+        market.event_topics(["RoundScheduled", "Nope"])
