@@ -87,7 +87,8 @@ def test_demo_summary(run_cli: RunCli, tmp_path: Path, storage: str, dataset: st
         assert (r["accepted"], r["rejected"]) == (CONTRIBUTORS, 0), r
         assert r["accuracy"] > every_round, r
         assert isinstance(r["model_cid"], str) and r["model_cid"].startswith("bafk"), r
-        assert isinstance(r["duration_s"], int) and 0 < r["duration_s"] < 120, r
+        # Block timestamps are whole seconds, and a round on mixed mining can open and close within one.
+        assert isinstance(r["duration_s"], int) and 0 <= r["duration_s"] < 120, r
     assert rounds[-1]["accuracy"] > last_round, rounds
     assert len({r["model_cid"] for r in rounds}) == ROUNDS, "every round must produce a new model"
 
