@@ -54,7 +54,7 @@ LEDGER_VERSION = 1
 
 
 @functools.cache
-def _load_opacus() -> None:
+def load_opacus() -> None:
     """Import Opacus (about 2 s of CPU, so only a node that trains with DP pays it) and register per-example
     gradients for the two layers of cotrain.learning.models that hold parameters of their own and are not one
     of its module types. (Its fallback, functorch's vmap, cannot run the embedding's id check.)"""
@@ -385,7 +385,7 @@ def train_local_dp(
     _positive("noise_multiplier", noise_multiplier)
     _positive("max_grad_norm", max_grad_norm)
     _check_delta(delta)
-    _load_opacus()
+    load_opacus()
     from opacus import PrivacyEngine
     from opacus.validators import ModuleValidator
 

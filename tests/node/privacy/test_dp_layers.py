@@ -13,7 +13,7 @@ from cotrain.learning.data import ArrayDataset
 from cotrain.learning.layers import LAYER_NAMES, Layer
 from cotrain.learning.models import build_layers
 from cotrain.learning.state import model_state
-from cotrain.privacy.dp import train_local_dp
+from cotrain.privacy.dp import load_opacus, train_local_dp
 from opacus import GradSampleModule
 from pydantic import TypeAdapter
 from torch import nn
@@ -122,7 +122,8 @@ def test_opacus_per_example_gradients_are_each_examples_own(name: str) -> None:
     features = _features(name, 5, generator).double()
     labels = torch.randint(0, 3, (5,), generator=generator)
 
-    # Execute
+    # Execute: with cotrain's per-example gradient rules registered, as train_local_dp registers them.
+    load_opacus()
     sampled = GradSampleModule(model, loss_reduction="sum")
     nn.functional.cross_entropy(sampled(features), labels, reduction="sum").backward()
     per_example = {key: p.grad_sample.clone() for key, p in model.named_parameters()}
