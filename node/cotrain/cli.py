@@ -97,7 +97,7 @@ def _connect(network: Path, *, signed: bool = True):
     from cotrain.chain.keys import load_signer
 
     config = NetworkConfig.load(network)
-    return config.connect(load_signer() if signed else None)
+    return config.connect(load_signer(config.keystore) if signed else None)
 
 
 def _node_state(view, root: Path):
@@ -205,6 +205,69 @@ def up(
                     time.sleep(3600)
         except KeyboardInterrupt:
             console.print("stopped; the chain's state is discarded")
+
+
+@app.command()
+def deploy(
+    rpc_url: str = typer.Option(..., "--rpc", help="The chain's JSON-RPC endpoint (http:// or https://)."),
+    storage: str = typer.Option(
+        ...,
+        "--storage",
+        help="Your store: ipfs:http://127.0.0.1:5001 (your IPFS node's API), or embedded:DIR.",
+    ),
+    confirmations: int = typer.Option(
+        2,
+        "--confirmations",
+        min=0,
+        help="Blocks on top of a transaction before it counts as done: more than the chain's deepest reorg.",
+    ),
+    keystore: Path | None = typer.Option(
+        None,
+        "--keystore",
+        help="The deployer's encrypted key (else COTRAIN_KEYSTORE, or COTRAIN_PRIVATE_KEY); its password "
+        "from COTRAIN_KEYSTORE_PASSWORD or a prompt.",
+    ),
+    out: Path = typer.Option(DEFAULT_PATH, "--out", help="Where to write the network config."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing config at --out."),
+) -> None:
+    """Deploy the market to an EVM chain and write the network config that participants start from.
+
+    Each participant copies it and sets its own rpc_url, storage and keystore; market, deploy_block,
+    chain_id and confirmations are the network's (docs/deploy.md).
+    """
+    from cotrain.chain.client import ChainClient
+    from cotrain.chain.keys import load_signer
+    from cotrain.chain.market import deploy_market
+    from cotrain.storage.base import open_store
+
+    if out.exists() and not force:
+        raise ConfigError(f"{out} already exists (another deployment's?): pass --force or another --out")
+    signer = load_signer(keystore)
+    open_store(storage).add(b"")  # fails now, before any gas is spent, if the store does not answer
+    client = ChainClient(rpc_url, signer, confirmations=confirmations)
+    if (
+        int(client.read("eth_getBalance", [signer.address, "latest"], "reading the deployer's balance"), 16)
+        == 0
+    ):
+        raise ChainError(f"the deployer {signer.address} holds nothing on chain {client.chain_id} to pay gas")
+    console.print(f"deploying from {signer.address} on chain {client.chain_id}", soft_wrap=True, markup=False)
+    market = deploy_market(client)
+    config = NetworkConfig(
+        rpc_url=rpc_url,
+        market=market.address,
+        deploy_block=market.deploy_block,
+        storage=storage,
+        chain_id=client.chain_id,
+        confirmations=confirmations,
+        keystore=None if keystore is None else str(keystore.resolve()),
+    )
+    config.save(out)
+    console.print(
+        f"market {market.address} deployed in block {market.deploy_block} on chain {client.chain_id} "
+        f"({confirmations} confirmations); config written to {out}",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 def _print_dev_accounts(net) -> None:

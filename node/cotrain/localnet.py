@@ -96,6 +96,7 @@ def local_network(
             market=market.address,
             deploy_block=market.deploy_block,
             storage=store_url,
+            chain_id=market.client.chain_id,
         )
         config.save(directory / "network.json")
         accounts_file = directory / "dev-accounts.json"
