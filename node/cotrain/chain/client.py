@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -32,7 +33,11 @@ from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Excepti
 from web3.types import Nonce, RPCEndpoint, TxParams, TxReceipt, Wei
 
 from cotrain.chain.keys import TransactionSigner
+from cotrain.chain.retry import Transient, log_limit, rate_limited, retry, transient_status
+from cotrain.chain.settings import ChainSettings
 from cotrain.errors import ChainError
+
+_log = logging.getLogger("cotrain")
 
 Stage = Literal["call", "estimate", "receipt"]
 
@@ -42,6 +47,10 @@ _BUILTIN_ERRORS: list[dict[str, Any]] = [
     {"type": "error", "name": "Panic", "inputs": [{"name": "code", "type": "uint256"}]},
 ]
 _NONCE_ERRORS = ("nonce too low", "already known", "replacement transaction underpriced", "nonce too high")
+# What geth, anvil, Nethermind and Erigon answer to a transaction they already hold.
+_ALREADY_KNOWN = ("already known", "already imported", "known transaction", "alreadyknown", "already exists")
+#: Pages of logs a node must accept in a row before the page size doubles again after a refusal.
+_PAGES_BEFORE_GROWING = 4
 
 
 class ContractRevert(ChainError):
@@ -251,6 +260,18 @@ def _abi_type(param: Mapping[str, Any]) -> str:
 
 
 @dataclass
+class _Sent:
+    """A transaction this process signed and has not seen mined: what :meth:`ChainClient.wait` needs to
+    send it again, or to replace it (same nonce, higher fees) when it stays pending."""
+
+    signer: TransactionSigner
+    transaction: dict[str, Any]  # the signed fields, including nonce and both fee caps
+    raw: bytes  # the newest signed version
+    hashes: list[str]  # every version sent, oldest first; whichever is mined is the result
+    sent_at: float  # time.monotonic() of the newest version's sending
+
+
+@dataclass
 class _Shared:
     """State every ChainClient for one endpoint shares, whichever account it signs with."""
 
@@ -259,11 +280,65 @@ class _Shared:
     chain_id: int
     request_timeout: float
     headers: dict[str, str]
+    settings: ChainSettings
     decoder: RevertDecoder = field(default_factory=RevertDecoder)
     # Reads go straight to the endpoint: web3's formatting layers cost ten times the request itself.
     http: urllib3.PoolManager = field(default_factory=lambda: urllib3.PoolManager(maxsize=4))
     nonces: dict[str, int] = field(default_factory=dict)
+    sent: dict[str, _Sent] = field(default_factory=dict)  # by each version's hash
+    log_page: int = 0  # blocks per eth_getLogs the endpoint last accepted (0: not learned yet)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _RetryingProvider(HTTPProvider):
+    """web3's HTTP transport, retrying dropped connections, HTTP 429/5xx and rate-limit answers.
+
+    Resending a request is safe for every call web3 makes here: reads, gas estimates, and raw transactions
+    (the same signed bytes have the same hash; the node answers "already known" or mines it once).
+    """
+
+    def __init__(self, rpc_url: str, settings: ChainSettings, **kwargs: Any) -> None:
+        super().__init__(rpc_url, **kwargs)
+        self.settings = settings
+        self.retrying = False  # off while connecting: the connection check counts its own attempts
+        self.shown_url = _redact(rpc_url)
+
+    def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
+        if not self.retrying:
+            return super()._make_request(method, request_data)
+        return retry(lambda: self._attempt(method, request_data), self.settings)
+
+    def _attempt(self, method: RPCEndpoint, request_data: bytes) -> bytes:
+        try:
+            raw = super()._make_request(method, request_data)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise Transient(self._failure(method, _reason(exc), exc)) from exc
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if not transient_status(status):
+                raise
+            raise Transient(self._failure(method, f"HTTP {status}", exc)) from exc
+        error = _error_of(raw)
+        if error is not None and rate_limited(error.get("code"), str(error.get("message", ""))):
+            raise Transient(self._failure(method, f"rate limited: {error.get('message')}", None))
+        return raw
+
+    def _failure(self, method: str, reason: str, cause: BaseException | None) -> ChainError:
+        error = ChainError(f"cannot reach RPC at {self.shown_url} ({method}): {reason}")
+        error.__cause__ = cause
+        return error
+
+
+def _error_of(raw: bytes) -> Mapping[str, Any] | None:
+    """The JSON-RPC error object of a raw answer, if it is one (cheap for the usual answer)."""
+    if b'"error"' not in raw:
+        return None
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return None
+    error = answer.get("error") if isinstance(answer, Mapping) else None
+    return error if isinstance(error, Mapping) else None
 
 
 class ChainClient:
@@ -289,6 +364,9 @@ class ChainClient:
         Seconds one HTTP request may take.
     gas_margin : float
         Gas limit sent = estimate times this (the state can change between estimate and inclusion).
+    settings : ChainSettings, optional
+        Finality depth, retries, fee bumps and log paging for a real chain; ``confirmations``, when given,
+        overrides its field.
 
     Raises
     ------
@@ -301,20 +379,25 @@ class ChainClient:
         rpc_url: str,
         account: TransactionSigner | None = None,
         *,
-        confirmations: int = 0,
+        confirmations: int | None = None,
         timeout: float = 120.0,
         poll: float = 0.5,
         retries: int = 5,
         backoff: float = 0.5,
         request_timeout: float = 30.0,
         gas_margin: float = 1.25,
+        settings: ChainSettings | None = None,
     ) -> None:
         if urlsplit(rpc_url).scheme not in ("http", "https"):
             raise ChainError(f"RPC URL {_redact(rpc_url)!r} must start with http:// or https://")
-        if confirmations < 0 or timeout <= 0 or poll <= 0 or retries < 0 or backoff < 0 or gas_margin < 1:
-            raise ValueError("confirmations, retries, backoff >= 0; timeout, poll > 0; gas_margin >= 1")
-        provider = HTTPProvider(
+        settings = settings or ChainSettings()
+        if confirmations is not None:
+            settings = replace(settings, confirmations=confirmations)
+        if timeout <= 0 or poll <= 0 or retries < 0 or backoff < 0 or gas_margin < 1:
+            raise ValueError("retries, backoff >= 0; timeout, poll > 0; gas_margin >= 1")
+        provider = _RetryingProvider(
             rpc_url,
+            settings,
             request_kwargs={"timeout": request_timeout},
             # Retries are this client's: web3's own would multiply them and slow a clear failure down.
             exception_retry_configuration=None,
@@ -325,15 +408,20 @@ class ChainClient:
         )
         w3 = Web3(provider)
         chain_id = _connect(w3, _redact(rpc_url), retries, backoff)
+        provider.retrying = True
         headers = {"Content-Type": "application/json"}
         parts = urlsplit(rpc_url)
         if parts.username is not None:  # as requests (web3's transport) does with credentials in the URL
             headers |= urllib3.util.make_headers(basic_auth=f"{parts.username}:{parts.password or ''}")
         self._shared = _Shared(
-            w3=w3, rpc_url=rpc_url, chain_id=chain_id, request_timeout=request_timeout, headers=headers
+            w3=w3,
+            rpc_url=rpc_url,
+            chain_id=chain_id,
+            request_timeout=request_timeout,
+            headers=headers,
+            settings=settings,
         )
         self._account = account
-        self.confirmations = confirmations
         self.timeout = timeout
         self.poll = poll
         self.gas_margin = gas_margin
@@ -346,6 +434,16 @@ class ChainClient:
         return other
 
     # ---------------------------------------------------------------- properties
+
+    @property
+    def settings(self) -> ChainSettings:
+        """How this client copes with a real chain (confirmations, retries, fee bumps, log paging)."""
+        return self._shared.settings
+
+    @property
+    def confirmations(self) -> int:
+        """Blocks on top of a transaction's or log's block before it counts as final."""
+        return self._shared.settings.confirmations
 
     @property
     def w3(self) -> Web3:
@@ -406,10 +504,51 @@ class ChainClient:
         with self._rpc_errors(f"reading the code at {address}"):
             return bytes(self.w3.eth.get_code(to_checksum_address(address)))
 
-    def get_logs(self, address: str, topics: Sequence[Any], first: int, last: int) -> list[dict[str, Any]]:
-        """``eth_getLogs`` of one contract over blocks ``first..last``, as the node's JSON (hex strings)."""
-        query = {"address": address, "fromBlock": hex(first), "toBlock": hex(last), "topics": list(topics)}
-        return list(self.read("eth_getLogs", [query], "reading logs"))
+    def final_block(self) -> int:
+        """The newest block with ``confirmations`` blocks on top (the latest block when that is 0)."""
+        return self.block_number() - self.confirmations
+
+    def get_logs(
+        self, address: str, topics: Sequence[Any], first: int, last: int, *, page: int | None = None
+    ) -> list[dict[str, Any]]:
+        """``eth_getLogs`` of one contract over blocks ``first..last``, as the node's JSON (hex strings).
+
+        The range is asked ``page`` blocks at a time (``settings.log_page_blocks`` when None). Where the
+        node refuses a page as too wide or too full, the page is halved and asked again; after a run of
+        accepted pages it doubles back. The size the node last accepted is where the next call starts.
+
+        Raises
+        ------
+        ChainError
+            If the node refuses even a single block's logs, or cannot be reached.
+        """
+        largest = page or self.settings.log_page_blocks
+        shared = self._shared
+        size = min(largest, shared.log_page or largest) if page is None else largest
+        logs: list[dict[str, Any]] = []
+        low, passed = first, 0
+        while low <= last:
+            high = min(low + size - 1, last)
+            query = {"address": address, "fromBlock": hex(low), "toBlock": hex(high), "topics": list(topics)}
+            try:
+                logs += self._request("eth_getLogs", [query], "reading logs")
+            except _Refusal as refusal:
+                if not log_limit(refusal.message):
+                    raise ChainError(
+                        f"the node at {self.rpc_url} refused reading logs: {refusal.message}"
+                    ) from None
+                if high == low:
+                    raise ChainError(
+                        f"the node at {self.rpc_url} refuses the logs of block {low} alone: {refusal.message}"
+                    ) from None
+                size, passed = max(1, (high - low + 1) // 2), 0
+                continue
+            low, passed = high + 1, passed + 1
+            if passed >= _PAGES_BEFORE_GROWING and size < largest:
+                size, passed = min(2 * size, largest), 0
+        if page is None:
+            shared.log_page = size
+        return logs
 
     def call(self, to: str, data: bytes, *, label: str, block: int | str = "latest") -> bytes:
         """Run a read-only call of ``data`` (selector and ABI-encoded arguments) at ``to``; return its output.
@@ -506,23 +645,32 @@ class ChainClient:
                 }
                 if value:
                     params["value"] = Wei(value)
+                with self._rpc_errors(f"preparing {label}"):
+                    # build_transaction fills the EIP-1559 fee fields; adding gasPrice would be an error.
+                    transaction = dict(function.build_transaction(params))
+                signed = account.sign_transaction(transaction)
+                tx_hash = HexBytes(signed.hash).to_0x_hex()
                 try:
-                    with self._rpc_errors(f"sending {label}"):
-                        # build_transaction fills the EIP-1559 fee fields; adding gasPrice would be an error.
-                        transaction = function.build_transaction(params)
-                        signed = account.sign_transaction(transaction)
-                        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                    self._send_raw(bytes(signed.raw_transaction), tx_hash, f"sending {label}")
                 except ChainError as exc:
                     shared.nonces.pop(account.address, None)  # resynchronise from the node next time
                     if attempt == 0 and any(text in str(exc).lower() for text in _NONCE_ERRORS):
                         continue
                     raise
                 shared.nonces[account.address] = nonce + 1
-                return HexBytes(tx_hash).to_0x_hex()
+                shared.sent[tx_hash] = _Sent(
+                    account, transaction, bytes(signed.raw_transaction), [tx_hash], time.monotonic()
+                )
+                return tx_hash
         raise AssertionError("unreachable")
 
     def wait(self, tx_hash: str) -> TxReceipt:
         """Wait for a transaction's receipt and ``confirmations`` blocks on top of it.
+
+        A transaction this client sent that is still pending after ``settings.stuck_after`` seconds is sent
+        again if the node forgot it, else replaced: the same nonce with both fee caps raised by
+        ``settings.fee_bump`` (up to ``settings.max_fee_per_gas``). One nonce means at most one of the
+        versions is mined; its receipt is the result.
 
         Raises
         ------
@@ -531,33 +679,124 @@ class ChainClient:
         ChainError
             If it is not mined and confirmed within ``timeout`` seconds.
         """
+        sent = self._shared.sent.get(tx_hash)
+        try:
+            receipt = self._await_receipt(tx_hash, sent)
+        finally:
+            if sent is not None:
+                with self._shared.lock:
+                    for version in sent.hashes:
+                        self._shared.sent.pop(version, None)
+        if receipt["status"] != 1:
+            raise self._receipt_revert(HexBytes(receipt["transactionHash"]).to_0x_hex(), receipt)
+        return receipt
+
+    def _await_receipt(self, tx_hash: str, sent: _Sent | None) -> TxReceipt:
         deadline = time.monotonic() + self.timeout
         # A chain that mines on arrival has the receipt in milliseconds: ask soon, then back off to ``poll``.
         pause = 0.01
         while True:
-            receipt = self._receipt(tx_hash)
+            versions = [tx_hash] if sent is None else sent.hashes
+            receipt = self._newest_receipt(versions)
             if receipt is not None:
                 if self.confirmations == 0:
-                    break
+                    return receipt
                 if self.block_number() >= receipt["blockNumber"] + self.confirmations:
-                    again = self._receipt(tx_hash)
+                    again = self._receipt(HexBytes(receipt["transactionHash"]).to_0x_hex())
                     if again is not None and again["blockHash"] == receipt["blockHash"]:
-                        receipt = again
-                        break
+                        return again
                     # Reorganised out of its block: wait for it to be mined again.
+            elif sent is not None and time.monotonic() - sent.sent_at >= self.settings.stuck_after:
+                self._unstick(sent)
             if time.monotonic() >= deadline:
                 if self._account is not None:
                     self._shared.nonces.pop(self._account.address, None)
                 state = "mined" if receipt is None else f"confirmed by {self.confirmations} blocks"
                 raise ChainError(
-                    f"transaction {tx_hash} was not {state} within {self.timeout} s at {self.rpc_url}; "
-                    "it may still be pending: check the node, or raise the timeout"
+                    f"transaction {', '.join(versions)} was not {state} within {self.timeout} s at "
+                    f"{self.rpc_url}; it may still be pending: check the node, or raise the timeout"
                 )
             time.sleep(min(pause, self.poll))
             pause *= 2
-        if receipt["status"] != 1:
-            raise self._receipt_revert(tx_hash, receipt)
-        return receipt
+
+    def _newest_receipt(self, versions: Sequence[str]) -> TxReceipt | None:
+        """The receipt of whichever version of a transaction was mined (newest asked first), or None."""
+        for version in reversed(versions):
+            receipt = self._receipt(version)
+            if receipt is not None:
+                return receipt
+        return None
+
+    def _unstick(self, sent: _Sent) -> None:
+        """Send a pending transaction again if the node forgot it, else replace it with higher fees."""
+        shared = self._shared
+        with shared.lock:
+            sent.sent_at = time.monotonic()
+            latest = sent.hashes[-1]
+            if self.read("eth_getTransactionByHash", [latest], f"looking up transaction {latest}") is None:
+                _log.info("transaction %s was dropped by the node; sending it again", latest)
+                self._resend(sent.raw, latest, f"sending transaction {latest} again")
+                return
+            fee, tip = int(sent.transaction["maxFeePerGas"]), int(sent.transaction["maxPriorityFeePerGas"])
+            bump = self.settings.fee_bump
+            new_fee = max(math.ceil(fee * (1 + bump)), fee + 1)
+            if new_fee > self.settings.max_fee_per_gas:
+                _log.warning(
+                    "transaction %s is pending at the fee cap (%d wei per gas); waiting", latest, fee
+                )
+                return
+            new_tip = min(max(math.ceil(tip * (1 + bump)), tip + 1), new_fee)
+            transaction = {**sent.transaction, "maxFeePerGas": new_fee, "maxPriorityFeePerGas": new_tip}
+            signed = sent.signer.sign_transaction(transaction)
+            tx_hash = HexBytes(signed.hash).to_0x_hex()
+            if not self._resend(bytes(signed.raw_transaction), tx_hash, f"replacing transaction {latest}"):
+                return
+            sent.transaction, sent.raw = transaction, bytes(signed.raw_transaction)
+            sent.hashes.append(tx_hash)
+            shared.sent[tx_hash] = sent
+            _log.info(
+                "transaction %s pending for %.0f s: replaced by %s with fees raised %.1f%%",
+                latest,
+                self.settings.stuck_after,
+                tx_hash,
+                100 * bump,
+            )
+
+    def _resend(self, raw: bytes, tx_hash: str, action: str) -> bool:
+        """Send a version of a sent transaction; False when its nonce is spent or the node wants more."""
+        try:
+            self._send_raw(raw, tx_hash, action)
+        except ChainError as exc:
+            text = str(exc).lower()
+            if "nonce too low" in text or "underpriced" in text:
+                return False  # a version was mined meanwhile (the receipt shows it), or the bump was small
+            raise
+        return True
+
+    def _send_raw(self, raw: bytes, tx_hash: str, action: str) -> None:
+        """Send signed bytes; a node that already has them (a retried send whose answer was lost) is fine.
+
+        Raises
+        ------
+        ChainError
+            If the node refuses the transaction, e.g. "nonce too low" for a nonce another transaction took.
+        """
+        try:
+            with self._rpc_errors(action):
+                self.w3.eth.send_raw_transaction(raw)
+        except ChainError as exc:
+            text = str(exc).lower()
+            if any(known in text for known in _ALREADY_KNOWN):
+                return
+            if "nonce too low" in text and self._known(tx_hash):
+                return  # an earlier attempt of this very send was mined before the answer came back
+            raise
+
+    def _known(self, tx_hash: str) -> bool:
+        """Whether the node has the transaction, pending or mined."""
+        return (
+            self.read("eth_getTransactionByHash", [tx_hash], f"looking up transaction {tx_hash}") is not None
+        )
 
     def transact(self, function: Any, *, value: int = 0, gas: int | None = None) -> TxReceipt:
         """:meth:`submit` then :meth:`wait`: send a call and return its successful receipt."""
@@ -597,8 +836,12 @@ class ChainClient:
             return None
 
     def _request(self, method: str, params: Sequence[Any], action: str) -> Any:
-        shared = self._shared
+        """One JSON-RPC result; transport failures, HTTP 429/5xx and rate limits are retried (see retry)."""
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+        return retry(lambda: self._attempt(body, action), self._shared.settings)
+
+    def _attempt(self, body: str, action: str) -> Any:
+        shared = self._shared
         try:
             response = shared.http.request(
                 "POST",
@@ -609,17 +852,25 @@ class ChainClient:
                 retries=False,
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ChainError(f"cannot reach RPC at {self.rpc_url} while {action}: {_reason(exc)}") from exc
+            error = ChainError(f"cannot reach RPC at {self.rpc_url} while {action}: {_reason(exc)}")
+            error.__cause__ = exc
+            raise Transient(error) from exc
         try:
             answer = json.loads(response.data)
         except ValueError:
             answer = None
         if not isinstance(answer, Mapping) or ("result" not in answer and "error" not in answer):
-            raise ChainError(
+            error = ChainError(
                 f"{action} failed at {self.rpc_url}: HTTP {response.status}, not a JSON-RPC answer"
             )
+            if transient_status(response.status):
+                raise Transient(error)
+            raise error
         if answer.get("error") is not None:
-            raise _Refusal(answer["error"])
+            refusal = _Refusal(answer["error"])
+            if transient_status(response.status) or rate_limited(refusal.code, refusal.message):
+                raise Transient(ChainError(f"the node at {self.rpc_url} refused {action}: {refusal.message}"))
+            raise refusal
         return answer["result"]
 
     def _revert(self, data: bytes, message: str | None, stage: Stage, function: str | None) -> ContractRevert:
@@ -746,6 +997,7 @@ class _Refusal(Exception):
     def __init__(self, error: Any) -> None:
         error = error if isinstance(error, Mapping) else {"message": str(error)}
         self.message = str(error.get("message", error))
+        self.code = error.get("code")
         self.data = error.get("data")
         self.reverted = error.get("code") == 3 or "revert" in self.message.lower()
         super().__init__(self.message)

@@ -659,9 +659,9 @@ class Market:
         task_id: int | None = None,
         from_block: int | None = None,
         to_block: int | str = "latest",
-        chunk: int = 2000,
+        chunk: int | None = None,
     ) -> list[MarketEvent]:
-        """Scan the market's logs, ``chunk`` blocks per request, into decoded events.
+        """Scan the market's logs, page by page (see :meth:`ChainClient.get_logs`), into decoded events.
 
         Parameters
         ----------
@@ -672,10 +672,10 @@ class Market:
             ``names=None`` that is every event that has a ``taskId``.
         from_block : int, optional
             First block; the market's deploy block when None.
-        to_block : int or "latest"
-            Last block, inclusive.
-        chunk : int
-            Blocks per ``eth_getLogs`` request (public nodes cap the range).
+        to_block : int, "latest" or "final"
+            Last block, inclusive; "final" is the newest with the client's ``confirmations`` on top.
+        chunk : int, optional
+            Blocks per ``eth_getLogs`` request at most; the client's ``log_page_blocks`` when None.
 
         Returns
         -------
@@ -687,7 +687,7 @@ class Market:
         ConfigError
             If a name is unknown, or ``task_id`` is given with an event that has no ``taskId``.
         """
-        if chunk < 1:
+        if chunk is not None and chunk < 1:
             raise ConfigError(f"chunk must be at least 1 block, got {chunk}")
         wanted = self._select_events(names)
         if task_id is not None:
@@ -699,10 +699,13 @@ class Market:
         if task_id is not None:
             topics.append("0x" + task_id.to_bytes(32, "big").hex())
         first = self.deploy_block if from_block is None else from_block
-        last = self.client.block_number() if to_block == "latest" else int(to_block)
-        logs: list[dict[str, Any]] = []
-        for low in range(first, last + 1, chunk):
-            logs += self.client.get_logs(self.address, topics, low, min(low + chunk - 1, last))
+        if to_block == "latest":
+            last = self.client.block_number()
+        elif to_block == "final":
+            last = self.client.final_block()
+        else:
+            last = int(to_block)
+        logs = self.client.get_logs(self.address, topics, first, last, page=chunk)
         records = [self._decode_log(log) for log in logs if not log.get("removed")]
         return sorted(records, key=lambda event: (event.block, event.log_index))
 
