@@ -41,8 +41,9 @@ class TaskView:
     # ---------------------------------------------------------------- events
 
     def refresh(self) -> None:
-        """Read the task's events mined since the last refresh."""
-        head = self.market.client.block_number()
+        """Read the task's events final since the last refresh (under the client's ``confirmations``
+        blocks: a log a reorganisation may still remove is left for a later refresh)."""
+        head = self.market.client.final_block()
         if head <= self._scanned_to:
             return
         self._events += self.market.events(
