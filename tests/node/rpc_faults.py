@@ -4,7 +4,8 @@
 rule, drops the request (closes the connection unanswered), drops the answer after forwarding (the node saw
 it, the client did not), answers HTTP 429 or a JSON-RPC rate-limit error instead, delays, or refuses an
 ``eth_getLogs`` wider than ``log_block_cap`` blocks with the message real providers send. ``counts`` says what
-it did, by kind and method. It lives beside tests/node/conftest.py so chain and end-to-end tests import it.
+it did: by kind (``"drop"``), by method (``"method:eth_call"``) and both (``"drop:eth_call"``). It lives
+beside tests/node/conftest.py so chain and end-to-end tests import it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+#: What the proxy counts as faults: the drawn kinds, then the log cap.
+_KINDS = ("drop", "drop_answer", "http_429", "rate_limit", "log_cap")
 # The local node is reached directly: an HTTP(S)_PROXY from the environment must not see its traffic.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -49,6 +52,8 @@ class Faults:
         too large").
     spare : frozenset[str]
         Methods never faulted (e.g. the test's own ``anvil_*`` controls).
+    only : frozenset[str], optional
+        When given, only these methods are faulted.
     """
 
     drop: float = 0.0
@@ -59,6 +64,7 @@ class Faults:
     log_block_cap: int | None = None
     log_cap_message: str = "query returned more than 10000 results"
     spare: frozenset[str] = field(default_factory=frozenset)
+    only: frozenset[str] | None = None
 
 
 class FaultyRpc:
@@ -111,18 +117,19 @@ class FaultyRpc:
 
     def injected(self) -> int:
         """How many requests were faulted, all kinds together."""
-        return sum(n for kind, n in self.counts.items() if not kind.startswith(("forwarded", "method:")))
+        return sum(n for kind, n in self.counts.items() if kind in _KINDS)
 
     def _draw(self, method: str) -> str | None:
         """The fault to inject for one request of ``method``, or None; counts it."""
         faults = self.faults
         with self._lock:
             self.counts[f"method:{method}"] += 1
-            if method in faults.spare:
+            if method in faults.spare or (faults.only is not None and method not in faults.only):
                 return None
-            for kind in ("drop", "drop_answer", "http_429", "rate_limit"):
+            for kind in _KINDS[:-1]:
                 if self._random.random() < getattr(faults, kind):
                     self.counts[kind] += 1
+                    self.counts[f"{kind}:{method}"] += 1
                     return kind
         return None
 

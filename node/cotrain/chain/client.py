@@ -4,6 +4,11 @@
 estimation is reported as that revert, and nothing is sent), keeps each account's nonce locally so a process
 can send several transactions without waiting, waits for receipts with N confirmations, and decodes failures
 into :class:`ContractRevert` carrying the custom error's name and arguments from the registered ABIs.
+
+On a real chain (see :class:`cotrain.chain.settings.ChainSettings`) it also retries dropped requests and rate
+limits within a time budget, pages ``eth_getLogs`` under a provider's cap, and sees each action through to
+one mined transaction: a lost answer to a send is not a second send, a dropped transaction is sent again, a
+stuck one is replaced with the same nonce and higher fees.
 """
 
 from __future__ import annotations
@@ -312,19 +317,26 @@ class _RetryingProvider(HTTPProvider):
         try:
             raw = super()._make_request(method, request_data)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise Transient(self._failure(method, _reason(exc), exc)) from exc
+            reason = _reason(exc)
+            raise Transient(
+                self._failure(f"cannot reach RPC at {self.shown_url} for", method, reason, exc)
+            ) from exc
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             if not transient_status(status):
                 raise
-            raise Transient(self._failure(method, f"HTTP {status}", exc)) from exc
+            raise Transient(
+                self._failure(f"the node at {self.shown_url} refused", method, f"HTTP {status}", exc)
+            ) from exc
         error = _error_of(raw)
         if error is not None and rate_limited(error.get("code"), str(error.get("message", ""))):
-            raise Transient(self._failure(method, f"rate limited: {error.get('message')}", None))
+            message = str(error.get("message"))
+            raise Transient(self._failure(f"the node at {self.shown_url} refused", method, message, None))
         return raw
 
-    def _failure(self, method: str, reason: str, cause: BaseException | None) -> ChainError:
-        error = ChainError(f"cannot reach RPC at {self.shown_url} ({method}): {reason}")
+    @staticmethod
+    def _failure(what: str, method: str, reason: str, cause: BaseException | None) -> ChainError:
+        error = ChainError(f"{what} {method}: {reason}")
         error.__cause__ = cause
         return error
 

@@ -78,6 +78,7 @@ def retry(attempt: Callable[[], T], settings: ChainSettings) -> T:
             pause = random.uniform(delay / 2, delay)
             elapsed = time.monotonic() - started
             if elapsed + pause > settings.retry_budget:
-                raise ChainError(f"{failure.error} ({attempts} attempts over {elapsed:.1f} s)") from None
+                message = f"{failure.error} ({attempts} attempts over {elapsed:.1f} s)"
+                raise ChainError(message) from failure.error.__cause__
         time.sleep(pause)
         delay = min(2 * delay, settings.retry_backoff_cap)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -133,6 +134,27 @@ def test_market_transactions_land_exactly_once_through_a_faulty_endpoint(anvil, 
     assert [market.get_task(task_id).escrow for task_id in task_ids] == budgets
     nonces = [anvil.rpc("eth_getTransactionByHash", [event.tx_hash])["nonce"] for event in mine]
     assert [int(nonce, 16) for nonce in nonces] == list(range(nonce_before, nonce_before + 8))
+
+
+def test_a_send_whose_answer_is_lost_is_not_sent_twice(anvil, market, proxy):
+    # Prepare: the node mines each transaction on arrival, and the client often does not hear back.
+    owner = anvil.signer(7)
+    client = ChainClient(proxy.url, owner, settings=QUICK, poll=0.01)
+    nonce = int(anvil.rpc("eth_getTransactionCount", [owner.address, "latest"]), 16)
+    count = market.task_count()
+    proxy.faults = Faults(drop_answer=0.5, only=frozenset({"eth_sendRawTransaction"}))
+
+    # Execute
+    receipts = [client.transact(create_task(market), value=10**15) for _ in range(3)]
+
+    # Assert: the seeded draws for the only faulted method lose some answers (the same ones every run).
+    assert proxy.counts["drop_answer"] >= 2
+    assert [
+        int(anvil.rpc("eth_getTransactionByHash", [r["transactionHash"].to_0x_hex()])["nonce"], 16)
+        for r in receipts
+    ] == [nonce, nonce + 1, nonce + 2]
+    assert int(anvil.rpc("eth_getTransactionCount", [owner.address, "latest"]), 16) == nonce + 3
+    assert market.task_count() == count + 3
 
 
 def test_a_stuck_transaction_is_replaced_with_bumped_fees_and_mined_once(anvil, market, no_automine):
@@ -267,3 +289,17 @@ def _pending_hash(anvil: Anvil, address: str, nonce: int | None, *, other_than: 
             return str(entry["hash"])
         time.sleep(0.02)
     raise AssertionError(f"no pending transaction of {address} other than {other_than!r} within 5 s")
+
+
+def test_a_send_through_a_node_that_keeps_failing_ends_in_one_line(anvil, market, proxy):
+    owner = anvil.signer(7)
+    client = ChainClient(proxy.url, owner, settings=ChainSettings(retry_budget=0.3, retry_backoff=0.02))
+    nonce = anvil.rpc("eth_getTransactionCount", [owner.address, "latest"])
+    proxy.faults = Faults(http_429=1.0)
+
+    with pytest.raises(ChainError) as info:
+        client.transact(create_task(market), value=10**15)
+
+    pattern = rf"the node at {re.escape(proxy.url)} refused eth_\w+: HTTP 429 \(\d+ attempts over 0\.\d s\)"
+    assert re.fullmatch(pattern, str(info.value))
+    assert anvil.rpc("eth_getTransactionCount", [owner.address, "latest"]) == nonce
