@@ -740,14 +740,21 @@ class ChainClient:
         return None
 
     def _unstick(self, sent: _Sent) -> None:
-        """Send a pending transaction again if the node forgot it, else replace it with higher fees."""
+        """Send a pending transaction again if the node forgot it, fill a nonce gap it waits behind, else
+        replace it with higher fees."""
         shared = self._shared
         with shared.lock:
             sent.sent_at = time.monotonic()
             latest = sent.hashes[-1]
-            if self.read("eth_getTransactionByHash", [latest], f"looking up transaction {latest}") is None:
+            if not self._known(latest):
                 _log.info("transaction %s was dropped by the node; sending it again", latest)
                 self._resend(sent.raw, latest, f"sending transaction {latest} again")
+                return
+            address = sent.signer.address
+            action = f"reading the nonce of {address}"
+            expected = int(self.read("eth_getTransactionCount", [address, "pending"], action), 16)
+            if expected < int(sent.transaction["nonce"]):
+                self._fill_gap(sent, expected)
                 return
             fee, tip = int(sent.transaction["maxFeePerGas"]), int(sent.transaction["maxPriorityFeePerGas"])
             bump = self.settings.fee_bump
@@ -772,6 +779,41 @@ class ChainClient:
                 self.settings.stuck_after,
                 tx_hash,
                 100 * bump,
+            )
+
+    def _fill_gap(self, sent: _Sent, first: int) -> None:
+        """Fill nonces ``first`` up to ``sent``'s, which the node lacks: each with the transaction this
+        process signed for it, else (its action was given up on) with an empty transfer to the sender itself,
+        which acts on nothing. One nonce is one mined transaction at most, so no action happens twice."""
+        signer, last = sent.signer, int(sent.transaction["nonce"])
+        for nonce in range(first, last):
+            own = [
+                other
+                for other in self._shared.sent.values()
+                if other.signer.address == signer.address and int(other.transaction["nonce"]) == nonce
+            ]
+            if own:
+                _log.info("nonce %d of %s was dropped by the node; sending it again", nonce, signer.address)
+                self._resend(own[0].raw, own[0].hashes[-1], f"sending nonce {nonce} again")
+                continue
+            filler = {
+                "type": 2,
+                "chainId": self._shared.chain_id,
+                "nonce": nonce,
+                "to": signer.address,
+                "value": 0,
+                "gas": 21_000,
+                "maxFeePerGas": sent.transaction["maxFeePerGas"],
+                "maxPriorityFeePerGas": sent.transaction["maxPriorityFeePerGas"],
+            }
+            signed = signer.sign_transaction(filler)
+            _log.warning(
+                "nonce %d of %s is missing at the node; filling it with an empty transfer",
+                nonce,
+                signer.address,
+            )
+            self._resend(
+                bytes(signed.raw_transaction), HexBytes(signed.hash).to_0x_hex(), f"filling nonce {nonce}"
             )
 
     def _resend(self, raw: bytes, tx_hash: str, action: str) -> bool:

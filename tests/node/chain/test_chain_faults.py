@@ -7,7 +7,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple
 from typing import Any
@@ -160,7 +160,7 @@ def test_a_send_whose_answer_is_lost_is_not_sent_twice(anvil, market, proxy):
 def test_a_stuck_transaction_is_replaced_with_bumped_fees_and_mined_once(anvil, market, no_automine):
     # Prepare
     owner = anvil.signer(7)
-    client = ChainClient(anvil.rpc_url, owner, poll=0.02, settings=ChainSettings(stuck_after=0.2))
+    client = ChainClient(anvil.rpc_url, owner, poll=0.02, timeout=5, settings=ChainSettings(stuck_after=0.2))
     count_before = market.task_count()
     nonce = int(anvil.rpc("eth_getTransactionCount", [owner.address, "pending"]), 16)
     first = client.submit(create_task(market), value=10**15)
@@ -200,7 +200,7 @@ def test_a_transaction_at_the_fee_cap_is_left_to_wait(anvil, market, no_automine
 
 def test_a_transaction_the_node_dropped_is_sent_again_unchanged(anvil, market, no_automine):
     owner = anvil.signer(7)
-    client = ChainClient(anvil.rpc_url, owner, poll=0.02, settings=ChainSettings(stuck_after=0.2))
+    client = ChainClient(anvil.rpc_url, owner, poll=0.02, timeout=5, settings=ChainSettings(stuck_after=0.2))
     tx_hash = client.submit(create_task(market), value=10**15)
     anvil.rpc("anvil_dropTransaction", [tx_hash])
     assert anvil.rpc("eth_getTransactionByHash", [tx_hash]) is None
@@ -212,6 +212,54 @@ def test_a_transaction_the_node_dropped_is_sent_again_unchanged(anvil, market, n
         receipt = waiting.result(timeout=10)
 
     assert receipt["transactionHash"].to_0x_hex() == tx_hash and receipt["status"] == 1
+
+
+def test_a_transaction_behind_a_nonce_gap_sends_the_dropped_one_again_first(anvil, market, no_automine):
+    # Prepare: the node dropped the first of two transactions, so the second waits behind a gap.
+    owner = anvil.signer(7)
+    client = ChainClient(anvil.rpc_url, owner, poll=0.02, timeout=5, settings=ChainSettings(stuck_after=0.2))
+    count = market.task_count()
+    first = client.submit(create_task(market), value=10**15)
+    anvil.rpc("anvil_dropTransaction", [first])
+    second = client.submit(create_task(market), value=2 * 10**15)
+
+    # Execute: waiting for the second fills the gap with the first, unchanged.
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.wait, second)
+        _wait_for(lambda: anvil.rpc("eth_getTransactionByHash", [first]) is not None)
+        anvil.rpc("evm_mine")
+        receipt = waiting.result(timeout=10)
+
+    # Assert
+    assert receipt["transactionHash"].to_0x_hex() == second
+    assert client.wait(first)["status"] == 1
+    assert market.task_count() == count + 2
+    assert [market.get_task(count + i).escrow for i in (1, 2)] == [10**15, 2 * 10**15]
+
+
+def test_a_nonce_gap_no_action_claims_is_filled_with_an_empty_transfer(anvil, market, no_automine):
+    # Prepare: as above, but this process gave up on the first action (it forgot it).
+    owner = anvil.signer(7)
+    client = ChainClient(anvil.rpc_url, owner, poll=0.02, timeout=5, settings=ChainSettings(stuck_after=0.2))
+    count = market.task_count()
+    nonce = int(anvil.rpc("eth_getTransactionCount", [owner.address, "pending"]), 16)
+    first = client.submit(create_task(market), value=10**15)
+    anvil.rpc("anvil_dropTransaction", [first])
+    client._shared.sent.pop(first)
+    second = client.submit(create_task(market), value=2 * 10**15)
+
+    # Execute
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.wait, second)
+        filler = _pending_hash(anvil, owner.address, nonce)
+        anvil.rpc("evm_mine")
+        receipt = waiting.result(timeout=10)
+
+    # Assert: the gap holds a transfer of nothing to itself; only the second action happened.
+    gap = anvil.rpc("eth_getTransactionByHash", [filler])
+    assert (gap["to"], int(gap["value"], 16), gap["input"]) == (owner.address.lower(), 0, "0x")
+    assert receipt["status"] == 1 and anvil.rpc("eth_getTransactionReceipt", [first]) is None
+    assert market.task_count() == count + 1 and market.get_task(count + 1).escrow == 2 * 10**15
 
 
 def test_after_a_restart_the_nodes_pending_count_is_the_nonce(anvil, market, no_automine):
@@ -271,6 +319,13 @@ def test_a_log_is_final_only_under_confirmations_and_a_reorg_drops_it_until_mine
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "not within 5 s"
+        time.sleep(0.02)
 
 
 def _pool(anvil: Anvil, address: str) -> dict[str, dict]:
