@@ -922,7 +922,8 @@ class ChainClient:
             raise error
         if answer.get("error") is not None:
             refusal = _Refusal(answer["error"])
-            if transient_status(response.status) or rate_limited(refusal.code, refusal.message):
+            busy = transient_status(response.status) or rate_limited(refusal.code, refusal.message)
+            if busy and not refusal.reverted:
                 raise Transient(ChainError(f"the node at {self.rpc_url} refused {action}: {refusal.message}"))
             raise refusal
         return answer["result"]

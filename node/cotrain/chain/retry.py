@@ -44,8 +44,11 @@ def log_limit(message: str) -> bool:
 
 
 def rate_limited(code: object, message: str) -> bool:
-    """Whether a JSON-RPC error (its ``code`` and ``message``) asks the caller to slow down."""
-    if log_limit(message):
+    """Whether a JSON-RPC error (its ``code`` and ``message``) asks the caller to slow down.
+
+    A revert (code 3, or "revert" in the message) never does, whatever its reason string says.
+    """
+    if code == 3 or "revert" in message.lower() or log_limit(message):
         return False
     return code in _RATE_LIMIT_CODES or _RATE_LIMIT.search(message) is not None
 

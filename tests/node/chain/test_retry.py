@@ -34,6 +34,8 @@ def test_providers_log_caps_are_log_limits_not_rate_limits(message: str) -> None
         (-32000, "Too Many Requests", True),
         (-32000, "nonce too low", False),
         (3, "execution reverted", False),
+        (3, "execution reverted: pool over capacity", False),
+        (-32000, "execution reverted: rate limit of the vault", False),
     ],
 )
 def test_rate_limits_are_told_apart_from_refusals(code: int, message: str, expected: bool) -> None:
