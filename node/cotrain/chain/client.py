@@ -511,6 +511,12 @@ class ChainClient:
             self.read("eth_getBlockByNumber", ["latest", False], "reading the latest block")["timestamp"], 16
         )
 
+    def block_hash(self, number: int) -> str | None:
+        """The 0x-hex hash of block ``number`` (it changes when a reorganisation replaces the block), or
+        None when the chain is not that long (any more)."""
+        block = self.read("eth_getBlockByNumber", [hex(number), False], f"reading block {number}")
+        return None if block is None else str(block["hash"])
+
     def get_code(self, address: str) -> bytes:
         """The runtime code at ``address`` (empty for an account without code)."""
         with self._rpc_errors(f"reading the code at {address}"):

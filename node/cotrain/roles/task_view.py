@@ -7,6 +7,7 @@ parsed before it matched its on-chain digest.
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 
 import torch
@@ -21,6 +22,8 @@ from cotrain.protocol.task_spec import FileRef, TaskSpec, parse_spec_bytes
 from cotrain.roles.record_cache import MAX_RECORD_BYTES, RecordCache
 from cotrain.storage.base import ContentStore, fetch_verified
 
+_log = logging.getLogger("cotrain")
+
 #: Upper bound for a global model file.
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 
@@ -34,6 +37,7 @@ class TaskView:
         self.task_id = task_id
         self._events: list[MarketEvent] = []
         self._scanned_to = market.deploy_block - 1
+        self._scanned_hash: str | None = None  # the hash block _scanned_to had, kept where reorgs matter
         self._models: dict[bytes, dict[str, torch.Tensor]] = {}
         self.records = RecordCache(store)
         self._finalized: dict[int, Proposal] = {}  # accepted proposals of finalized rounds
@@ -42,14 +46,32 @@ class TaskView:
 
     def refresh(self) -> None:
         """Read the task's events final since the last refresh (under the client's ``confirmations``
-        blocks: a log a reorganisation may still remove is left for a later refresh)."""
-        head = self.market.client.final_block()
+        blocks: a log a reorganisation may still remove is left for a later refresh).
+
+        With confirmations, a reorganisation deeper than them (the last block read changed its hash) is
+        noticed: the task's events are read again from the start, so none is missed or kept twice.
+        """
+        client = self.market.client
+        head = client.final_block()
+        if self._scanned_hash is not None and client.block_hash(self._scanned_to) != self._scanned_hash:
+            _log.warning(
+                "block %d of chain %d changed after %d confirmations (a deeper reorganisation): reading "
+                "task %d's events again",
+                self._scanned_to,
+                client.chain_id,
+                client.confirmations,
+                self.task_id,
+            )
+            self._events, self._scanned_to, self._scanned_hash = [], self.market.deploy_block - 1, None
+            self._finalized.clear()
         if head <= self._scanned_to:
             return
         self._events += self.market.events(
             task_id=self.task_id, from_block=self._scanned_to + 1, to_block=head
         )
         self._scanned_to = head
+        if client.confirmations:
+            self._scanned_hash = client.block_hash(head)
 
     def events(self, name: str, round_: int | None = None) -> list[MarketEvent]:
         """The task's events called ``name`` (of ``round_`` when given), oldest first."""

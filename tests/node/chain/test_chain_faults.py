@@ -308,7 +308,14 @@ def test_a_log_is_final_only_under_confirmations_and_a_reorg_drops_it_until_mine
 
     # The same action mined again: final only once confirmed, and exactly once.
     data = function._encode_transaction_data()
-    call = {"from": owner.address, "to": market.address, "value": hex(budget), "data": data}
+    # An explicit gas limit: anvil's own estimate for a reorg's transaction can run out.
+    call = {
+        "from": owner.address,
+        "to": market.address,
+        "value": hex(budget),
+        "data": data,
+        "gas": hex(10**6),
+    }
     anvil.rpc("anvil_reorg", [1, [[call, 0]]])
     market.client.reset_nonces()  # the owner's nonce went back and forth with the chain
     again = created("latest")
