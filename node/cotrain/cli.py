@@ -233,7 +233,7 @@ def deploy(
     """Deploy the market to an EVM chain and write the network config that participants start from.
 
     Each participant copies it and sets its own rpc_url, storage and keystore; market, deploy_block,
-    chain_id and confirmations are the network's (docs/deploy.md).
+    chain_id and chain (confirmations, fees, retries) are the network's (docs/deploy.md).
     """
     from cotrain.chain.client import ChainClient
     from cotrain.chain.keys import load_signer
@@ -258,8 +258,8 @@ def deploy(
         deploy_block=market.deploy_block,
         storage=storage,
         chain_id=client.chain_id,
-        confirmations=confirmations,
         keystore=None if keystore is None else str(keystore.resolve()),
+        chain=client.settings,
     )
     config.save(out)
     console.print(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cotrain.chain.anvil import Anvil
 from cotrain.chain.keys import Signer, save_keystore
+from cotrain.chain.settings import ChainSettings
 from cotrain.cli import app
 from cotrain.errors import ChainError, ConfigError
 from cotrain.network import NetworkConfig
@@ -47,7 +48,7 @@ def test_deploy_writes_a_config_whose_market_answers_with_its_confirmations(
     assert (code, error) == (0, None)
     written = json.loads((tmp_path / "network.json").read_text())
     assert written["chain_id"] == 31337
-    assert written["confirmations"] == 1
+    assert written["chain"] == {"confirmations": 1}
     assert written["keystore"] == str(keystore.resolve())
     config = NetworkConfig.load(tmp_path / "network.json")
     market, _ = config.connect(None)
@@ -105,7 +106,7 @@ def test_an_older_config_loads_with_the_defaults_and_saves_as_it_was(tmp_path: P
     config = NetworkConfig.load(path)
     config.save(path)
 
-    assert (config.chain_id, config.confirmations, config.keystore) == (None, 0, None)
+    assert (config.chain_id, config.chain, config.keystore) == (None, ChainSettings(), None)
     assert json.loads(path.read_text()) == old
 
 
@@ -119,7 +120,11 @@ def test_a_relative_keystore_is_read_beside_the_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "problem"),
     [
-        ("confirmations", -1, "confirmations must be 0 or more, not -1"),
+        ("chain", {"confirmations": -1}, "confirmations must be 0 or more, not -1"),
+        ("chain", {"fee_bump": "1"}, "chain.fee_bump must be a number"),
+        ("chain", {"confirmations": 1.0}, "chain.confirmations must be an integer"),
+        ("chain", {"blocks": 1}, "unknown chain setting blocks (known: confirmations, "),
+        ("chain", [], "chain must be an object"),
         ("chain_id", "10", "chain_id must be an integer"),
     ],
 )
