@@ -49,7 +49,8 @@ class IpfsStore:
     backoff : float
         Seconds before the first retry; each further retry waits twice as long.
     pin : bool
-        Pin what :meth:`add` stores, so the daemon's garbage collection keeps it.
+        Pin what :meth:`add` stores and what :meth:`get` fetched, so the daemon's garbage collection keeps
+        it and the daemon goes on serving it to its peers when the author's node is gone.
     has_timeout : float
         Seconds :meth:`has` waits for a block; js-ipfs never answers "not here", it times out.
     """
@@ -117,7 +118,8 @@ class IpfsStore:
         return expected
 
     def get(self, cid: str, *, max_size: int) -> bytes:
-        """Return the content named ``cid`` from the daemon, checked against the CID.
+        """Return the content named ``cid`` from the daemon (which fetches it from its peers), checked
+        against the CID, and pinned there unless ``pin=False``.
 
         The file's size is asked first, so a file over ``max_size`` is refused without being downloaded,
         and the download itself stops after ``max_size`` bytes whatever the daemon claimed.
@@ -163,6 +165,8 @@ class IpfsStore:
             raise IntegrityError(
                 f"the IPFS daemon at {self.api} returned content with CID {actual} for {cid}"
             )
+        if self.pin:  # every block is local now: pinning fetches nothing
+            self._call(f"pinning {cid}", lambda: self._client.pin.add(canonical), missing=cid)
         return data
 
     def has(self, cid: str) -> bool:
