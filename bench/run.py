@@ -20,7 +20,7 @@ from rich.table import Table
 
 from bench.common import ROOT, console, git_commit, machine, versions, write_result
 
-SECTIONS = ("overhead", "gas", "scale", "storage", "accuracy", "fixed_point")
+SECTIONS = ("overhead", "gas", "scale", "storage", "accuracy", "fixed_point", "peers")
 
 
 def parse_sections(text: str | None) -> tuple[str, ...]:
