@@ -235,6 +235,8 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
         accounts=2 + v + n,
         block_time=settings.block_time,
         mixed_mining=settings.mixed_mining,
+        # With IPFS, every participant its own node, peered: files travel between them as between hospitals.
+        participants=[*(f"validator-{i}" for i in range(v)), *(f"contributor-{i}" for i in range(n))],
     ) as net:
         owner, arbiter = net.signer(0), net.signer(1)
         validators = [net.signer(first_validator + i) for i in range(v)]
@@ -261,8 +263,7 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
             f"posted task {task_id} ({spec.name}): {n} contributors, {v} validators (quorum "
             f"{spec.validators.quorum}), {spec.rounds} rounds, storage {settings.storage}"
         )
-        network = str(directory / "network.json")
-        common = ["--network", network, "--task", str(task_id), "--poll", str(settings.poll_s)]
+        common = ["--task", str(task_id), "--poll", str(settings.poll_s)]
         processes: dict[str, subprocess.Popen] = {}
         folders: dict[str, Path] = {}
         attacks = dict(enumerate(settings.attackers, start=n - len(settings.attackers)))
@@ -276,6 +277,8 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
                 [
                     "contribute",
                     *common,
+                    "--network",
+                    str(net.network_file(f"contributor-{i}")),
                     "--data",
                     str(data_file),
                     "--state",
@@ -295,6 +298,8 @@ def run_demo(settings: DemoSettings, *, console: Console) -> dict:
                 [
                     "validate",
                     *common,
+                    "--network",
+                    str(net.network_file(f"validator-{i}")),
                     "--timings",
                     str(folder / "timings.jsonl"),
                     "--state",

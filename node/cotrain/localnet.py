@@ -1,5 +1,6 @@
-"""A whole network on one machine: an anvil chain, a content store (embedded, or a js-ipfs daemon) and a
-deployed market, described by a network config file that every other command reads.
+"""A whole network on one machine: an anvil chain, a content store (embedded, or js-ipfs: one daemon, or one
+per named participant, peered) and a deployed market, described by a network config file that every other
+command reads.
 
 One network per folder: ``DIR/up.lock`` is held (``flock``) while it runs, so a second one in the same folder
 is refused instead of overwriting ``DIR/network.json``; the kernel releases the lock however the process ends.
@@ -12,7 +13,7 @@ import os
 import signal
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
@@ -24,7 +25,7 @@ from cotrain.errors import ConfigError
 from cotrain.network import NetworkConfig
 from cotrain.process_lock import ProcessLock
 from cotrain.protocol.task_spec import TaskSpec
-from cotrain.storage.jsipfs import JsIpfsDaemon, free_port
+from cotrain.storage.jsipfs import JsIpfsDaemon, PeerGroup, free_port
 
 STORAGE_KINDS = ("embedded", "ipfs")
 LOCK_FILE = "up.lock"
@@ -38,10 +39,26 @@ class LocalNetwork:
     anvil: Anvil
     accounts_file: Path
     replaced: str | None = None  # why an older DIR/network.json was replaced, if one was
+    peers: PeerGroup | None = None  # one IPFS node per participant, when the network was started with them
 
     def signer(self, index: int) -> Signer:
         """Dev account ``index`` (0 deployed the market)."""
         return self.anvil.signer(index)
+
+    def config_of(self, participant: str) -> NetworkConfig:
+        """The network as ``participant`` reaches it: through its own IPFS node where each has one."""
+        if self.peers is None:
+            return self.config
+        return replace(self.config, storage=f"ipfs:{self.peers[participant].api_url}")
+
+    def network_file(self, participant: str) -> Path:
+        """A network config file for ``participant`` (written on first ask), for the `cotrain` commands."""
+        if self.peers is None:
+            return self.accounts_file.parent / "network.json"
+        path = self.accounts_file.parent / "participants" / participant / "network.json"
+        if not path.exists():
+            self.config_of(participant).save(path)
+        return path
 
 
 @contextmanager
@@ -53,8 +70,13 @@ def local_network(
     block_time: float | None = 1.0,
     mixed_mining: bool = True,
     accounts: int = 10,
+    participants: Sequence[str] = (),
 ) -> Iterator[LocalNetwork]:
     """Start anvil and the store, deploy the market and write ``directory/network.json``; stop all on exit.
+
+    With ``storage="ipfs"`` and ``participants`` named, each participant (and the deployer, ``"owner"``)
+    gets its own js-ipfs daemon, all peered (:class:`~cotrain.storage.jsipfs.PeerGroup`); ``network.json``
+    names the owner's, :meth:`LocalNetwork.network_file` each participant's.
 
     The dev accounts' keys go to ``directory/dev-accounts.json`` (mode 0600) for the demo's processes; they
     are anvil's public test keys, never to be used on a real network. ``port`` 0 or None picks a free port.
@@ -82,7 +104,11 @@ def local_network(
         anvil = stack.enter_context(
             Anvil(port or None, accounts=accounts, block_time=block_time, mixed_mining=mixed_mining)
         )
-        if storage == "ipfs":
+        peers = None
+        if storage == "ipfs" and participants:
+            peers = stack.enter_context(PeerGroup(directory / "ipfs", ["owner", *participants]))
+            store_url = f"ipfs:{peers['owner'].api_url}"
+        elif storage == "ipfs":
             daemon = JsIpfsDaemon(
                 directory / "ipfs", api_port=free_port(), gateway_port=free_port(), swarm_port=free_port()
             )
@@ -110,7 +136,7 @@ def local_network(
                 ],
                 file,
             )
-        yield LocalNetwork(config, anvil, accounts_file, replaced)
+        yield LocalNetwork(config, anvil, accounts_file, replaced, peers)
 
 
 @contextmanager

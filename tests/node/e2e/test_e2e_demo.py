@@ -105,7 +105,12 @@ def test_demo_summary(run_cli: RunCli, tmp_path: Path, storage: str, dataset: st
     kind, _, location = config["storage"].partition(":")
     assert kind == storage
     if storage == "ipfs":
-        assert port_closed(location), f"the IPFS daemon still answers at {location}"
+        # Each participant fetched through its own node, peered with the others'.
+        files = sorted((directory / "participants").glob("*/network.json"))
+        assert len(files) == CONTRIBUTORS + VALIDATORS, files
+        nodes = {location} | {json.loads(f.read_text())["storage"].partition(":")[2] for f in files}
+        assert len(nodes) == 1 + CONTRIBUTORS + VALIDATORS, nodes
+        assert all(port_closed(node) for node in nodes), f"an IPFS daemon still answers among {nodes}"
     else:
         store = EmbeddedStore(Path(location))
         assert all(store.has(r["model_cid"]) for r in rounds), "an accepted model is not in the store"
