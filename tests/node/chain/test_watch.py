@@ -65,7 +65,7 @@ def test_mixed_mining_mines_a_transaction_on_arrival_and_interval_mining_waits_f
             time.sleep(0.01)
         elapsed = time.monotonic() - started
     if mixed_mining:
-        assert elapsed < 1.0
+        assert elapsed < 2.5  # not the rest of the 3-s slot (on a loaded machine a request can take a second)
     else:
         assert 1.5 < elapsed < 6.0
 

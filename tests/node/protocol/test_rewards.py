@@ -19,7 +19,7 @@ from cotrain.protocol.rewards import (
     slash_allocations,
 )
 from eth_utils import keccak, to_checksum_address
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 # Addresses in ascending order, so the tie rule (lower address first) is easy to read off.
@@ -279,7 +279,7 @@ def test_more_weight_never_earns_less(budget: int, weights: list[tuple[str, floa
             assert amounts.get(high.lower(), 0) >= amounts.get(low.lower(), 0)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(weights=weight_lists, scale=st.integers(min_value=1, max_value=10**6))
 def test_scaling_integer_weights_changes_nothing(weights: list[tuple[str, float]], scale: int) -> None:
     integer_weights = [(account, int(weight)) for account, weight in weights]
