@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 
 from cotrain.chain.market import FORFEITED, REVEALED, Market, Phase, Proposal, RoundStatus, Task, TaskStatus
@@ -23,7 +24,7 @@ from cotrain.roles.sealed_updates import Opener, check_reader
 from cotrain.roles.task_view import TaskView
 from cotrain.roles.timings import Timings
 from cotrain.roles.transactions import send_tolerantly
-from cotrain.storage.base import ContentStore, ContentTooLargeError, fetch_verified
+from cotrain.storage.base import ContentStore, ContentTooLargeError, fetch_verified, within
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from web3.types import TxReceipt
 
@@ -32,15 +33,30 @@ EMPTY = bytes(32)
 FINALIZE_STAGGER_S = 5
 
 
-def verified_fetch(store: ContentStore, max_bytes: int, opener: Opener | None = None):
+def verified_fetch(
+    store: ContentStore, max_bytes: int, opener: Opener | None = None, *, deadline: float | None = None
+):
     """A ``fetch`` for :func:`judge_round` that turns storage failures into reject reasons; with ``opener``
-    (sealed tasks) the file is checked by its CID alone and opened by ``opener``."""
+    (sealed tasks) the file is checked by its CID alone and opened by ``opener``.
+
+    With ``deadline`` (a :func:`time.monotonic` time) no fetch outlasts it: a file the store cannot deliver
+    by then, e.g. because its author's node went offline and no peer holds it, is ``missing`` (the round
+    record's ``unavailable``), never a validator that hangs past the validation phase.
+    """
 
     def fetch(update: RevealedUpdate) -> bytes:
         limit = max_bytes if opener is None else sealed_limit(max_bytes)
         digest = update.digest if opener is None else None
+        source = store
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise UpdateRejected(
+                    RejectReason.MISSING, f"{update.cid}: the validation deadline passed before its fetch"
+                )
+            source = within(store, left)
         try:
-            data = fetch_verified(store, update.cid, digest, max_size=limit)
+            data = fetch_verified(source, update.cid, digest, max_size=limit)
         except ContentTooLargeError as error:
             raise UpdateRejected(RejectReason.OVERSIZE, str(error)) from None
         except IntegrityError as error:
@@ -53,10 +69,16 @@ def verified_fetch(store: ContentStore, max_bytes: int, opener: Opener | None = 
 
 
 def judge(
-    view: TaskView, round_: int, held_out: ArrayDataset, reader_key: X25519PrivateKey | None = None
+    view: TaskView,
+    round_: int,
+    held_out: ArrayDataset,
+    reader_key: X25519PrivateKey | None = None,
+    *,
+    fetch_deadline: float | None = None,
 ) -> RoundOutcome:
     """Judge ``round_`` of the viewed task from public data (validators and auditors share this); a sealed
-    task needs one of its readers' keys.
+    task needs one of its readers' keys. A validator passes ``fetch_deadline`` (see :func:`verified_fetch`);
+    an auditor, replaying the round later, waits for files as long as its store does.
 
     Raises
     ------
@@ -78,7 +100,7 @@ def judge(
         base,
         view.load_model(base),
         view.revealed(round_),
-        verified_fetch(view.store, spec.limits.max_update_bytes, opener),
+        verified_fetch(view.store, spec.limits.max_update_bytes, opener, deadline=fetch_deadline),
         held_out,
     )
 
@@ -209,7 +231,8 @@ class ValidatorNode:
             self.view.refresh()  # a block arrived after this step's scan
             if len(self.view.revealed(round_)) != r.reveals:
                 return
-        outcome = self._outcome(round_)
+        left = r.validate_end - self.market.client.latest_timestamp()
+        outcome = self._outcome(round_, fetch_deadline=time.monotonic() + left)
         record = outcome.record
         with self.timings.measure(round_, "storage"):
             for data in (outcome.model_file, outcome.record_file):
@@ -235,11 +258,14 @@ class ValidatorNode:
         )
         self._send(round_, lambda: self.market.propose(self.task_id, round_, proposal))
 
-    def _outcome(self, round_: int) -> RoundOutcome:
-        """This validator's judgement of ``round_`` (judged once per process)."""
+    def _outcome(self, round_: int, *, fetch_deadline: float | None = None) -> RoundOutcome:
+        """This validator's judgement of ``round_`` (judged once per process); a judgement for a proposal
+        fetches nothing past ``fetch_deadline``, one for a report afterwards waits as long as the store."""
         if round_ not in self.outcomes:
             with self.timings.measure(round_, "validation"):
-                self.outcomes[round_] = judge(self.view, round_, self.held_out, self.reader_key)
+                self.outcomes[round_] = judge(
+                    self.view, round_, self.held_out, self.reader_key, fetch_deadline=fetch_deadline
+                )
         return self.outcomes[round_]
 
     def _report_disagreement(self, round_: int, accepted_hash: bytes | None) -> None:

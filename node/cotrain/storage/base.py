@@ -117,6 +117,16 @@ def fetch_verified(store: ContentStore, cid: str, sha256_digest: bytes | None, *
     return data
 
 
+def within(store: ContentStore, seconds: float) -> ContentStore:
+    """Return ``store`` with its reads bounded by ``seconds``, for a fetch that must end by a deadline.
+
+    A store that waits on nothing (the embedded one) has no timeout and is returned as it is; a store with
+    one (IPFS, which waits for peers) offers ``within(seconds)``.
+    """
+    bounded = getattr(store, "within", None)
+    return store if bounded is None else bounded(seconds)
+
+
 def open_store(url: str, *, timeout: float = 60.0, retries: int = 3) -> ContentStore:
     """Open the content store a URL names.
 

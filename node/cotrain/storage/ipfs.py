@@ -85,6 +85,18 @@ class IpfsStore:
     def __repr__(self) -> str:
         return f"IpfsStore({self.api!r})"
 
+    def within(self, seconds: float) -> IpfsStore:
+        """This store with its timeout cut to ``seconds`` (if that is shorter): a :meth:`get` that must
+        finish before a deadline, or report the content missing."""
+        return IpfsStore(
+            self.api,
+            timeout=min(self.timeout, seconds),
+            retries=self.retries,
+            backoff=self.backoff,
+            pin=self.pin,
+            has_timeout=self.has_timeout,
+        )
+
     def add(self, data: bytes) -> str:
         """Add ``data`` to the daemon (pinned unless ``pin=False``) and return its CID.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -138,3 +139,30 @@ def test_each_storage_error_maps_to_its_reason(error: Exception) -> None:
 def test_other_errors_are_not_disguised_as_rejections() -> None:
     with pytest.raises(ZeroDivisionError):
         verified_fetch(FailingStore(ZeroDivisionError()), LIMIT)(_revealed(UPDATE))
+
+
+class CountingStore(EmbeddedStore):
+    """An embedded store that counts its reads."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads = 0
+
+    def get(self, cid: str, *, max_size: int) -> bytes:
+        self.reads += 1
+        return super().get(cid, max_size=max_size)
+
+
+def test_a_fetch_after_the_deadline_is_missing_without_asking_the_store(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "store")
+    store.add(UPDATE)
+
+    late = verified_fetch(store, LIMIT, deadline=time.monotonic() - 0.001)
+    in_time = verified_fetch(store, LIMIT, deadline=time.monotonic() + 60)
+
+    with pytest.raises(UpdateRejected, match="the validation deadline passed before its fetch") as caught:
+        late(_revealed(UPDATE))
+    assert caught.value.reason == RejectReason.MISSING
+    assert store.reads == 0
+    assert in_time(_revealed(UPDATE)) == UPDATE
+    assert store.reads == 1

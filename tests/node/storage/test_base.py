@@ -14,6 +14,7 @@ from cotrain.storage.base import (
     StoreUnreachableError,
     fetch_verified,
     open_store,
+    within,
 )
 from cotrain.storage.embedded import EmbeddedStore
 from cotrain.storage.ipfs import IpfsStore
@@ -128,3 +129,15 @@ def test_errors_are_cotrain_errors_and_the_builtins_they_refine() -> None:
         StoreUnreachableError, ConnectionError
     )
     assert issubclass(ContentTooLargeError, StorageError) and issubclass(ContentTooLargeError, CotrainError)
+
+
+def test_within_bounds_an_ipfs_stores_timeout_and_leaves_the_embedded_store_alone(tmp_path: Path) -> None:
+    embedded = EmbeddedStore(tmp_path / "store")
+    ipfs = IpfsStore("http://127.0.0.1:5001", timeout=60.0, retries=2, pin=False)
+
+    shorter, longer = within(ipfs, 2.5), within(ipfs, 600.0)
+
+    assert within(embedded, 2.5) is embedded
+    assert isinstance(shorter, IpfsStore) and isinstance(longer, IpfsStore)
+    assert (shorter.timeout, longer.timeout) == (2.5, 60.0)
+    assert (shorter.api, shorter.retries, shorter.pin) == ("http://127.0.0.1:5001", 2, False)

@@ -4,6 +4,7 @@ author's node goes offline; a file nobody else holds is reported missing within 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,9 @@ from pathlib import Path
 import ipfshttpclient
 import pytest
 from cotrain.errors import StorageError
+from cotrain.learning.tensor_files import RejectReason, UpdateRejected
+from cotrain.protocol.round_outcome import RevealedUpdate
+from cotrain.roles.validator import verified_fetch
 from cotrain.storage.base import ContentNotFoundError, fetch_verified
 from cotrain.storage.ipfs import IpfsStore
 from cotrain.storage.jsipfs import JsIpfsDaemon, PeerGroup, free_port
@@ -18,6 +22,7 @@ from cotrain.storage.unixfs import canonical_cid
 
 NAMES = ["author", "validator", "auditor"]
 TIMEOUT_S = 3.0
+DEADLINE_S = 4.0
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +72,30 @@ def test_a_fetched_file_outlives_its_authors_node(peers: PeerGroup, make_file: C
     with pytest.raises(ContentNotFoundError):
         auditor.get(lonely_cid, max_size=10**6)
     assert time.monotonic() - started < TIMEOUT_S + 5
+
+
+def test_a_file_whose_only_node_is_gone_is_missing_by_the_validation_deadline(
+    tmp_path: Path, make_file: Callable[..., bytes]
+) -> None:
+    with PeerGroup(tmp_path, ["author", "validator"]) as pair:
+        # Prepare: the author adds its update and reveals it; nobody else fetched it.
+        update = make_file(50_000, seed=3)
+        cid = IpfsStore(pair["author"].api_multiaddr, retries=0).add(update)
+        revealed = RevealedUpdate("0x" + "11" * 20, cid, hashlib.sha256(update).digest(), 10)
+        # The validator's store would wait a minute for the file; the validation phase ends sooner.
+        validator = IpfsStore(pair["validator"].api_multiaddr, timeout=60.0, retries=0)
+        pair["author"].stop()
+
+        # Execute
+        started = time.monotonic()
+        with pytest.raises(UpdateRejected) as caught:
+            verified_fetch(validator, 10**6, deadline=started + DEADLINE_S)(revealed)
+        waited = time.monotonic() - started
+
+    # Assert: `missing` (the record's `unavailable`) by the deadline, not after the store's minute.
+    assert caught.value.reason == RejectReason.MISSING
+    assert cid in caught.value.detail
+    assert DEADLINE_S - 0.5 < waited < DEADLINE_S + 5
 
 
 def test_an_offline_daemon_cannot_join_peers(tmp_path: Path) -> None:
