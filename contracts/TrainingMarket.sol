@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {ITrainingMarket} from "./interfaces/ITrainingMarket.sol";
@@ -9,8 +11,11 @@ import {ITrainingMarket} from "./interfaces/ITrainingMarket.sol";
 /// @notice See ITrainingMarket. Every wei the contract holds belongs to exactly one bucket: a task's escrow,
 /// reserved (accepted, not yet finalized rewards), unclaimed (finalized rewards), stakes, bonds, challenge bonds
 /// or burned (penalties nobody may collect), or an account's credit. Each function moves wei between buckets or
-/// out to their owner, never elsewhere.
+/// out to their owner, never elsewhere. A task created with createTokenTask keeps all its buckets in its ERC20
+/// token instead of wei; per token, the contract's balance is the sum of that token's task buckets and credits.
 contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
+    using SafeERC20 for IERC20;
+
     uint32 public constant MAX_ROUNDS = 1000;
     uint256 public constant MAX_VALIDATORS = 32;
     uint256 public constant MAX_CID_BYTES = 128;
@@ -82,8 +87,12 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
     /// @notice Sum of all accounts' credits.
     uint256 public totalCredits;
     mapping(address account => uint256) public credits;
+    /// @notice Sum of all accounts' credits in a token.
+    mapping(address token => uint256) public totalTokenCredits;
+    mapping(address token => mapping(address account => uint256)) public tokenCredits;
 
     mapping(uint256 taskId => Task) private _tasks;
+    mapping(uint256 taskId => address) private _tokens; // address(0): native ETH
     mapping(uint256 taskId => address[]) private _validators;
     mapping(uint256 taskId => mapping(address => Validator)) private _validatorInfo;
     mapping(uint256 taskId => mapping(address => Contributor)) private _contributors;
@@ -103,7 +112,32 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         payable
         returns (uint256 taskId)
     {
-        if (msg.value == 0) revert EmptyBudget();
+        return _createTask(params, specCid, validators, address(0), msg.value);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function createTokenTask(
+        TaskParams calldata params,
+        string calldata specCid,
+        address[] calldata validators,
+        address token,
+        uint256 budget
+    ) external nonReentrant returns (uint256 taskId) {
+        if (token == address(0)) revert BadToken(token);
+        // A fee-on-transfer token delivers less than `budget`: the escrow is what actually arrived, so every
+        // bucket stays backed by tokens the contract holds.
+        uint256 received = _pull(token, budget);
+        return _createTask(params, specCid, validators, token, received);
+    }
+
+    function _createTask(
+        TaskParams calldata params,
+        string calldata specCid,
+        address[] calldata validators,
+        address token,
+        uint256 budget
+    ) private returns (uint256 taskId) {
+        if (budget == 0) revert EmptyBudget();
         if (params.numRounds == 0 || params.numRounds > MAX_ROUNDS) revert BadRoundCount(params.numRounds);
         if (params.minContributors == 0 || params.maxContributors < params.minContributors) {
             revert BadContributorRange(params.minContributors, params.maxContributors);
@@ -129,8 +163,9 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         task.params = params;
         task.owner = msg.sender;
         task.status = TaskStatus.Active;
-        task.roundBudget = msg.value / params.numRounds;
-        task.escrow = msg.value;
+        task.roundBudget = budget / params.numRounds;
+        task.escrow = budget;
+        if (token != address(0)) _tokens[taskId] = token;
         for (uint256 i = 0; i < validators.length; i++) {
             address validator = validators[i];
             if (validator == address(0) || _validatorInfo[taskId][validator].listed) revert BadValidator(validator);
@@ -139,7 +174,8 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         }
         _validators[taskId] = validators;
 
-        emit TaskCreated(taskId, msg.sender, specCid, task.params, validators, msg.value);
+        emit TaskCreated(taskId, msg.sender, specCid, task.params, validators, budget);
+        if (token != address(0)) emit TaskToken(taskId, token);
         _startRound(taskId, task, 0, uint64(block.timestamp) + params.joinDuration);
     }
 
@@ -175,11 +211,12 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         // A validator slashed below the bond tops it up to the full bond before it may propose again.
         uint256 missing = task.params.validatorBond - validator.bond;
         if (missing == 0) revert AlreadyBonded();
-        if (msg.value != missing) revert WrongAmount(missing, msg.value);
+        address token = _checkValue(taskId, missing);
         validator.bonded = true;
-        validator.bond += uint128(msg.value);
-        task.bonds += msg.value;
-        emit ValidatorBonded(taskId, msg.sender, msg.value);
+        validator.bond += uint128(missing);
+        task.bonds += missing;
+        emit ValidatorBonded(taskId, msg.sender, missing);
+        if (token != address(0)) _pullExact(token, missing);
     }
 
     /// @inheritdoc ITrainingMarket
@@ -194,7 +231,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         validator.bond = 0;
         task.bonds -= amount;
         emit BondWithdrawn(taskId, msg.sender, amount);
-        _send(msg.sender, amount);
+        _pay(taskId, msg.sender, amount);
     }
 
     /// @inheritdoc ITrainingMarket
@@ -282,17 +319,19 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         }
         Contributor storage contributor = _contributors[taskId][msg.sender];
         if (contributor.joined) revert AlreadyJoined();
-        if (msg.value != task.params.contributorStake) revert WrongAmount(task.params.contributorStake, msg.value);
+        uint256 stake = task.params.contributorStake;
+        address token = _checkValue(taskId, stake);
         contributor.joined = true;
-        contributor.stake = uint128(msg.value);
+        contributor.stake = uint128(stake);
         task.activeContributors += 1;
-        task.stakes += msg.value;
-        emit ContributorJoined(taskId, msg.sender, msg.value);
+        task.stakes += stake;
+        emit ContributorJoined(taskId, msg.sender, stake);
 
         Round storage r = _rounds[taskId][task.currentRound];
         if (block.timestamp < r.startsAt && task.activeContributors >= task.params.maxContributors) {
             _startRound(taskId, task, task.currentRound, uint64(block.timestamp));
         }
+        if (token != address(0)) _pullExact(token, stake);
     }
 
     /// @inheritdoc ITrainingMarket
@@ -314,7 +353,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         task.activeContributors -= 1;
         task.stakes -= refund;
         emit ContributorLeft(taskId, msg.sender, refund);
-        if (refund != 0) _send(msg.sender, refund);
+        if (refund != 0) _pay(taskId, msg.sender, refund);
     }
 
     /// @inheritdoc ITrainingMarket
@@ -390,12 +429,14 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         if (block.timestamp >= r.acceptedAt + task.params.challengeDuration) revert ChallengeWindowClosed();
         mapping(address => uint8) storage challengers = _challengers[taskId][round];
         if (challengers[msg.sender] != 0) revert AlreadyChallenged();
-        if (msg.value != task.params.challengeBond) revert WrongAmount(task.params.challengeBond, msg.value);
+        uint256 bond = task.params.challengeBond;
+        address token = _checkValue(taskId, bond);
         _checkCid(evidenceCid);
         challengers[msg.sender] = CHALLENGE_OPEN;
         r.challenges += 1;
-        task.challengeBonds += msg.value;
+        task.challengeBonds += bond;
         emit RoundChallenged(taskId, round, msg.sender, evidenceCid);
+        if (token != address(0)) _pullExact(token, bond);
     }
 
     /// @inheritdoc ITrainingMarket
@@ -441,8 +482,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         task.burned += slashedTotal - reward;
         task.challengeBonds -= bond;
         uint256 payout = bond + reward;
-        credits[winner] += payout;
-        totalCredits += payout;
+        _credit(taskId, winner, payout);
         emit ChallengeResolved(taskId, round, winner, payout);
         _halt(taskId, task, round);
     }
@@ -463,7 +503,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         uint256 bond = task.params.challengeBond;
         task.challengeBonds -= bond;
         emit ChallengeBondReturned(taskId, round, msg.sender, bond);
-        _send(msg.sender, bond);
+        _pay(taskId, msg.sender, bond);
     }
 
     /// @inheritdoc ITrainingMarket
@@ -533,7 +573,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         r.rewardClaimed += amount;
         task.unclaimed -= amount;
         emit RewardClaimed(taskId, round, account, index, amount);
-        _send(account, amount);
+        _pay(taskId, account, amount);
     }
 
     /// @inheritdoc ITrainingMarket
@@ -576,6 +616,16 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         totalCredits -= amount;
         emit CreditWithdrawn(msg.sender, amount);
         _send(msg.sender, amount);
+    }
+
+    /// @inheritdoc ITrainingMarket
+    function withdrawTokenCredit(address token) external nonReentrant {
+        uint256 amount = tokenCredits[token][msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        tokenCredits[token][msg.sender] = 0;
+        totalTokenCredits[token] -= amount;
+        emit TokenCreditWithdrawn(token, msg.sender, amount);
+        IERC20(token).safeTransfer(msg.sender, amount);
     }
 
     // ---------------------------------------------------------------- views
@@ -629,7 +679,13 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         return _isSet(_slashedBitmap[taskId][round], index);
     }
 
-    /// @notice Wei the contract holds for a task, all buckets together.
+    /// @notice The ERC20 token a task's buckets are held in; address(0) for native ETH.
+    function tokenOf(uint256 taskId) external view returns (address) {
+        _existingTask(taskId);
+        return _tokens[taskId];
+    }
+
+    /// @notice Wei (or token units, see tokenOf) the contract holds for a task, all buckets together.
     function taskHoldings(uint256 taskId) external view returns (uint256) {
         Task storage t = _existingTask(taskId);
         return t.escrow + t.reserved + t.unclaimed + t.stakes + t.bonds + t.challengeBonds + t.burned;
@@ -713,10 +769,7 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         }
         uint256 bounty = amount / FORFEIT_BOUNTY_DIVISOR;
         task.burned += amount - bounty;
-        if (bounty != 0) {
-            credits[caller] += bounty;
-            totalCredits += bounty;
-        }
+        if (bounty != 0) _credit(taskId, caller, bounty);
         emit CommitmentForfeited(taskId, round, account, amount, caller, bounty);
     }
 
@@ -789,7 +842,52 @@ contract TrainingMarket is ITrainingMarket, ReentrancyGuard {
         if (amount == 0) return;
         task.escrow = 0;
         emit EscrowRefunded(taskId, task.owner, amount);
-        _send(task.owner, amount);
+        _pay(taskId, task.owner, amount);
+    }
+
+    /// Checks what a paying call brought: exactly `required` wei on an ETH task, no wei on a token task (whose
+    /// tokens the caller pulls with _pullExact after its effects). Returns the task's token.
+    function _checkValue(uint256 taskId, uint256 required) private view returns (address token) {
+        token = _tokens[taskId];
+        if (token == address(0)) {
+            if (msg.value != required) revert WrongAmount(required, msg.value);
+        } else if (msg.value != 0) {
+            revert WrongAmount(0, msg.value);
+        }
+    }
+
+    /// Pulls `amount` of `token` from the caller; returns what the contract's balance actually grew by.
+    function _pull(address token, uint256 amount) private returns (uint256 received) {
+        uint256 before = IERC20(token).balanceOf(address(this));
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+        received = IERC20(token).balanceOf(address(this)) - before;
+    }
+
+    /// Pulls exactly `amount`: a stake or bond is booked at its nominal size, so a token that delivers less
+    /// (a transfer fee) would leave the bucket unbacked.
+    function _pullExact(address token, uint256 amount) private {
+        uint256 received = _pull(token, amount);
+        if (received != amount) revert TokenShortfall(token, amount, received);
+    }
+
+    /// Pays `amount` of the task's currency to `to`.
+    function _pay(uint256 taskId, address to, uint256 amount) private {
+        address token = _tokens[taskId];
+        if (token == address(0)) _send(to, amount);
+        else IERC20(token).safeTransfer(to, amount);
+    }
+
+    /// Credits `amount` of the task's currency to `account`, withdrawn later with withdrawCredit(ETH) or
+    /// withdrawTokenCredit.
+    function _credit(uint256 taskId, address account, uint256 amount) private {
+        address token = _tokens[taskId];
+        if (token == address(0)) {
+            credits[account] += amount;
+            totalCredits += amount;
+        } else {
+            tokenCredits[token][account] += amount;
+            totalTokenCredits[token] += amount;
+        }
     }
 
     function _send(address to, uint256 amount) private {

@@ -105,11 +105,14 @@ interface ITrainingMarket {
         address[] validators,
         uint256 budget
     );
+    /// @notice The task's budget, stakes and bonds are in this ERC20 token (not emitted for ETH tasks).
+    event TaskToken(uint256 indexed taskId, address indexed token);
     event TaskCancelled(uint256 indexed taskId);
     event TaskCompleted(uint256 indexed taskId);
     event TaskHalted(uint256 indexed taskId, uint32 fromRound);
     event EscrowRefunded(uint256 indexed taskId, address indexed owner, uint256 amount);
 
+    event TokenCreditWithdrawn(address indexed token, address indexed account, uint256 amount);
     event ValidatorBonded(uint256 indexed taskId, address indexed validator, uint256 amount);
     event BondWithdrawn(uint256 indexed taskId, address indexed validator, uint256 amount);
     event ContributorJoined(uint256 indexed taskId, address indexed contributor, uint256 stake);
@@ -259,6 +262,9 @@ interface ITrainingMarket {
     error SlashWindowClosed();
     error NothingToWithdraw();
     error TransferFailed(address to, uint256 amount);
+    error BadToken(address token);
+    /// A token stake or bond arrived short (a fee-on-transfer token): `received` of `expected`.
+    error TokenShortfall(address token, uint256 expected, uint256 received);
 
     /// @notice Posts a task and escrows msg.value as its reward budget; round 0 opens after the join phase.
     /// @param specCid where the task-spec file is stored (its sha256 is params.specDigest)
@@ -268,6 +274,18 @@ interface ITrainingMarket {
         external
         payable
         returns (uint256 taskId);
+
+    /// @notice As createTask, but the task's budget, stakes and bonds are in the ERC20 `token`: pulls `budget`
+    /// from the caller (approve it first) and escrows what actually arrived (less for a fee-on-transfer token).
+    /// On such a task join, bondValidator and challenge take no ETH: they pull the exact stake or bond in the
+    /// token and revert with TokenShortfall when less arrives; every payout is in the token.
+    function createTokenTask(
+        TaskParams calldata params,
+        string calldata specCid,
+        address[] calldata validators,
+        address token,
+        uint256 budget
+    ) external returns (uint256 taskId);
 
     /// @notice Owner only, while the task is active and its current round has no reveals (revealed updates are
     /// public, so that round must be validated or fail first): stops the task and refunds the escrow not yet
@@ -368,4 +386,7 @@ interface ITrainingMarket {
 
     /// @notice Pays out the caller's credits (challenge payouts, forfeit bounties).
     function withdrawCredit() external;
+
+    /// @notice Pays out the caller's credits in `token` (from token tasks).
+    function withdrawTokenCredit(address token) external;
 }

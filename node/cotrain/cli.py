@@ -307,9 +307,17 @@ def task_post(
         None, "--held-out", help="The held-out set validators must use: its digest is pinned in the spec."
     ),
     label_column: str | None = LABEL_COLUMN,
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        help="An ERC20 token address: the budget, stakes and bonds are in it (approved first); default ETH.",
+    ),
     network: Path = NETWORK,
 ):
     """Store the spec and initial model, escrow the budget and create the task; print its id."""
+    from eth_utils import is_address
+
+    from cotrain.chain.market import ZERO_ADDRESS
     from cotrain.protocol.task_spec import load_spec
     from cotrain.roles.owner import post_task
 
@@ -317,9 +325,14 @@ def task_post(
     spec = load_spec(spec_path, pinning_held_out=held_out is not None)
     if held_out is not None:
         spec = _pin_held_out(spec, held_out, label_column)
+    if token is not None and not is_address(token):
+        raise ConfigError(f"--token {token!r} is not an address (0x and 40 hex digits)")
     market, store = _connect(network)
-    task_id, spec = post_task(market, store, spec)
-    console.print(f"posted task {task_id}: {spec.name}, {spec.rounds} rounds, budget {spec.budget_wei} wei")
+    task_id, spec = post_task(market, store, spec, token=token or ZERO_ADDRESS)
+    unit = "wei" if token is None else f"units of token {market.token_of(task_id)}"
+    console.print(
+        f"posted task {task_id}: {spec.name}, {spec.rounds} rounds, budget {spec.budget_wei} {unit}"
+    )
     typer.echo(task_id)
 
 

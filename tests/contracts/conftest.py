@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
-from brownie import TrainingMarket, accounts, chain, web3
+from brownie import TestToken, TrainingMarket, accounts, chain, web3
 from brownie.exceptions import VirtualMachineError
 from brownie.network.account import Account
 from cotrain.protocol.commitment import update_commitment
@@ -229,25 +229,42 @@ def make_proposal(
 
 
 class Driver:
-    """Walks tasks through the protocol with brownie accounts."""
+    """Walks tasks through the protocol with brownie accounts, in ETH or, given `token`, in that ERC20."""
 
-    def __init__(self, market, owner, validators, contributors):
+    def __init__(self, market, owner, validators, contributors, token=None):
         self.market = market
         self.owner = owner
         self.validators = validators
         self.contributors = contributors
+        self.token = token
+
+    def deposit(self, sender, amount: int) -> dict:
+        """Options for a call that brings `amount` of the driver's currency: the wei as value, or for a token
+        an approval of exactly `amount` first and no value."""
+        if self.token is None:
+            return {"from": sender, "value": amount}
+        self.token.approve(self.market, amount, {"from": sender})
+        return {"from": sender}
+
+    def balance(self, account) -> int:
+        """What `account` holds of the driver's currency."""
+        return account.balance() if self.token is None else self.token.balanceOf(account)
 
     def create_task(self, *, budget=DEFAULT_BUDGET, validators=None, bond=True, sender=None, **params) -> int:
         """Create a task (and bond its validators unless bond=False); return its id."""
         validators = list(self.validators if validators is None else validators)
-        tx = self.market.createTask(
-            task_params(**params), SPEC_CID, validators, {"from": sender or self.owner, "value": budget}
-        )
+        options = self.deposit(sender or self.owner, budget)
+        if self.token is None:
+            tx = self.market.createTask(task_params(**params), SPEC_CID, validators, options)
+        else:
+            tx = self.market.createTokenTask(
+                task_params(**params), SPEC_CID, validators, self.token, budget, options
+            )
         task_id = tx.return_value
         bond_amount = self.params(task_id)["validatorBond"]
         if bond and bond_amount:
             for validator in validators:
-                self.market.bondValidator(task_id, {"from": validator, "value": bond_amount})
+                self.market.bondValidator(task_id, self.deposit(validator, bond_amount))
         return task_id
 
     def params(self, task_id: int) -> dict:
@@ -262,7 +279,7 @@ class Driver:
     def join(self, task_id: int, contributors=None) -> None:
         stake = self.params(task_id)["contributorStake"]
         for contributor in self.contributors if contributors is None else contributors:
-            self.market.join(task_id, {"from": contributor, "value": stake})
+            self.market.join(task_id, self.deposit(contributor, stake))
 
     def sleep_until(self, timestamp: int) -> None:
         """Mine a block at or after timestamp."""
@@ -358,9 +375,28 @@ def isolation(fn_isolation):
     """Every test starts from the chain state right after the module's fixtures."""
 
 
+TOKEN_SUPPLY = 100 * ETHER  # minted to each of accounts[0:10]
+
+
+@pytest.fixture(scope="module")
+def token(owner):
+    """A standard ERC20, TOKEN_SUPPLY minted to each of the ten accounts."""
+    token = TestToken.deploy({"from": owner})
+    for account in accounts[:10]:
+        token.mint(account, TOKEN_SUPPLY, {"from": owner})
+    return token
+
+
 @pytest.fixture
 def driver(market, owner, validators, contributors):
     return Driver(market, owner, validators, contributors)
+
+
+@pytest.fixture(params=["eth", "erc20"])
+def currency_driver(request, market, owner, validators, contributors):
+    """A driver whose tasks are in ETH, then (second run) in the standard ERC20 `token`."""
+    token = request.getfixturevalue("token") if request.param == "erc20" else None
+    return Driver(market, owner, validators, contributors, token)
 
 
 @pytest.fixture

@@ -1,9 +1,13 @@
-"""One whole task through the market: the shape every other test takes a slice of."""
+"""One whole task through the market: the shape every other test takes a slice of, in ETH and in an ERC20."""
 
 from conftest import ACCEPTED, FINALIZED, TASK_COMPLETED
 
 
-def test_three_rounds_accept_finalize_and_pay(driver, market, contributors, task_id):
+def test_three_rounds_accept_finalize_and_pay(currency_driver, market, contributors):
+    driver = currency_driver
+    task_id = driver.create_task()
+    driver.join(task_id)
+    driver.open_commit(task_id)
     results = []
     for r in range(3):
         results.append(driver.accept(task_id, r))
@@ -12,9 +16,9 @@ def test_three_rounds_accept_finalize_and_pay(driver, market, contributors, task
     for r in range(3):
         driver.finalize(task_id, r)
         assert driver.round(task_id, r)["status"] == FINALIZED
-    balance = contributors[0].balance()
+    balance = driver.balance(contributors[0])
     alloc = results[0].reward_allocations[0]
     market.claim(
         task_id, 0, 0, alloc.account, alloc.amount, results[0].reward_proof(0), {"from": contributors[0]}
     )
-    assert contributors[0].balance() - balance == alloc.amount
+    assert driver.balance(contributors[0]) - balance == alloc.amount

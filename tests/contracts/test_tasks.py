@@ -642,6 +642,7 @@ UNKNOWN_TASK_CALLS = {
     "getTask": lambda m, t, a: m.getTask(t),
     "getRound": lambda m, t, a: m.getRound(t, 0),
     "taskHoldings": lambda m, t, a: m.taskHoldings(t),
+    "tokenOf": lambda m, t, a: m.tokenOf(t),
 }
 
 

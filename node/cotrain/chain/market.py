@@ -37,6 +37,24 @@ from cotrain.errors import ChainError, ConfigError
 
 ARTIFACT_NAME = "TrainingMarket.json"
 ZERO_ADDRESS = "0x" + "00" * 20
+
+# The part of ERC20 the node uses on a token task: approving the market for a pull, reading balances.
+ERC20_ABI = [
+    {
+        "type": "function",
+        "name": "approve",
+        "stateMutability": "nonpayable",
+        "inputs": [{"name": "spender", "type": "address"}, {"name": "amount", "type": "uint256"}],
+        "outputs": [{"name": "", "type": "bool"}],
+    },
+    {
+        "type": "function",
+        "name": "balanceOf",
+        "stateMutability": "view",
+        "inputs": [{"name": "account", "type": "address"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
+]
 ZERO_BYTES32 = bytes(32)
 #: What ``commitmentOf`` returns once a commitment was revealed, and once it was forfeited unopened.
 REVEALED = (1).to_bytes(32, "big")
@@ -457,10 +475,35 @@ class Market:
     # ---------------------------------------------------------------- task owner
 
     def create_task(
-        self, params: TaskParams, spec_cid: str, validators: Sequence[str], budget_wei: int
+        self,
+        params: TaskParams,
+        spec_cid: str,
+        validators: Sequence[str],
+        budget_wei: int,
+        *,
+        token: str = ZERO_ADDRESS,
     ) -> int:
-        """Post a task escrowing ``budget_wei``; return its id (read from the ``TaskCreated`` event)."""
+        """Post a task escrowing ``budget_wei``; return its id (read from the ``TaskCreated`` event).
+
+        With an ERC20 ``token`` (not the zero address) the task is in that token: see
+        :meth:`create_token_task`."""
+        if token != ZERO_ADDRESS:
+            return self.create_token_task(params, spec_cid, validators, token, budget_wei)
         receipt = self._send("createTask", _to_abi(params), spec_cid, list(validators), value=budget_wei)
+        return self._created_task(receipt)
+
+    def create_token_task(
+        self, params: TaskParams, spec_cid: str, validators: Sequence[str], token: str, budget: int
+    ) -> int:
+        """Post a task whose budget, stakes and bonds are in the ERC20 ``token``: approve the market for
+        exactly ``budget`` units, which it pulls and escrows as they arrive (less for a fee-on-transfer
+        token)."""
+        token = to_checksum_address(token)
+        self.approve(token, budget)
+        receipt = self._send("createTokenTask", _to_abi(params), spec_cid, list(validators), token, budget)
+        return self._created_task(receipt)
+
+    def _created_task(self, receipt: TxReceipt) -> int:
         created = [event for event in self.receipt_events(receipt) if event.name == "TaskCreated"]
         if len(created) != 1:
             raise ChainError(f"createTask receipt {receipt['transactionHash']!r} has no TaskCreated event")
@@ -482,7 +525,7 @@ class Market:
         if bond_wei is None:
             full = self.get_task(task_id).params.validator_bond
             bond_wei = full - self.validator_info(task_id, self.client.signing_address()).bond
-        return self._send("bondValidator", task_id, value=bond_wei)
+        return self._send_paying(task_id, bond_wei, "bondValidator", task_id)
 
     def withdraw_bond(self, task_id: int) -> TxReceipt:
         """Take the validator bond back once the task is over and no round awaits finalization."""
@@ -502,7 +545,7 @@ class Market:
         """Join a task by locking the contributor stake (the task's unless ``stake_wei`` is given)."""
         if stake_wei is None:
             stake_wei = self.get_task(task_id).params.contributor_stake
-        return self._send("join", task_id, value=stake_wei)
+        return self._send_paying(task_id, stake_wei, "join", task_id)
 
     def leave(self, task_id: int) -> TxReceipt:
         """Leave a task and take the stake back once every round committed to is settled; a last commitment
@@ -527,7 +570,7 @@ class Market:
         """Dispute an accepted round within its challenge window, locking the challenge bond."""
         if bond_wei is None:
             bond_wei = self.get_task(task_id).params.challenge_bond
-        return self._send("challenge", task_id, round_, evidence_cid, value=bond_wei)
+        return self._send_paying(task_id, bond_wei, "challenge", task_id, round_, evidence_cid)
 
     def resolve_challenge(self, task_id: int, round_: int, winner: str) -> TxReceipt:
         """Arbiter: uphold ``winner``'s challenge of a round (the task halts), or reject every challenge of
@@ -563,6 +606,24 @@ class Market:
     def withdraw_credit(self) -> TxReceipt:
         """Withdraw the account's credits (challenge payouts, forfeit bounties)."""
         return self._send("withdrawCredit")
+
+    def withdraw_token_credit(self, token: str) -> TxReceipt:
+        """Withdraw the account's credits in ``token`` (from token tasks)."""
+        return self._send("withdrawTokenCredit", to_checksum_address(token))
+
+    # ---------------------------------------------------------------- tokens
+
+    def token_contract(self, token: str) -> Any:
+        """Bindings for the ERC20 ``token`` (approve, allowance, balanceOf) on the market's connection."""
+        return self.client.w3.eth.contract(address=to_checksum_address(token), abi=ERC20_ABI)
+
+    def approve(self, token: str, amount: int) -> TxReceipt:
+        """Allow the market to pull exactly ``amount`` of ``token`` from this account."""
+        return self.client.transact(self.token_contract(token).functions.approve(self.address, amount))
+
+    def token_balance(self, token: str, account: str) -> int:
+        """What ``account`` holds of ``token``."""
+        return int(self.token_contract(token).functions.balanceOf(to_checksum_address(account)).call())
 
     # ---------------------------------------------------------------- views
 
@@ -621,6 +682,18 @@ class Market:
     def task_count(self) -> int:
         """Tasks created so far (ids count from 1)."""
         return self._view("taskCount")
+
+    def token_of(self, task_id: int) -> str:
+        """The ERC20 token the task's budget, stakes and bonds are in; the zero address for ETH."""
+        return to_checksum_address(self._view("tokenOf", task_id))
+
+    def token_credits(self, token: str, account: str) -> int:
+        """Units of ``token`` credited to ``account`` (see :meth:`withdraw_token_credit`)."""
+        return self._view("tokenCredits", to_checksum_address(token), to_checksum_address(account))
+
+    def total_token_credits(self, token: str) -> int:
+        """Sum of all accounts' credits in ``token``."""
+        return self._view("totalTokenCredits", to_checksum_address(token))
 
     def credits(self, account: str) -> int:
         """Wei credited to ``account`` (see :meth:`withdraw_credit`)."""
@@ -739,6 +812,15 @@ class Market:
         # Estimated before others act, a call may end up doing more (the quorum-reaching proposal).
         estimate = self.client.estimate_gas(function, value=value)
         return self.client.transact(function, value=value, gas=max(floor, math.ceil(estimate * 1.25)))
+
+    def _send_paying(self, task_id: int, amount: int, name: str, *args: Any) -> TxReceipt:
+        """Send a call that brings ``amount`` of the task's currency: as value on an ETH task, or on a token
+        task as an approval of exactly ``amount`` followed by the call without value."""
+        token = self.token_of(task_id)
+        if token == ZERO_ADDRESS:
+            return self._send(name, *args, value=amount)
+        self.approve(token, amount)
+        return self._send(name, *args)
 
     def _view(self, name: str, *args: Any) -> Any:
         view = self._views[name]

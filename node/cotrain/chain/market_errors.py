@@ -72,4 +72,9 @@ REVERT_WORDS: dict[str, str] = {
     "NothingToWithdraw": "there is nothing to withdraw",
     "TransferFailed": "the recipient refused the payment",
     "ReentrancyGuardReentrantCall": "a call re-entered the market while it was paying out",
+    "BadToken": "a token task needs a token contract address, not the zero address",
+    "TokenShortfall": "the token delivered less than the stake or bond (a transfer fee): use another token",
+    "SafeERC20FailedOperation": (
+        "the token refused the transfer: allowance or balance short, or it returned false"
+    ),
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from cotrain.chain.market import Market, TaskParams
+from cotrain.chain.market import ZERO_ADDRESS, Market, TaskParams
 from cotrain.errors import ConfigError
 from cotrain.protocol.round_outcome import model_file
 from cotrain.protocol.task_model import check_held_out_pin, initial_state
@@ -34,9 +34,17 @@ def check_arbiter(spec: TaskSpec, owner: str) -> None:
 
 
 def post_task(
-    market: Market, store: ContentStore, spec: TaskSpec, *, owner: str | None = None
+    market: Market,
+    store: ContentStore,
+    spec: TaskSpec,
+    *,
+    owner: str | None = None,
+    token: str = ZERO_ADDRESS,
 ) -> tuple[int, TaskSpec]:
     """Store what participants need, create the task; return its id and the spec as posted.
+
+    With an ERC20 ``token`` (not the zero address), the budget (``spec.budget_wei`` units of it), stakes and
+    bonds are in that token; the market is approved for exactly the budget first.
 
     A spec without ``initial_model`` gets the registry model built from ``training.seed``. A built-in data
     set's ``held_out_digest``, when given, must be its split's, and the arbiter must not be ``owner`` (the
@@ -50,5 +58,5 @@ def post_task(
     spec_cid = store.add(spec_bytes(spec))
     digest = spec_digest(spec)
     params = TaskParams(*task_params(spec, digest).values())
-    task_id = market.create_task(params, spec_cid, spec.validators.addresses, spec.budget_wei)
+    task_id = market.create_task(params, spec_cid, spec.validators.addresses, spec.budget_wei, token=token)
     return task_id, spec

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import pytest
 from cotrain.chain.client import ContractRevert
@@ -12,6 +14,7 @@ from cotrain.chain.keys import Signer
 from cotrain.chain.market import (
     ENUMS,
     STRUCTS,
+    ZERO_ADDRESS,
     ZERO_BYTES32,
     ChallengeOutcome,
     Market,
@@ -27,7 +30,7 @@ from cotrain.chain.market import (
 from cotrain.errors import ChainError, ConfigError
 from cotrain.protocol.commitment import update_commitment
 from cotrain.protocol.merkle import Allocation, StandardMerkleTree, allocation_tree
-from task_terms import BUDGET, SPEC_CID, task_params
+from task_terms import BUDGET, ETHER, SPEC_CID, task_params
 
 REVEALED = (1).to_bytes(32, "big")
 
@@ -118,9 +121,17 @@ def _advance(anvil, seconds: int) -> None:
 @pytest.fixture(scope="module")
 def flow(market, anvil, owner, validators, contributors, outsider) -> Flow:
     """Drive one task through create, bond, join, commit, reveal, propose, finalize and claim."""
+    return _drive_flow(market, anvil, validators, contributors, outsider, ZERO_ADDRESS)
+
+
+def _drive_flow(
+    market, anvil, validators, contributors, outsider, token: str, *, settle: bool = True
+) -> Flow:
+    """One task in ``token`` (the zero address: ETH) through round 0's acceptance and, with ``settle``, its
+    finalization and every claim."""
     gas: dict[str, int] = {}
     params = task_params()
-    task_id = market.create_task(params, SPEC_CID, [v.address for v in validators], BUDGET)
+    task_id = market.create_task(params, SPEC_CID, [v.address for v in validators], BUDGET, token=token)
     for validator in validators:
         gas["bondValidator"] = market.with_account(validator).bond_validator(task_id)["gasUsed"]
     assert market.phase(task_id) == Phase.JOIN
@@ -161,6 +172,8 @@ def flow(market, anvil, owner, validators, contributors, outsider) -> Flow:
     for validator in validators[:2]:  # quorum 2 of 3: the third validator stays silent
         gas["propose"] = market.with_account(validator).propose(task_id, 0, proposal)["gasUsed"]
 
+    if not settle:
+        return Flow(task_id, proposal, tree, gas)
     _advance(anvil, params.challenge_duration)
     gas["finalizeRound"] = market.with_account(outsider).finalize_round(task_id, 0)["gasUsed"]
     for index, (_, account, amount) in enumerate(tree.values):
@@ -418,3 +431,80 @@ def test_market_repr_shows_the_account_not_its_key(market, anvil):
 
     assert anvil.private_keys[4].removeprefix("0x") not in repr(as_contributor).lower()
     assert anvil.addresses[4] in repr(as_contributor)
+
+
+# ---------------------------------------------------------------- a task in an ERC20 token
+
+TEST_TOKEN_BUILD = Path(__file__).resolve().parents[3] / "build" / "contracts" / "TestToken.json"
+TOKEN_SUPPLY = 100 * ETHER
+
+
+@pytest.fixture(scope="module")
+def token(market, anvil) -> str:
+    """contracts/test/TestToken (a standard ERC20) from the brownie build; accounts 0-9 get TOKEN_SUPPLY."""
+    if not TEST_TOKEN_BUILD.is_file():
+        pytest.fail(f"{TEST_TOKEN_BUILD} is missing: run `make contracts` first")
+    build = json.loads(TEST_TOKEN_BUILD.read_text(encoding="utf-8"))
+    client = market.client
+    factory = client.w3.eth.contract(abi=build["abi"], bytecode=build["bytecode"])
+    address = client.transact(factory.constructor())["contractAddress"]
+    contract = client.w3.eth.contract(address=address, abi=build["abi"])
+    for index in range(10):
+        client.transact(contract.functions.mint(anvil.signer(index).address, TOKEN_SUPPLY))
+    return str(address)
+
+
+def test_token_task_is_paid_in_the_token_and_leaves_ether_alone(
+    market, anvil, token, owner, validators, contributors, outsider
+):
+    eth_before = market.client.w3.eth.get_balance(market.address)
+    flow = _drive_flow(market, anvil, validators, contributors, outsider, token)
+    params = task_params()
+    task = market.get_task(flow.task_id)
+
+    assert market.token_of(flow.task_id) == token
+    assert market.token_balance(token, owner.address) == TOKEN_SUPPLY - BUDGET
+    assert [market.token_balance(token, c.address) for c in contributors[:2]] == [
+        TOKEN_SUPPLY - params.contributor_stake + task.round_budget // 2
+    ] * 2
+    assert [market.token_balance(token, v.address) for v in validators] == [
+        TOKEN_SUPPLY - params.validator_bond
+    ] * 3
+    assert market.token_balance(token, market.address) == market.task_holdings(flow.task_id)
+    assert market.client.w3.eth.get_balance(market.address) == eth_before
+
+
+def test_upheld_challenge_on_a_token_task_credits_and_withdraws_the_token(
+    market, anvil, token, arbiter, validators, contributors, outsider
+):
+    flow = _drive_flow(market, anvil, validators, contributors, outsider, token, settle=False)
+    params = task_params()
+    before = market.token_balance(token, outsider.address)
+    market.with_account(outsider).challenge(flow.task_id, 0, "bafkreievidence")
+    assert market.token_balance(token, outsider.address) == before - params.challenge_bond
+
+    market.with_account(arbiter).resolve_challenge(flow.task_id, 0, outsider.address)
+    # both accepting validators lose their whole bond; the winner gets its bond back and a share of theirs
+    payout = params.challenge_bond + 2 * params.validator_bond // market.upheld_reward_divisor()
+    assert market.token_credits(token, outsider.address) == payout
+    assert market.credits(outsider.address) == 0
+    market.with_account(outsider).withdraw_token_credit(token)
+
+    assert market.token_balance(token, outsider.address) == before - params.challenge_bond + payout
+    assert market.token_credits(token, outsider.address) == market.total_token_credits(token) == 0
+    with pytest.raises(ContractRevert, match="NothingToWithdraw"):
+        market.with_account(outsider).withdraw_token_credit(token)
+
+
+def test_a_token_task_refuses_ether_with_its_stake(market, token, validators, outsider):
+    task_id = market.create_task(
+        task_params(), SPEC_CID, [v.address for v in validators], BUDGET, token=token
+    )
+    stake = task_params().contributor_stake
+    tokens_before = market.token_balance(token, outsider.address)
+
+    error = _revert(lambda: market.with_account(outsider)._send("join", task_id, value=stake))
+
+    assert (error.name, error.arguments) == ("WrongAmount", {"expected": 0, "sent": stake})
+    assert market.token_balance(token, outsider.address) == tokens_before
+    assert not market.contributor_info(task_id, outsider.address).joined
