@@ -370,8 +370,8 @@ class MiscountingValidator(ValidatorNode):
         super().__init__(*args, **kwargs)
         self.miscounted: set[int] = set()
 
-    def _outcome(self, round_: int) -> RoundOutcome:
-        outcome = super()._outcome(round_)
+    def _outcome(self, round_: int, *, fetch_deadline: float | None = None) -> RoundOutcome:
+        outcome = super()._outcome(round_, fetch_deadline=fetch_deadline)
         if round_ not in self.miscounted:
             data = json.loads(outcome.record_file)
             for name in COMPUTED_FIELDS:
