@@ -58,5 +58,9 @@ def post_task(
     spec_cid = store.add(spec_bytes(spec))
     digest = spec_digest(spec)
     params = TaskParams(*task_params(spec, digest).values())
-    task_id = market.create_task(params, spec_cid, spec.validators.addresses, spec.budget_wei, token=token)
+    validators, budget = spec.validators.addresses, spec.budget_wei
+    if token == ZERO_ADDRESS:  # what every market binding offers (the brownie scripts' too)
+        task_id = market.create_task(params, spec_cid, validators, budget)
+    else:
+        task_id = market.create_token_task(params, spec_cid, validators, token, budget)
     return task_id, spec
