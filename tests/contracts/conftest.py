@@ -247,8 +247,24 @@ class Driver:
         return {"from": sender}
 
     def balance(self, account) -> int:
-        """What `account` holds of the driver's currency."""
+        """What `account` (or the market) holds of the driver's currency."""
         return account.balance() if self.token is None else self.token.balanceOf(account)
+
+    def credits(self, account) -> int:
+        """What the market has credited `account` in the driver's currency."""
+        if self.token is None:
+            return self.market.credits(account)
+        return self.market.tokenCredits(self.token, account)
+
+    def total_credits(self) -> int:
+        """The sum of every account's credits in the driver's currency."""
+        return self.market.totalCredits() if self.token is None else self.market.totalTokenCredits(self.token)
+
+    def withdraw_credit(self, account):
+        """`account` withdraws its credits in the driver's currency; return the transaction."""
+        if self.token is None:
+            return self.market.withdrawCredit({"from": account})
+        return self.market.withdrawTokenCredit(self.token, {"from": account})
 
     def create_task(self, *, budget=DEFAULT_BUDGET, validators=None, bond=True, sender=None, **params) -> int:
         """Create a task (and bond its validators unless bond=False); return its id."""
@@ -387,15 +403,25 @@ def token(owner):
     return token
 
 
+def pytest_generate_tests(metafunc) -> None:
+    """In a module marked ``pytestmark = pytest.mark.currencies``, every test whose fixtures take a driver
+    runs once in ETH and once in the standard ERC20 `token`, except tests marked ``eth_only`` (what only ETH
+    has: msg.value, a receiver that refuses ETH)."""
+    if "currency" in metafunc.fixturenames and metafunc.definition.get_closest_marker("currencies"):
+        eth_only = metafunc.definition.get_closest_marker("eth_only") is not None
+        metafunc.parametrize("currency", ["eth"] if eth_only else ["eth", "erc20"])
+
+
 @pytest.fixture
-def driver(market, owner, validators, contributors):
-    return Driver(market, owner, validators, contributors)
+def currency() -> str:
+    """The driver's currency: ETH, unless the module is marked ``currencies``."""
+    return "eth"
 
 
-@pytest.fixture(params=["eth", "erc20"])
-def currency_driver(request, market, owner, validators, contributors):
-    """A driver whose tasks are in ETH, then (second run) in the standard ERC20 `token`."""
-    token = request.getfixturevalue("token") if request.param == "erc20" else None
+@pytest.fixture
+def driver(request, currency, market, owner, validators, contributors):
+    """Walks tasks in `currency`: ETH, or the standard ERC20 `token`."""
+    token = request.getfixturevalue("token") if currency == "erc20" else None
     return Driver(market, owner, validators, contributors, token)
 
 

@@ -1,10 +1,12 @@
 """One whole task through the market: the shape every other test takes a slice of, in ETH and in an ERC20."""
 
+import pytest
 from conftest import ACCEPTED, FINALIZED, TASK_COMPLETED
 
+pytestmark = pytest.mark.currencies
 
-def test_three_rounds_accept_finalize_and_pay(currency_driver, market, contributors):
-    driver = currency_driver
+
+def test_three_rounds_accept_finalize_and_pay(driver, market, contributors):
     task_id = driver.create_task()
     driver.join(task_id)
     driver.open_commit(task_id)
