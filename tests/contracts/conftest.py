@@ -15,6 +15,7 @@ from brownie.exceptions import VirtualMachineError
 from brownie.network.account import Account
 from cotrain.protocol.commitment import update_commitment
 from cotrain.protocol.merkle import Allocation, StandardMerkleTree, allocation_tree
+from eth_utils import to_checksum_address
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -247,8 +248,10 @@ class Driver:
         return {"from": sender}
 
     def balance(self, account) -> int:
-        """What `account` (or the market) holds of the driver's currency."""
-        return account.balance() if self.token is None else self.token.balanceOf(account)
+        """What `account` (an account, a contract or an address) holds of the driver's currency."""
+        if self.token is None:
+            return web3.eth.get_balance(to_checksum_address(str(account)))
+        return self.token.balanceOf(account)
 
     def credits(self, account) -> int:
         """What the market has credited `account` in the driver's currency."""
@@ -265,6 +268,15 @@ class Driver:
         if self.token is None:
             return self.market.withdrawCredit({"from": account})
         return self.market.withdrawTokenCredit(self.token, {"from": account})
+
+    def credit_withdrawn(self, tx) -> dict:
+        """The withdrawal event of `tx` (CreditWithdrawn, or TokenCreditWithdrawn of the driver's token) as
+        {"account", "amount"}."""
+        if self.token is None:
+            return dict(tx.events["CreditWithdrawn"])
+        event = dict(tx.events["TokenCreditWithdrawn"])
+        assert event.pop("token") == self.token
+        return event
 
     def create_task(self, *, budget=DEFAULT_BUDGET, validators=None, bond=True, sender=None, **params) -> int:
         """Create a task (and bond its validators unless bond=False); return its id."""
@@ -419,10 +431,11 @@ def currency() -> str:
 
 
 @pytest.fixture
-def driver(request, currency, market, owner, validators, contributors):
-    """Walks tasks in `currency`: ETH, or the standard ERC20 `token`."""
-    token = request.getfixturevalue("token") if currency == "erc20" else None
-    return Driver(market, owner, validators, contributors, token)
+def driver(currency, market, owner, validators, contributors, token):
+    """Walks tasks in `currency`: ETH, or the standard ERC20 `token`. The token is deployed with the module's
+    other fixtures, before each test's chain snapshot, even where only ETH is used: created inside a test, it
+    would be reverted with that test's state."""
+    return Driver(market, owner, validators, contributors, token if currency == "erc20" else None)
 
 
 @pytest.fixture
