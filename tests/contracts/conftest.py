@@ -247,6 +247,13 @@ class Driver:
         self.token.approve(self.market, amount, {"from": sender})
         return {"from": sender}
 
+    def underpaid(self, sender, owed: int, paid: int) -> tuple[dict, tuple]:
+        """Options for a call that brings `paid` where `owed` is due, and the error it must revert with: ETH's
+        WrongAmount, or the token's own allowance error (the market pulls `owed` on an approval of `paid`)."""
+        if self.token is None:
+            return {"from": sender, "value": paid}, ("WrongAmount", owed, paid)
+        return self.deposit(sender, paid), ("ERC20InsufficientAllowance", self.market.address, paid, owed)
+
     def balance(self, account) -> int:
         """What `account` (an account, a contract or an address) holds of the driver's currency."""
         if self.token is None:

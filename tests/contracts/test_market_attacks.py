@@ -19,6 +19,10 @@ Strategies (one test each, some with a variant):
      proposing on a bond slashed to zero; committing on a stake slashed to zero; finalizing out of order
      around a failed round; slashing the same leaf twice.
 
+Every strategy is played on an ETH task and on an ERC20 task. There the books are token balances and token
+credits, and gas, paid in ETH, stays outside them: a refused attacker may end at zero tokens, poorer by its
+gas in ETH.
+
 A module fixture writes every measured net to reports/attacks.json (and prints it with -s).
 """
 
@@ -35,7 +39,6 @@ from conftest import (
     DEFAULT_PARAMS,
     ETHER,
     FAILED,
-    SPEC_CID,
     TASK_HALTED,
     VOIDED,
     ZERO_ADDRESS,
@@ -43,9 +46,10 @@ from conftest import (
     make_proposal,
     next_block_at,
     reverts_with,
-    task_params,
 )
 from eth_utils import keccak
+
+pytestmark = pytest.mark.currencies
 
 GAS_PRICE = 10**9  # 1 gwei
 STAKE = DEFAULT_PARAMS["contributorStake"]
@@ -64,32 +68,34 @@ RESULTS: dict[str, dict[str, dict]] = {}
 # ---------------------------------------------------------------- the books
 
 
-def balance_of(account) -> int:
-    return web3.eth.get_balance(str(account))
-
-
 class Books:
-    """Each party's net change since the books were opened: its accounts' real balance change (gas
-    included) plus their change of market credits. A party may be several accounts (a cartel)."""
+    """Each party's net change since the books were opened, in the task's currency: its accounts' real
+    balance change plus their change of market credits. A party may be several accounts (a cartel). Gas is
+    paid in ETH, so it is in the books of an ETH task and outside those of a token task."""
 
-    def __init__(self, market, **parties):
-        self.market = market
+    def __init__(self, driver, **parties):
+        self.driver = driver
         self.parties = {name: list(a) if isinstance(a, list | tuple) else [a] for name, a in parties.items()}
         self.mark = len(history)
-        self.start = {
-            str(a): balance_of(a) + market.credits(a) for members in self.parties.values() for a in members
-        }
+        self.start = {str(a): self._worth(a) for members in self.parties.values() for a in members}
 
-    def gas(self, name: str) -> int:
+    def _worth(self, account) -> int:
+        return self.driver.balance(account) + self.driver.credits(account)
+
+    def gas_eth(self, name: str) -> int:
         """Wei the party paid for gas since the books were opened, reverted transactions included."""
         members = {str(a) for a in self.parties[name]}
         return sum(
             tx.gas_used * tx.gas_price for tx in list(history)[self.mark :] if str(tx.sender) in members
         )
 
+    def gas(self, name: str) -> int:
+        """The party's gas as it is in the books: its wei for an ETH task, nothing for a token task."""
+        return self.gas_eth(name) if self.driver.token is None else 0
+
     def net(self, name: str) -> int:
-        """Wei the party gained (negative: lost), gas included."""
-        return sum(balance_of(a) + self.market.credits(a) - self.start[str(a)] for a in self.parties[name])
+        """What the party gained (negative: lost) in the task's currency, gas included for ETH."""
+        return sum(self._worth(a) - self.start[str(a)] for a in self.parties[name])
 
 
 def settle(strategy: str, books: Books, attackers=(), honest=(), bought=None, refused=()) -> dict:
@@ -97,7 +103,8 @@ def settle(strategy: str, books: Books, attackers=(), honest=(), bought=None, re
 
     attackers: parties whose net must be negative, with and without gas.
     refused: attacking parties whose move was refused (reverted) or had no effect: they may end at zero
-    before gas, never above.
+    before gas, never above; the gas they paid makes them poorer (in a token task, in ETH beside the
+    books).
     honest: parties whose net, gas excluded, must be >= 0; `bought` adds to a party's net what it paid for
     work it received (the owner's rewards for finalized rounds).
     """
@@ -113,16 +120,19 @@ def settle(strategy: str, books: Books, attackers=(), honest=(), bought=None, re
             if role == "attacker":
                 assert net < 0 and assessed < 0, (strategy, name, rows[name])
             elif role == "attacker (refused)":
-                assert net < 0 and assessed <= 0, (strategy, name, rows[name])
+                assert net + books.gas(name) <= 0 < books.gas_eth(name), (strategy, name, rows[name])
+                assert net < 0 or books.driver.token is not None, (strategy, name, rows[name])
             else:
                 assert assessed >= 0, (strategy, name, rows[name])
-    RESULTS[strategy] = rows
+    RESULTS[strategy if books.driver.token is None else f"{strategy} (ERC20 task)"] = rows
     return rows
 
 
-def assert_solvent(market) -> None:
+def assert_solvent(driver) -> None:
+    """The market holds exactly its tasks' buckets plus its credits, in the driver's currency."""
+    market = driver.market
     holdings = sum(market.taskHoldings(t) for t in range(1, market.taskCount() + 1))
-    assert market.balance() == holdings + market.totalCredits()
+    assert driver.balance(market) == holdings + driver.total_credits()
 
 
 # ---------------------------------------------------------------- fixtures
@@ -162,12 +172,14 @@ def report():
 
 
 @pytest.fixture
-def fresh(owner):
-    """fresh(label): a new account with a key derived from the label, funded with 20 ether by the owner."""
+def fresh(owner, token):
+    """fresh(label): a new account with a key derived from the label, funded with 20 ether by the owner and
+    20 * 10**18 units of the test token."""
 
     def make(label: str):
         account = accounts.add("0x" + keccak(text=f"cotrain attack {label}").hex())
         owner.transfer(account, 20 * ETHER, silent=True)
+        token.mint(account, 20 * ETHER, {"from": owner})
         return account
 
     return make
@@ -210,16 +222,17 @@ def withdraw_bonds(market, task_id, validators) -> None:
             market.withdrawBond(task_id, {"from": validator})
 
 
-def challenge(market, task_id, round_, account):
-    return market.challenge(task_id, round_, EVIDENCE, {"from": account, "value": CHALLENGE_BOND})
+def challenge(driver, task_id, round_, account):
+    return driver.market.challenge(task_id, round_, EVIDENCE, driver.deposit(account, CHALLENGE_BOND))
 
 
-def test_books_count_the_gas_of_reverted_transactions(market, outsider, fresh):
+@pytest.mark.eth_only  # of the books' gas, which only an ETH task's books hold
+def test_books_count_the_gas_of_reverted_transactions(driver, fresh):
     """The books' gas is what the balance lost: a refused move costs its sender gas and nothing else."""
     account = fresh("books")
-    books = Books(market, account=account)
+    books = Books(driver, account=account)
     with reverts_with("NothingToWithdraw"):
-        market.withdrawCredit({"from": account})
+        driver.withdraw_credit(account)
     gas = books.gas("account")
     assert gas > 21_000 * GAS_PRICE
     assert books.net("account") == -gas
@@ -236,7 +249,7 @@ def test_a_sybil_commit_stalling(driver, market, owner, validators, contributors
     honest = contributors[:3]
     parties = {f"honest contributor {i}": c for i, c in enumerate(honest)}
     parties |= {f"validator {i}": v for i, v in enumerate(validators)}
-    books = Books(market, sybils=sybils, owner=owner, arbiter=arbiter, **parties)
+    books = Books(driver, sybils=sybils, owner=owner, arbiter=arbiter, **parties)
 
     task_id = driver.create_task(numRounds=2, minContributors=2, maxContributors=3, budget=2 * ROUND_BUDGET)
     driver.join(task_id, [*sybils, *honest])  # the third join fills the round: its commit phase opens now
@@ -279,12 +292,12 @@ def test_a_sybil_commit_stalling(driver, market, owner, validators, contributors
     withdraw_bonds(market, task_id, validators)
     market.withdrawRefund(task_id, {"from": owner})
     for account in (validators[0], sybils[1]):
-        market.withdrawCredit({"from": account})
+        driver.withdraw_credit(account)
 
     task = driver.task(task_id)
     assert task["burned"] == 2 * (STAKE - BOUNTY)
     assert market.taskHoldings(task_id) == task["burned"]
-    assert_solvent(market)
+    assert_solvent(driver)
     rows = settle(
         "a. Sybil commit stalling",
         books,
@@ -300,7 +313,7 @@ def test_a_sybil_cannot_commit_the_forfeited_marker(driver, market, owner, contr
     """A commitment equal to the value the market stores for a forfeited one would be neither openable nor
     forfeitable: the Sybil would stall the round and then leave with its whole stake. It is refused."""
     sybil = fresh("sybil marker")
-    books = Books(market, sybil=sybil)
+    books = Books(driver, sybil=sybil)
     task_id = driver.create_task()
     driver.join(task_id, [sybil, *contributors[:1]])
     driver.open_commit(task_id)
@@ -315,7 +328,7 @@ def test_a_sybil_cannot_commit_the_forfeited_marker(driver, market, owner, contr
     driver.sleep_until(driver.round(task_id, 0)["revealEnd"])
     market.failRound(task_id, {"from": outsider})
     market.leave(task_id, {"from": sybil})
-    market.withdrawCredit({"from": sybil})
+    driver.withdraw_credit(sybil)
     settle("a. Sybil commits the forfeited marker", books, attackers=["sybil"])
 
 
@@ -332,7 +345,7 @@ def test_b_self_challenge(driver, market, owner, validators, contributors, arbit
     cartel = [validators[0], validators[1], sock]
     parties = {f"contributor {i}": c for i, c in enumerate(contributors)}
     books = Books(
-        market,
+        driver,
         cartel=cartel,
         auditor=auditor,
         owner=owner,
@@ -349,15 +362,15 @@ def test_b_self_challenge(driver, market, owner, validators, contributors, arbit
     propose_all(market, task_id, 0, fraud, validators[:2])
     assert driver.round(task_id, 0)["status"] == ACCEPTED
 
-    challenge(market, task_id, 0, sock)
-    challenge(market, task_id, 0, auditor)  # the first challenge does not block the second
+    challenge(driver, task_id, 0, sock)
+    challenge(driver, task_id, 0, auditor)  # the first challenge does not block the second
     winner = sock if named == "sock" else auditor
     tx = market.resolveChallenge(task_id, 0, winner, {"from": arbiter})
     assert tx.events["ChallengeResolved"]["payout"] == CHALLENGE_BOND + VALIDATOR_BOND  # half of two bonds
     assert driver.task(task_id)["status"] == TASK_HALTED
     assert tuple(market.validatorInfo(task_id, validators[2])) == (True, True, VALIDATOR_BOND)
 
-    market.withdrawCredit({"from": winner})
+    driver.withdraw_credit(winner)
     loser = auditor if winner is sock else sock
     market.withdrawChallengeBond(task_id, 0, {"from": loser})
     for slashed in validators[:2]:
@@ -369,7 +382,7 @@ def test_b_self_challenge(driver, market, owner, validators, contributors, arbit
 
     assert driver.task(task_id)["burned"] == VALIDATOR_BOND
     assert market.taskHoldings(task_id) == VALIDATOR_BOND
-    assert_solvent(market)
+    assert_solvent(driver)
     rows = settle(
         f"b. self-challenge, arbiter names the {named}",
         books,
@@ -388,7 +401,7 @@ def test_b_late_reject(driver, market, owner, validators, contributors, arbiter,
     socks = [fresh("griefer 0"), fresh("griefer 1")]
     parties = {f"contributor {i}": c for i, c in enumerate(contributors)}
     parties |= {f"validator {i}": v for i, v in enumerate(validators)}
-    books = Books(market, socks=socks, owner=owner, arbiter=arbiter, **parties)
+    books = Books(driver, socks=socks, owner=owner, arbiter=arbiter, **parties)
     task_id = driver.create_task(numRounds=1, budget=ROUND_BUDGET)
     driver.join(task_id)
     driver.open_commit(task_id)
@@ -396,7 +409,7 @@ def test_b_late_reject(driver, market, owner, validators, contributors, arbiter,
     result = honest_result(driver, task_id, 0, updates)
     propose_all(market, task_id, 0, result, validators)
     for sock in socks:
-        challenge(market, task_id, 0, sock)
+        challenge(driver, task_id, 0, sock)
     window_end = driver.round(task_id, 0)["acceptedAt"] + CHALLENGE_DURATION
     next_block_at(window_end - 1)
     with reverts_with("ChallengeWindowOpen", window_end):
@@ -415,7 +428,7 @@ def test_b_late_reject(driver, market, owner, validators, contributors, arbiter,
         market.withdrawRefund(task_id, {"from": owner})
 
     assert driver.task(task_id)["burned"] == 2 * CHALLENGE_BOND
-    assert_solvent(market)
+    assert_solvent(driver)
     rows = settle(
         "b. late reject of a sock's challenge",
         books,
@@ -429,18 +442,13 @@ def test_b_late_reject(driver, market, owner, validators, contributors, arbiter,
 # ---------------------------------------------------------------- c. hostile owner
 
 
-def test_c_owner_cannot_arbitrate_its_own_task(market, owner, validators, contributors, arbiter):
+def test_c_owner_cannot_arbitrate_its_own_task(driver, market, owner, validators, contributors, arbiter):
     for chosen in (owner, validators[1]):
         with reverts_with("BadArbiter", chosen):
-            market.createTask(
-                task_params(arbiter=str(chosen)),
-                SPEC_CID,
-                validators,
-                {"from": owner, "value": DEFAULT_BUDGET},
-            )
-    tx = market.createTask(task_params(), SPEC_CID, validators, {"from": owner, "value": DEFAULT_BUDGET})
+            driver.create_task(arbiter=str(chosen), bond=False)
+    task_id = driver.create_task(bond=False)
     with reverts_with("ConflictOfInterest", arbiter):  # nor may the arbiter contribute
-        market.join(tx.return_value, {"from": arbiter, "value": STAKE})
+        market.join(task_id, driver.deposit(arbiter, STAKE))
 
 
 def test_c_owner_cannot_cancel_after_reveals(driver, market, owner, validators, contributors, arbiter):
@@ -448,7 +456,7 @@ def test_c_owner_cannot_cancel_after_reveals(driver, market, owner, validators, 
     is validated and pays its contributors; the owner can only cancel the next round, before its reveals."""
     parties = {f"contributor {i}": c for i, c in enumerate(contributors)}
     parties |= {f"validator {i}": v for i, v in enumerate(validators)}
-    books = Books(market, owner=owner, arbiter=arbiter, **parties)
+    books = Books(driver, owner=owner, arbiter=arbiter, **parties)
     task_id = driver.create_task()
     driver.join(task_id)
     driver.open_commit(task_id)
@@ -463,7 +471,7 @@ def test_c_owner_cannot_cancel_after_reveals(driver, market, owner, validators, 
     after_slash_window(driver, task_id, 0)
     leave_all(market, task_id, contributors)
     withdraw_bonds(market, task_id, validators)
-    assert_solvent(market)
+    assert_solvent(driver)
     settle(
         "c. owner cancels after reveals",
         books,
@@ -478,14 +486,14 @@ def test_c_owner_challenges_an_honest_round(driver, market, owner, validators, c
     the window is over: the owner's bond burns and the contributors are paid."""
     parties = {f"contributor {i}": c for i, c in enumerate(contributors)}
     parties |= {f"validator {i}": v for i, v in enumerate(validators)}
-    books = Books(market, owner=owner, arbiter=arbiter, **parties)
+    books = Books(driver, owner=owner, arbiter=arbiter, **parties)
     task_id = driver.create_task(numRounds=1, budget=ROUND_BUDGET)
     driver.join(task_id)
     driver.open_commit(task_id)
     updates = driver.submit(task_id, 0)
     result = honest_result(driver, task_id, 0, updates)
     propose_all(market, task_id, 0, result, validators)
-    challenge(market, task_id, 0, owner)
+    challenge(driver, task_id, 0, owner)
     driver.sleep_until(driver.round(task_id, 0)["acceptedAt"] + CHALLENGE_DURATION)
     market.resolveChallenge(task_id, 0, ZERO_ADDRESS, {"from": arbiter})
     market.finalizeRound(task_id, 0, {"from": contributors[0]})
@@ -494,7 +502,7 @@ def test_c_owner_challenges_an_honest_round(driver, market, owner, validators, c
     leave_all(market, task_id, contributors)
     withdraw_bonds(market, task_id, validators)
     assert driver.task(task_id)["burned"] == CHALLENGE_BOND
-    assert_solvent(market)
+    assert_solvent(driver)
     rows = settle(
         "c. owner challenges an honest round",
         books,
@@ -516,7 +524,7 @@ def test_c_owner_cancels_mid_round_then_forfeits_after_a_halt(
     cartel = list(validators[:2])
     parties = {f"contributor {i}": c for i, c in enumerate(contributors)}
     books = Books(
-        market,
+        driver,
         owner=owner,
         cartel=cartel,
         auditor=auditor,
@@ -530,7 +538,7 @@ def test_c_owner_cancels_mid_round_then_forfeits_after_a_halt(
     driver.submit(task_id, 0)
     fraud = make_proposal([(contributors[0], ROUND_BUDGET)], label="skewed")
     propose_all(market, task_id, 0, fraud, cartel)
-    challenge(market, task_id, 0, auditor)
+    challenge(driver, task_id, 0, auditor)
     driver.commit(task_id, 1, driver.updates(1))  # every contributor committed: round 1's reveal phase opens
     cancelled = market.cancelTask(task_id, {"from": owner})
     driver.sleep_until(driver.round(task_id, 1)["revealEnd"] + 1)
@@ -540,10 +548,10 @@ def test_c_owner_cancels_mid_round_then_forfeits_after_a_halt(
         with reverts_with("NothingToForfeit"):
             market.forfeitUnrevealed(task_id, 1, contributor, {"from": owner})
     leave_all(market, task_id, contributors)
-    market.withdrawCredit({"from": auditor})
+    driver.withdraw_credit(auditor)
     market.withdrawBond(task_id, {"from": validators[2]})
     market.withdrawRefund(task_id, {"from": owner})
-    assert_solvent(market)
+    assert_solvent(driver)
     settle(
         "c. owner cancels mid-round, forfeits after a halt",
         books,
@@ -573,17 +581,14 @@ def test_c_owner_cancels_mid_round_then_forfeits_after_a_halt(
         "short-challenge-window",
     ],
 )
-def test_d_owner_cannot_create_a_task_strangers_cannot_trust(market, owner, validators, params, error, args):
+def test_d_owner_cannot_create_a_task_strangers_cannot_trust(driver, params, error, args):
     with reverts_with(error, *args):
-        market.createTask(
-            task_params(**params), SPEC_CID, validators, {"from": owner, "value": DEFAULT_BUDGET}
-        )
+        driver.create_task(bond=False, **params)
 
 
-def test_d_quorum_of_half_of_four_validators_is_refused(market, owner, validators, outsider):
-    four = [*validators, outsider]
+def test_d_quorum_of_half_of_four_validators_is_refused(driver, validators, outsider):
     with reverts_with("BadQuorum", 2, 4):
-        market.createTask(task_params(quorum=2), SPEC_CID, four, {"from": owner, "value": DEFAULT_BUDGET})
+        driver.create_task(validators=[*validators, outsider], quorum=2, bond=False)
 
 
 def test_d_validator_slashed_to_zero_must_top_up_before_proposing(
@@ -594,7 +599,7 @@ def test_d_validator_slashed_to_zero_must_top_up_before_proposing(
     lazy = validators[2]
     parties = {f"contributor {i}": c for i, c in enumerate(contributors)}
     books = Books(
-        market, lazy=lazy, owner=owner, arbiter=arbiter, v0=validators[0], v1=validators[1], **parties
+        driver, lazy=lazy, owner=owner, arbiter=arbiter, v0=validators[0], v1=validators[1], **parties
     )
     task_id = driver.create_task(
         numRounds=2, budget=2 * ROUND_BUDGET, validatorSlash=VALIDATOR_BOND, commitDuration=7200
@@ -608,9 +613,10 @@ def test_d_validator_slashed_to_zero_must_top_up_before_proposing(
     result = honest_result(driver, task_id, 1, updates)
     with reverts_with("NotBonded"):
         market.propose(task_id, 1, result.proposal, {"from": lazy})
-    with reverts_with("WrongAmount", VALIDATOR_BOND, VALIDATOR_BOND // 2):
-        market.bondValidator(task_id, {"from": lazy, "value": VALIDATOR_BOND // 2})
-    market.bondValidator(task_id, {"from": lazy, "value": VALIDATOR_BOND})
+    options, error = driver.underpaid(lazy, VALIDATOR_BOND, VALIDATOR_BOND // 2)
+    with reverts_with(*error):
+        market.bondValidator(task_id, options)
+    market.bondValidator(task_id, driver.deposit(lazy, VALIDATOR_BOND))
     propose_all(market, task_id, 1, result, [lazy, *validators[:2]])
     results.append(result)
     driver.finalize(task_id, 1)
@@ -620,7 +626,7 @@ def test_d_validator_slashed_to_zero_must_top_up_before_proposing(
     leave_all(market, task_id, contributors)
     withdraw_bonds(market, task_id, validators)
     market.withdrawRefund(task_id, {"from": owner})  # the unspent budget and the lazy validator's bond
-    assert_solvent(market)
+    assert_solvent(driver)
     settle(
         "d. validator slashed to zero proposes",
         books,
@@ -638,7 +644,7 @@ def test_d_contributor_slashed_to_zero_loses_its_slot(
     cheat, others = contributors[0], contributors[1:]
     parties = {f"contributor {i}": c for i, c in enumerate(others, start=1)}
     parties |= {f"validator {i}": v for i, v in enumerate(validators)}
-    books = Books(market, cheat=cheat, owner=owner, arbiter=arbiter, **parties)
+    books = Books(driver, cheat=cheat, owner=owner, arbiter=arbiter, **parties)
     task_id = driver.create_task(numRounds=2, budget=2 * ROUND_BUDGET, commitDuration=7200)
     driver.join(task_id)
     driver.open_commit(task_id)
@@ -666,7 +672,7 @@ def test_d_contributor_slashed_to_zero_loses_its_slot(
     leave_all(market, task_id, others)
     withdraw_bonds(market, task_id, validators)
     market.withdrawRefund(task_id, {"from": owner})
-    assert_solvent(market)
+    assert_solvent(driver)
     settle(
         "d. contributor slashed to zero commits",
         books,
@@ -686,7 +692,7 @@ def test_d_out_of_order_finalization_around_a_failed_round(
     cartel = [validators[0], validators[1], sock]
     parties = {f"contributor {i}": c for i, c in enumerate(contributors)}
     books = Books(
-        market,
+        driver,
         cartel=cartel,
         auditor=auditor,
         owner=owner,
@@ -713,7 +719,7 @@ def test_d_out_of_order_finalization_around_a_failed_round(
             cartel[:2],
         )
         if round_ == 0:
-            challenge(market, task_id, 0, auditor)
+            challenge(driver, task_id, 0, auditor)
     assert [driver.round(task_id, r)["status"] for r in range(3)] == [ACCEPTED, FAILED, ACCEPTED]
     driver.sleep_until(driver.round(task_id, 2)["acceptedAt"] + CHALLENGE_DURATION)
     assert driver.round(task_id, 0)["acceptedAt"] + 2 * CHALLENGE_DURATION > chain_time()
@@ -725,11 +731,11 @@ def test_d_out_of_order_finalization_around_a_failed_round(
     tx = market.resolveChallenge(task_id, 0, auditor, {"from": arbiter})
     assert [e["round"] for e in tx.events["RoundVoided"]] == [0, 2]
     assert [driver.round(task_id, r)["status"] for r in range(3)] == [VOIDED, FAILED, VOIDED]
-    market.withdrawCredit({"from": auditor})
+    driver.withdraw_credit(auditor)
     market.withdrawBond(task_id, {"from": validators[2]})
     leave_all(market, task_id, contributors)
     market.withdrawRefund(task_id, {"from": owner})
-    assert_solvent(market)
+    assert_solvent(driver)
     settle(
         "d. out-of-order finalization around a failed round",
         books,
@@ -742,7 +748,7 @@ def test_d_the_same_slash_leaf_twice(driver, market, owner, validators, contribu
     """Two validators race to apply the same slash leaf (or one replays it to take more): the second is a
     no-op, so the contributor loses the leaf's amount once."""
     slashed = contributors[0]
-    contributor_books = Books(market, slashed=slashed)
+    contributor_books = Books(driver, slashed=slashed)
     task_id = driver.create_task(numRounds=1, budget=ROUND_BUDGET)
     driver.join(task_id)
     driver.open_commit(task_id)
@@ -755,7 +761,7 @@ def test_d_the_same_slash_leaf_twice(driver, market, owner, validators, contribu
     driver.finalize(task_id, 0)
     proof = result.slashes.proof(0)
     market.slashContributor(task_id, 0, 0, str(slashed), STAKE // 2, proof, {"from": validators[0]})
-    books = Books(market, replayer=validators[1])
+    books = Books(driver, replayer=validators[1])
     tx = market.slashContributor(task_id, 0, 0, str(slashed), STAKE // 2, proof, {"from": validators[1]})
     assert "ContributorSlashed" not in tx.events
     assert market.contributorInfo(task_id, slashed)[3] == STAKE - STAKE // 2
