@@ -1,5 +1,6 @@
 """Tasks whose budget, stakes and bonds are an ERC20 token: the same money rules as ETH tasks, per token, and
-tokens that misbehave (a transfer fee, a false return) can neither pay out more than arrived nor lose funds.
+tokens that misbehave (a transfer fee, a false return, a call back into the market from a transfer) can
+neither pay out more than arrived nor lose funds.
 
 The money invariant per token: the market's balance of the token equals the token tasks' holdings plus the
 token's credits; the market's ETH balance stays untouched by token tasks.
@@ -8,7 +9,7 @@ token's credits; the market's ETH balance stays untouched by token tasks.
 from __future__ import annotations
 
 import pytest
-from brownie import FalseReturningToken, FeeOnTransferToken, accounts
+from brownie import FalseReturningToken, FeeOnTransferToken, ReentrantToken, accounts
 from conftest import (
     DEFAULT_BUDGET,
     DEFAULT_PARAMS,
@@ -47,6 +48,15 @@ def fee_token(owner):
 def false_token(owner):
     """Returns false instead of reverting once setFailing(true)."""
     token = FalseReturningToken.deploy({"from": owner})
+    for account in accounts[:10]:
+        token.mint(account, TOKEN_SUPPLY, {"from": owner})
+    return token
+
+
+@pytest.fixture(scope="module")
+def reentrant_token(owner):
+    """Calls back into the market from a transferFrom once armed (a hostile owner's token)."""
+    token = ReentrantToken.deploy({"from": owner})
     for account in accounts[:10]:
         token.mint(account, TOKEN_SUPPLY, {"from": owner})
     return token
@@ -247,3 +257,51 @@ def test_token_rewards_cannot_exceed_the_round_budget(token_driver, market, toke
     greedy = make_proposal([(u.contributor, budget) for u in updates])
     with reverts_with("RewardsOverBudget", 4 * budget, budget):
         market.propose(task_id, 0, greedy.proposal, {"from": token_driver.validators[0]})
+
+
+def test_token_reentering_a_join_during_a_pull_reverts_the_whole_join(
+    market, reentrant_token, owner, validators, contributors
+):
+    """The owner's token joins the task itself from inside a contributor's stake transfer: the market
+    received two stakes where it pulled one, so the contributor's join reverts whole; nobody is joined, and
+    no balance moves."""
+    token = reentrant_token
+    driver = Driver(market, owner, validators, contributors, token)
+    task_id = driver.create_task()
+    token.mint(token, STAKE, {"from": owner})
+    token.execute(token, token.approve.encode_input(market, STAKE), {"from": owner})
+    token.arm(market, market.join.encode_input(task_id), {"from": owner})
+    held, staker = token.balanceOf(market), token.balanceOf(contributors[0])
+    with reverts_with("TokenShortfall", token, STAKE, 2 * STAKE):
+        market.join(task_id, driver.deposit(contributors[0], STAKE))
+    assert market.contributorInfo(task_id, contributors[0])[0] is False
+    assert market.contributorInfo(task_id, token)[0] is False
+    assert (token.balanceOf(market), token.balanceOf(contributors[0])) == (held, staker)
+    assert token.reentryAttempts() == 0  # rolled back with the rest
+    assert_backed(market, token, [task_id])
+
+
+def test_token_reentering_a_payout_during_a_pull_reverts_and_keeps_its_credit(
+    market, reentrant_token, owner, validators, contributors, outsider
+):
+    """The owner's token, credited a forfeit bounty, withdraws it from inside a contributor's stake transfer:
+    the market received less than it pulled, so the join reverts whole and the credit stays booked."""
+    token = reentrant_token
+    driver = Driver(market, owner, validators, contributors, token)
+    task_id = driver.create_task()
+    driver.join(task_id)
+    driver.open_commit(task_id)
+    driver.commit(task_id, 0, driver.updates(0, contributors[:1]))
+    driver.sleep_until(driver.round(task_id, 0)["revealEnd"])
+    token.execute(market, market.forfeitUnrevealed.encode_input(task_id, 0, contributors[0]), {"from": owner})
+    bounty = STAKE // 10
+    assert market.tokenCredits(token, token) == bounty
+    other = driver.create_task()
+    token.arm(market, market.withdrawTokenCredit.encode_input(token), {"from": owner})
+    held, staker = token.balanceOf(market), token.balanceOf(outsider)
+    with reverts_with("TokenShortfall", token, STAKE, STAKE - bounty):
+        market.join(other, driver.deposit(outsider, STAKE))
+    assert market.tokenCredits(token, token) == bounty == market.totalTokenCredits(token)
+    assert (token.balanceOf(market), token.balanceOf(outsider)) == (held, staker)
+    assert market.contributorInfo(other, outsider)[0] is False
+    assert_backed(market, token, [task_id, other])
