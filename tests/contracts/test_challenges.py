@@ -5,7 +5,10 @@ and what a halted task leaves to withdraw.
 Any number of accounts may challenge a round, once each. The arbiter upholds naming one challenger (the
 accepting validators lose their whole bonds, half to the winner and half burned; the others withdraw their
 bonds), or rejects them all once the challenge window is over (every bond burns). If it does neither within
-the arbitration window, finalizeRound dismisses the challenges and every challenger withdraws its bond."""
+the arbitration window, finalizeRound dismisses the challenges and every challenger withdraws its bond.
+
+Every test that walks a task runs in ETH and in an ERC20 (the module is marked currencies): bonds, payouts,
+credits and balances are in the task's currency."""
 
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from conftest import (
     UPHELD,
     VOIDED,
     ZERO_ADDRESS,
+    Driver,
     digest_of,
     make_proposal,
     next_block_at,
@@ -41,6 +45,8 @@ VALIDATOR_BOND = DEFAULT_PARAMS["validatorBond"]
 VALIDATOR_SLASH = DEFAULT_PARAMS["validatorSlash"]
 STAKE = DEFAULT_PARAMS["contributorStake"]
 CHALLENGE_DURATION = DEFAULT_PARAMS["challengeDuration"]
+pytestmark = pytest.mark.currencies
+
 ROUND_BUDGET = DEFAULT_BUDGET // DEFAULT_PARAMS["numRounds"]
 EVIDENCE = "bafkreievidence"
 BUCKETS = ("escrow", "reserved", "unclaimed", "stakes", "bonds", "challengeBonds", "burned", "pendingRounds")
@@ -55,15 +61,16 @@ BURNED = SLASHED - SLASHED // 2
 
 
 def ledger(driver, market, task_id, **holders) -> dict:
-    """Where the task's wei can sit: its buckets, the credits, the contract's and the holders' balances."""
+    """Where the task's money can sit, in the driver's currency: its buckets, the credits, the contract's and
+    the holders' balances."""
     task = driver.task(task_id)
     entries = {name: task[name] for name in BUCKETS}
     entries["taskHoldings"] = market.taskHoldings(task_id)
-    entries["totalCredits"] = market.totalCredits()
-    entries["contract"] = market.balance()
+    entries["totalCredits"] = driver.total_credits()
+    entries["contract"] = driver.balance(market)
     for label, account in holders.items():
-        entries[f"credit:{label}"] = market.credits(account)
-        entries[f"balance:{label}"] = account.balance()
+        entries[f"credit:{label}"] = driver.credits(account)
+        entries[f"balance:{label}"] = driver.balance(account)
     return entries
 
 
@@ -72,9 +79,13 @@ def moved(before: dict, after: dict) -> dict:
     return {name: after[name] - before[name] for name in before if after[name] != before[name]}
 
 
-def assert_solvent(market, task_ids) -> None:
-    """The contract holds exactly the tasks' buckets (burned included) plus the accounts' credits."""
-    assert market.balance() == sum(market.taskHoldings(t) for t in task_ids) + market.totalCredits()
+def assert_solvent(driver, task_ids) -> None:
+    """The contract holds exactly the tasks' buckets (burned included) plus the accounts' credits, in the
+    driver's currency; a token task leaves the contract's ether and ether credits untouched."""
+    market = driver.market
+    if driver.token is not None:
+        assert (market.balance(), market.totalCredits()) == (0, 0)
+    assert driver.balance(market) == sum(market.taskHoldings(t) for t in task_ids) + driver.total_credits()
 
 
 def accept_round(driver, task_id, round_):
@@ -95,8 +106,8 @@ def accept_round(driver, task_id, round_):
     return tx
 
 
-def challenge_round(market, task_id, round_, challenger):
-    return market.challenge(task_id, round_, EVIDENCE, {"from": challenger, "value": BOND})
+def challenge_round(driver, task_id, round_, challenger):
+    return driver.market.challenge(task_id, round_, EVIDENCE, driver.deposit(challenger, BOND))
 
 
 def bond_of(market, task_id, validator) -> int:
@@ -117,9 +128,12 @@ def arbitration_end(driver, task_id, round_) -> int:
     return driver.round(task_id, round_)["acceptedAt"] + 2 * CHALLENGE_DURATION
 
 
-def fresh_account(owner):
+def fresh_account(driver, owner):
+    """A new account with 10 ether, and for a token driver also 10 tokens."""
     account = accounts.add()
     owner.transfer(account, 10 * ETHER)
+    if driver.token is not None:
+        driver.token.mint(account, 10 * ETHER, {"from": owner})
     return account
 
 
@@ -127,15 +141,15 @@ def fresh_account(owner):
 
 
 @pytest.fixture
-def challenger(owner):
-    """A fresh account with 10 ether that has no other role in the task."""
-    return fresh_account(owner)
+def challenger(driver, owner):
+    """A fresh account with 10 ether (and 10 tokens) that has no other role in the task."""
+    return fresh_account(driver, owner)
 
 
 @pytest.fixture
-def rival(owner):
+def rival(driver, owner):
     """A second fresh challenger."""
-    return fresh_account(owner)
+    return fresh_account(driver, owner)
 
 
 @pytest.fixture
@@ -154,15 +168,15 @@ def accepted(driver, arbitrated):
 
 
 @pytest.fixture
-def challenged(market, arbitrated, accepted, challenger):
+def challenged(driver, market, arbitrated, accepted, challenger):
     """Round 0 challenged by `challenger` right after its acceptance; the challenge tx."""
-    return challenge_round(market, arbitrated, 0, challenger)
+    return challenge_round(driver, arbitrated, 0, challenger)
 
 
 @pytest.fixture
-def contested(market, arbitrated, challenged, rival):
+def contested(driver, market, arbitrated, challenged, rival):
     """Round 0 challenged by `challenger`, then by `rival`."""
-    return challenge_round(market, arbitrated, 0, rival)
+    return challenge_round(driver, arbitrated, 0, rival)
 
 
 @pytest.fixture
@@ -183,7 +197,7 @@ def pipelined(driver, market, task_id, challenger) -> None:
     accept_round(driver, task_id, 0)
     accept_round(driver, task_id, 1)
     assert driver.round(task_id, 0)["status"] == ACCEPTED
-    challenge_round(market, task_id, 0, challenger)
+    challenge_round(driver, task_id, 0, challenger)
 
 
 def test_reward_divisor(market):
@@ -209,41 +223,45 @@ def test_challenge_locks_exactly_the_bond_in_challenge_bonds(
     driver, market, arbitrated, accepted, challenger
 ):
     before = ledger(driver, market, arbitrated, challenger=challenger)
-    challenge_round(market, arbitrated, 0, challenger)
+    challenge_round(driver, arbitrated, 0, challenger)
     assert moved(before, ledger(driver, market, arbitrated, challenger=challenger)) == {
         "challengeBonds": BOND,
         "taskHoldings": BOND,
         "contract": BOND,
         "balance:challenger": -BOND,
     }
-    assert_solvent(market, [arbitrated])
+    assert_solvent(driver, [arbitrated])
 
 
 def test_challenge_one_second_before_window_end_succeeds(driver, market, arbitrated, accepted, challenger):
     end = accepted.timestamp + CHALLENGE_DURATION
     next_block_at(end - 1)
-    tx = challenge_round(market, arbitrated, 0, challenger)
+    tx = challenge_round(driver, arbitrated, 0, challenger)
     assert tx.timestamp == end - 1
     assert driver.round(arbitrated, 0)["challenges"] == 1
 
 
-def test_challenge_at_window_end_reverts_challenge_window_closed(market, arbitrated, accepted, challenger):
+def test_challenge_at_window_end_reverts_challenge_window_closed(
+    driver, market, arbitrated, accepted, challenger
+):
     next_block_at(accepted.timestamp + CHALLENGE_DURATION)
     with reverts_with("ChallengeWindowClosed"):
-        challenge_round(market, arbitrated, 0, challenger)
+        challenge_round(driver, arbitrated, 0, challenger)
 
 
-def test_challenge_after_window_end_reverts_challenge_window_closed(market, arbitrated, accepted, challenger):
+def test_challenge_after_window_end_reverts_challenge_window_closed(
+    driver, market, arbitrated, accepted, challenger
+):
     next_block_at(accepted.timestamp + CHALLENGE_DURATION + 60)
     with reverts_with("ChallengeWindowClosed"):
-        challenge_round(market, arbitrated, 0, challenger)
+        challenge_round(driver, arbitrated, 0, challenger)
 
 
 def test_second_challenge_by_the_same_account_reverts_already_challenged(
-    market, arbitrated, challenged, challenger
+    driver, market, arbitrated, challenged, challenger
 ):
     with reverts_with("AlreadyChallenged"):
-        challenge_round(market, arbitrated, 0, challenger)
+        challenge_round(driver, arbitrated, 0, challenger)
 
 
 def test_a_challenge_does_not_block_others(
@@ -251,38 +269,87 @@ def test_a_challenge_does_not_block_others(
 ):
     """Whoever challenges first, everyone else may still challenge, each with its own bond."""
     for account in (rival, outsider, contributors[0], validators[2], owner):
-        challenge_round(market, arbitrated, 0, account)
+        challenge_round(driver, arbitrated, 0, account)
     r = driver.round(arbitrated, 0)
     assert (r["status"], r["challenges"], r["outcome"]) == (ACCEPTED, 6, NO_OUTCOME)
     assert driver.task(arbitrated)["challengeBonds"] == 6 * BOND
-    assert_solvent(market, [arbitrated])
+    assert_solvent(driver, [arbitrated])
 
 
 @pytest.mark.parametrize("sent", [0, BOND - 1, BOND + 1], ids=["zero", "bond-1", "bond+1"])
+@pytest.mark.eth_only  # a wrong msg.value; a token task's counterparts are the token_accepted tests below
 def test_challenge_with_wrong_bond_reverts_wrong_amount(market, arbitrated, accepted, challenger, sent):
     with reverts_with("WrongAmount", BOND, sent):
         market.challenge(arbitrated, 0, EVIDENCE, {"from": challenger, "value": sent})
 
 
+@pytest.fixture
+def token_accepted(market, owner, validators, contributors, arbiter, token):
+    """For what only a token task has: a token task arbitrated by `arbiter` whose round 0 validators 0 and 1
+    accepted; its driver and id."""
+    token_driver = Driver(market, owner, validators, contributors, token)
+    task_id = token_driver.create_task(arbiter=arbiter.address)
+    token_driver.join(task_id)
+    token_driver.open_commit(task_id)
+    accept_round(token_driver, task_id, 0)
+    return token_driver, task_id
+
+
+@pytest.mark.parametrize("sent", [1, BOND], ids=["one-wei", "bond"])
+def test_challenge_of_a_token_task_with_ether_reverts_wrong_amount(
+    market, token, outsider, token_accepted, sent
+):
+    _, task_id = token_accepted
+    token.approve(market, BOND, {"from": outsider})
+    with reverts_with("WrongAmount", 0, sent):
+        market.challenge(task_id, 0, EVIDENCE, {"from": outsider, "value": sent})
+
+
+def test_challenge_of_a_token_task_approved_short_of_the_bond_reverts(
+    market, token, outsider, token_accepted
+):
+    _, task_id = token_accepted
+    token.approve(market, BOND - 1, {"from": outsider})
+    with reverts_with("ERC20InsufficientAllowance", market, BOND - 1, BOND):
+        market.challenge(task_id, 0, EVIDENCE, {"from": outsider})
+
+
+def test_challenge_of_a_token_task_approved_beyond_the_bond_pulls_exactly_the_bond(
+    market, token, outsider, token_accepted
+):
+    token_driver, task_id = token_accepted
+    token.approve(market, BOND + 1, {"from": outsider})
+    before = (token.balanceOf(outsider), token.balanceOf(market))
+    market.challenge(task_id, 0, EVIDENCE, {"from": outsider})
+    assert (token.balanceOf(outsider), token.balanceOf(market)) == (before[0] - BOND, before[1] + BOND)
+    assert token.allowance(outsider, market) == 1
+    assert token_driver.task(task_id)["challengeBonds"] == BOND
+    assert_solvent(token_driver, [task_id])
+
+
 @pytest.mark.parametrize("cid", ["", "e" * 129], ids=["empty", "129-bytes"])
-def test_challenge_with_bad_evidence_cid_reverts_bad_cid(market, arbitrated, accepted, challenger, cid):
+def test_challenge_with_bad_evidence_cid_reverts_bad_cid(
+    driver, market, arbitrated, accepted, challenger, cid
+):
     with reverts_with("BadCid"):
-        market.challenge(arbitrated, 0, cid, {"from": challenger, "value": BOND})
+        market.challenge(arbitrated, 0, cid, driver.deposit(challenger, BOND))
 
 
-def test_challenge_with_128_byte_evidence_cid_is_accepted(market, arbitrated, accepted, challenger):
-    tx = market.challenge(arbitrated, 0, "e" * 128, {"from": challenger, "value": BOND})
+def test_challenge_with_128_byte_evidence_cid_is_accepted(driver, market, arbitrated, accepted, challenger):
+    tx = market.challenge(arbitrated, 0, "e" * 128, driver.deposit(challenger, BOND))
     assert tx.events["RoundChallenged"]["evidenceCid"] == "e" * 128
 
 
-def test_challenge_open_round_reverts_wrong_round_status(market, arbitrated, challenger):
+def test_challenge_open_round_reverts_wrong_round_status(driver, market, arbitrated, challenger):
     with reverts_with("WrongRoundStatus", OPEN):
-        challenge_round(market, arbitrated, 0, challenger)
+        challenge_round(driver, arbitrated, 0, challenger)
 
 
-def test_challenge_round_not_yet_started_reverts_wrong_round_status(market, arbitrated, accepted, challenger):
+def test_challenge_round_not_yet_started_reverts_wrong_round_status(
+    driver, market, arbitrated, accepted, challenger
+):
     with reverts_with("WrongRoundStatus", OPEN):
-        challenge_round(market, arbitrated, 2, challenger)
+        challenge_round(driver, arbitrated, 2, challenger)
 
 
 def test_challenge_finalized_round_reverts_wrong_round_status(
@@ -290,32 +357,32 @@ def test_challenge_finalized_round_reverts_wrong_round_status(
 ):
     driver.finalize(arbitrated, 0)
     with reverts_with("WrongRoundStatus", FINALIZED):
-        challenge_round(market, arbitrated, 0, challenger)
+        challenge_round(driver, arbitrated, 0, challenger)
 
 
 def test_challenge_failed_round_reverts_wrong_round_status(driver, market, outsider, arbitrated, challenger):
     driver.sleep_until(driver.round(arbitrated, 0)["validateEnd"])
     market.failRound(arbitrated, {"from": outsider})
     with reverts_with("WrongRoundStatus", FAILED):
-        challenge_round(market, arbitrated, 0, challenger)
+        challenge_round(driver, arbitrated, 0, challenger)
 
 
-def test_challenge_voided_round_reverts_wrong_round_status(market, outsider, arbitrated, upheld):
+def test_challenge_voided_round_reverts_wrong_round_status(driver, market, outsider, arbitrated, upheld):
     with reverts_with("WrongRoundStatus", VOIDED):
-        challenge_round(market, arbitrated, 0, outsider)
+        challenge_round(driver, arbitrated, 0, outsider)
 
 
-def test_challenge_unknown_task_reverts_unknown_task(market, arbitrated, accepted, challenger):
+def test_challenge_unknown_task_reverts_unknown_task(driver, market, arbitrated, accepted, challenger):
     unknown = market.taskCount() + 1
     with reverts_with("UnknownTask", unknown):
-        challenge_round(market, unknown, 0, challenger)
+        challenge_round(driver, unknown, 0, challenger)
 
 
 def test_challenge_accepted_round_of_cancelled_task_is_accepted(
     driver, market, owner, arbitrated, accepted, challenger
 ):
     market.cancelTask(arbitrated, {"from": owner})
-    tx = challenge_round(market, arbitrated, 0, challenger)
+    tx = challenge_round(driver, arbitrated, 0, challenger)
     assert tx.events["RoundChallenged"]["challenger"] == challenger
     assert driver.task(arbitrated)["challengeBonds"] == BOND
 
@@ -412,7 +479,7 @@ def test_uphold_naming_a_challenger_of_another_round_reverts_not_a_challenger(
     driver, market, arbiter, challenger, rival, arbitrated, challenged
 ):
     accept_round(driver, arbitrated, 1)
-    challenge_round(market, arbitrated, 1, rival)
+    challenge_round(driver, arbitrated, 1, rival)
     with reverts_with("NotAChallenger", rival):
         market.resolveChallenge(arbitrated, 0, rival, {"from": arbiter})
 
@@ -479,7 +546,7 @@ def test_rejection_burns_every_challenge_bond(
         "challengeBonds": -2 * BOND,
         "burned": 2 * BOND,
     }
-    assert_solvent(market, [arbitrated])
+    assert_solvent(driver, [arbitrated])
 
 
 def test_rejection_emits_challenge_resolved_without_winner(arbitrated, rejected):
@@ -514,16 +581,16 @@ def test_rejected_round_finalizes_at_once(driver, market, outsider, arbitrated, 
 def test_rejected_challengers_bonds_are_lost(driver, market, arbitrated, rejected, challenger, rival):
     driver.finalize(arbitrated, 0)
     for account in (challenger, rival):
-        assert market.credits(account) == 0
+        assert driver.credits(account) == 0
         with reverts_with("NothingToWithdraw"):
             market.withdrawChallengeBond(arbitrated, 0, {"from": account})
         with reverts_with("NothingToWithdraw"):
-            market.withdrawCredit({"from": account})
+            driver.withdraw_credit(account)
 
 
-def test_rejected_round_cannot_be_challenged_again(market, outsider, arbitrated, rejected):
+def test_rejected_round_cannot_be_challenged_again(driver, market, outsider, arbitrated, rejected):
     with reverts_with("ChallengeWindowClosed"):
-        challenge_round(market, arbitrated, 0, outsider)
+        challenge_round(driver, arbitrated, 0, outsider)
 
 
 # ---------------------------------------------------------------- resolveChallenge: upheld
@@ -567,7 +634,7 @@ def test_upheld_challenge_credits_half_the_bonds_and_burns_the_rest(
         "totalCredits": PAYOUT,
         "credit:challenger": PAYOUT,
     }
-    assert_solvent(market, [arbitrated])
+    assert_solvent(driver, [arbitrated])
 
 
 def test_upheld_challenge_halts_the_task(driver, market, arbitrated, upheld):
@@ -603,7 +670,7 @@ def test_upheld_challenge_pays_only_the_named_challenger(
     assert "credit:other" not in change
     assert change["challengeBonds"] == -BOND  # the other bond waits to be withdrawn
     assert driver.task(arbitrated)["challengeBonds"] == BOND
-    assert_solvent(market, [arbitrated])
+    assert_solvent(driver, [arbitrated])
 
 
 def test_upheld_challenge_also_slashes_a_late_agreeing_validator(
@@ -614,7 +681,7 @@ def test_upheld_challenge_also_slashes_a_late_agreeing_validator(
     driver.open_commit(task_id)
     result = driver.accept(task_id, 0)  # validators 0 and 1
     market.propose(task_id, 0, result.proposal, {"from": validators[2]})  # agrees after acceptance
-    challenge_round(market, task_id, 0, challenger)
+    challenge_round(driver, task_id, 0, challenger)
     tx = market.resolveChallenge(task_id, 0, challenger, {"from": arbiter})
     assert [e["validator"] for e in events(tx, "ValidatorSlashed")] == list(validators)
     assert tx.events["ChallengeResolved"]["payout"] == BOND + 3 * VALIDATOR_BOND // 2
@@ -634,7 +701,7 @@ def test_upheld_challenge_pays_only_what_is_left_of_a_slashed_bond(
     market.propose(task_id, 1, result.proposal, {"from": validators[2]})  # agrees with round 1
     round_0_accepted = driver.round(task_id, 0)["acceptedAt"]
     next_block_at(round_0_accepted + 600)
-    challenge_round(market, task_id, 1, challenger)
+    challenge_round(driver, task_id, 1, challenger)
     next_block_at(round_0_accepted + CHALLENGE_DURATION)
     market.finalizeRound(task_id, 0, {"from": challenger})
     assert bond_of(market, task_id, validators[2]) == VALIDATOR_BOND - VALIDATOR_SLASH
@@ -647,7 +714,7 @@ def test_upheld_challenge_pays_only_what_is_left_of_a_slashed_bond(
     slashed = 3 * VALIDATOR_BOND - VALIDATOR_SLASH
     assert tx.events["ChallengeResolved"]["payout"] == BOND + slashed // 2
     assert (driver.task(task_id)["bonds"], driver.task(task_id)["burned"]) == (0, slashed - slashed // 2)
-    assert_solvent(market, [task_id])
+    assert_solvent(driver, [task_id])
 
 
 def test_upheld_challenge_of_completed_tasks_last_round_voids_it(driver, market, arbiter, challenger):
@@ -656,7 +723,7 @@ def test_upheld_challenge_of_completed_tasks_last_round_voids_it(driver, market,
     driver.open_commit(task_id)
     accept_round(driver, task_id, 0)
     assert driver.task(task_id)["status"] == TASK_COMPLETED
-    challenge_round(market, task_id, 0, challenger)
+    challenge_round(driver, task_id, 0, challenger)
     tx = market.resolveChallenge(task_id, 0, challenger, {"from": arbiter})
     assert events(tx, "RoundVoided") == [{"taskId": task_id, "round": 0}]
     task = driver.task(task_id)
@@ -673,14 +740,14 @@ def test_upheld_challenge_of_cancelled_task_returns_the_round_rewards_to_the_own
 ):
     market.cancelTask(arbitrated, {"from": owner})
     assert driver.task(arbitrated)["status"] == TASK_CANCELLED
-    challenge_round(market, arbitrated, 0, challenger)
+    challenge_round(driver, arbitrated, 0, challenger)
     market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
     assert driver.task(arbitrated)["status"] == TASK_HALTED
-    before = owner.balance()
+    before = driver.balance(owner)
     tx = market.withdrawRefund(arbitrated, {"from": owner})
-    assert owner.balance() - before == ROUND_BUDGET
+    assert driver.balance(owner) - before == ROUND_BUDGET
     assert events(tx, "EscrowRefunded") == [{"taskId": arbitrated, "owner": owner, "amount": ROUND_BUDGET}]
-    assert_solvent(market, [arbitrated])
+    assert_solvent(driver, [arbitrated])
 
 
 # ---------------------------------------------------------------- withdrawChallengeBond
@@ -730,7 +797,7 @@ def test_losing_challenger_of_an_upheld_round_withdraws_its_bond(
     assert driver.task(arbitrated)["challengeBonds"] == 0
     with reverts_with("NothingToWithdraw"):
         market.withdrawChallengeBond(arbitrated, 0, {"from": rival})
-    assert_solvent(market, [arbitrated])
+    assert_solvent(driver, [arbitrated])
 
 
 def test_every_challenger_withdraws_its_bond_after_dismissal(
@@ -739,14 +806,14 @@ def test_every_challenger_withdraws_its_bond_after_dismissal(
     driver.sleep_until(arbitration_end(driver, arbitrated, 0))
     market.finalizeRound(arbitrated, 0, {"from": outsider})
     for account in (challenger, rival):
-        before = account.balance()
+        before = driver.balance(account)
         market.withdrawChallengeBond(arbitrated, 0, {"from": account})
-        assert account.balance() - before == BOND
+        assert driver.balance(account) - before == BOND
         with reverts_with("NothingToWithdraw"):
             market.withdrawChallengeBond(arbitrated, 0, {"from": account})
     assert driver.task(arbitrated)["challengeBonds"] == 0
-    assert market.totalCredits() == 0
-    assert_solvent(market, [arbitrated])
+    assert driver.total_credits() == 0
+    assert_solvent(driver, [arbitrated])
 
 
 def test_challenger_of_a_round_voided_by_an_earlier_halt_withdraws_its_bond(
@@ -754,7 +821,7 @@ def test_challenger_of_a_round_voided_by_an_earlier_halt_withdraws_its_bond(
 ):
     """Round 1's challenge is never ruled on: the halt from round 0 voids round 1, and the bond comes back."""
     pipelined(driver, market, arbitrated, challenger)
-    challenge_round(market, arbitrated, 1, rival)
+    challenge_round(driver, arbitrated, 1, rival)
     with reverts_with("ChallengePending", arbitration_end(driver, arbitrated, 1)):
         market.withdrawChallengeBond(arbitrated, 1, {"from": rival})
     market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
@@ -762,11 +829,11 @@ def test_challenger_of_a_round_voided_by_an_earlier_halt_withdraws_its_bond(
     assert (r["status"], r["outcome"]) == (VOIDED, NO_OUTCOME)
     with reverts_with("NoChallenge"):
         market.resolveChallenge(arbitrated, 1, rival, {"from": arbiter})
-    before = rival.balance()
+    before = driver.balance(rival)
     market.withdrawChallengeBond(arbitrated, 1, {"from": rival})
-    assert rival.balance() - before == BOND
+    assert driver.balance(rival) - before == BOND
     assert driver.task(arbitrated)["challengeBonds"] == 0
-    assert_solvent(market, [arbitrated])
+    assert_solvent(driver, [arbitrated])
 
 
 # ---------------------------------------------------------------- after a halt
@@ -792,62 +859,67 @@ def test_finalize_voided_round_reverts_wrong_round_status(
 
 
 def test_owner_withdraws_whole_budget_after_halt(driver, market, owner, arbitrated, upheld):
-    before = owner.balance()
+    before = driver.balance(owner)
     tx = market.withdrawRefund(arbitrated, {"from": owner})
-    assert owner.balance() - before == DEFAULT_BUDGET
+    assert driver.balance(owner) - before == DEFAULT_BUDGET
     assert events(tx, "EscrowRefunded") == [{"taskId": arbitrated, "owner": owner, "amount": DEFAULT_BUDGET}]
     assert driver.task(arbitrated)["escrow"] == 0
-    assert_solvent(market, [arbitrated])
+    assert_solvent(driver, [arbitrated])
 
 
-def test_challenger_withdraws_exactly_the_payout(market, arbitrated, upheld, challenger):
-    before = challenger.balance()
-    tx = market.withdrawCredit({"from": challenger})
-    assert challenger.balance() - before == PAYOUT
-    assert events(tx, "CreditWithdrawn") == [{"account": challenger, "amount": PAYOUT}]
-    assert (market.credits(challenger), market.totalCredits()) == (0, 0)
+def test_challenger_withdraws_exactly_the_payout(driver, market, arbitrated, upheld, challenger):
+    before = driver.balance(challenger)
+    tx = driver.withdraw_credit(challenger)
+    assert driver.balance(challenger) - before == PAYOUT
+    if driver.token is None:
+        assert events(tx, "CreditWithdrawn") == [{"account": challenger, "amount": PAYOUT}]
+    else:
+        assert events(tx, "TokenCreditWithdrawn") == [
+            {"token": driver.token.address, "account": challenger, "amount": PAYOUT}
+        ]
+    assert (driver.credits(challenger), driver.total_credits()) == (0, 0)
     with reverts_with("NothingToWithdraw"):
-        market.withdrawCredit({"from": challenger})
+        driver.withdraw_credit(challenger)
 
 
 def test_contributors_leave_with_their_stakes_after_halt(driver, market, contributors, arbitrated, upheld):
     for contributor in contributors:
-        before = contributor.balance()
+        before = driver.balance(contributor)
         market.leave(arbitrated, {"from": contributor})
-        assert contributor.balance() - before == STAKE
+        assert driver.balance(contributor) - before == STAKE
     assert driver.task(arbitrated)["stakes"] == 0
 
 
 def test_validators_withdraw_what_is_left_of_their_bonds_after_halt(
     driver, market, validators, arbitrated, upheld
 ):
-    before = validators[2].balance()
+    before = driver.balance(validators[2])
     market.withdrawBond(arbitrated, {"from": validators[2]})
-    assert validators[2].balance() - before == VALIDATOR_BOND
+    assert driver.balance(validators[2]) - before == VALIDATOR_BOND
     for slashed in validators[:2]:
         with reverts_with("NothingToWithdraw"):
             market.withdrawBond(arbitrated, {"from": slashed})
     assert driver.task(arbitrated)["bonds"] == 0
 
 
-def test_slashed_validators_cannot_bond_again_after_halt(market, validators, arbitrated, upheld):
+def test_slashed_validators_cannot_bond_again_after_halt(driver, market, validators, arbitrated, upheld):
     with reverts_with("TaskNotActive", arbitrated):
-        market.bondValidator(arbitrated, {"from": validators[0], "value": VALIDATOR_BOND})
+        market.bondValidator(arbitrated, driver.deposit(validators[0], VALIDATOR_BOND))
 
 
 def test_halted_task_pays_everyone_out_but_the_burned_wei(
     driver, market, owner, validators, contributors, arbitrated, upheld, challenger
 ):
     market.withdrawRefund(arbitrated, {"from": owner})
-    market.withdrawCredit({"from": challenger})
+    driver.withdraw_credit(challenger)
     market.withdrawBond(arbitrated, {"from": validators[2]})
     for contributor in contributors:
         market.leave(arbitrated, {"from": contributor})
     task = driver.task(arbitrated)
     assert [task[name] for name in BUCKETS if name != "burned"] == [0] * (len(BUCKETS) - 1)
     assert market.taskHoldings(arbitrated) == task["burned"] == BURNED
-    assert market.totalCredits() == 0
-    assert market.balance() == BURNED
+    assert driver.total_credits() == 0
+    assert driver.balance(market) == BURNED
 
 
 # ---------------------------------------------------------------- finalizeRound on a challenged round
@@ -857,7 +929,7 @@ def test_finalize_challenged_round_before_arbitration_end_reverts_challenge_pend
     driver, market, outsider, arbitrated, accepted, challenger
 ):
     next_block_at(accepted.timestamp + CHALLENGE_DURATION - 1)  # the latest possible challenge
-    challenge_round(market, arbitrated, 0, challenger)
+    challenge_round(driver, arbitrated, 0, challenger)
     end = accepted.timestamp + 2 * CHALLENGE_DURATION
     next_block_at(end - 1)
     with reverts_with("ChallengePending", end):
@@ -884,7 +956,7 @@ def test_finalize_at_arbitration_end_dismisses_the_challenges_without_cost(
         "bonds": -VALIDATOR_SLASH,
         "escrow": VALIDATOR_SLASH,
     }
-    assert_solvent(market, [arbitrated])
+    assert_solvent(driver, [arbitrated])
 
 
 def test_finalize_after_timeout_finalizes_the_round(driver, market, outsider, arbitrated, challenged):
@@ -929,7 +1001,7 @@ def test_upheld_challenge_returns_both_pipelined_rewards_to_escrow(
         "credit:challenger": PAYOUT,
     }
     assert driver.task(arbitrated)["escrow"] == DEFAULT_BUDGET
-    assert_solvent(market, [arbitrated])
+    assert_solvent(driver, [arbitrated])
 
 
 def test_pipelined_halt_slashes_validators_once_for_the_challenged_round(
@@ -950,15 +1022,15 @@ def test_pipelined_halt_frees_every_stake_and_bond(
     pipelined(driver, market, arbitrated, challenger)
     market.resolveChallenge(arbitrated, 0, challenger, {"from": arbiter})
     for contributor in contributors:
-        before = contributor.balance()
+        before = driver.balance(contributor)
         market.leave(arbitrated, {"from": contributor})
-        assert contributor.balance() - before == STAKE
+        assert driver.balance(contributor) - before == STAKE
     market.withdrawBond(arbitrated, {"from": validators[2]})
-    market.withdrawCredit({"from": challenger})
-    before = owner.balance()
+    driver.withdraw_credit(challenger)
+    before = driver.balance(owner)
     market.withdrawRefund(arbitrated, {"from": owner})
-    assert owner.balance() - before == DEFAULT_BUDGET
-    assert market.balance() == driver.task(arbitrated)["burned"] == BURNED
+    assert driver.balance(owner) - before == DEFAULT_BUDGET
+    assert driver.balance(market) == driver.task(arbitrated)["burned"] == BURNED
 
 
 def test_upheld_challenge_of_later_round_leaves_earlier_accepted_round_payable(
@@ -966,7 +1038,7 @@ def test_upheld_challenge_of_later_round_leaves_earlier_accepted_round_payable(
 ):
     accept_round(driver, arbitrated, 0)
     accept_round(driver, arbitrated, 1)
-    challenge_round(market, arbitrated, 1, challenger)
+    challenge_round(driver, arbitrated, 1, challenger)
     tx = market.resolveChallenge(arbitrated, 1, challenger, {"from": arbiter})
     assert events(tx, "RoundVoided") == [{"taskId": arbitrated, "round": 1}]
     assert events(tx, "TaskHalted") == [{"taskId": arbitrated, "fromRound": 1}]
@@ -978,4 +1050,4 @@ def test_upheld_challenge_of_later_round_leaves_earlier_accepted_round_payable(
     driver.finalize(arbitrated, 0)
     task = driver.task(arbitrated)
     assert (task["reserved"], task["unclaimed"], task["pendingRounds"]) == (0, ROUND_BUDGET, 0)
-    assert_solvent(market, [arbitrated])
+    assert_solvent(driver, [arbitrated])
