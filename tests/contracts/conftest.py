@@ -422,15 +422,6 @@ def token(owner):
     return token
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _token_before_isolation(request) -> None:
-    """In a module marked currencies, deploy `token` with the module's fixtures: the driver asks for it only
-    inside a test, after that test's chain snapshot, whose revert would undo the deployment for the next test
-    (ContractNotFound)."""
-    if request.node.get_closest_marker("currencies"):
-        request.getfixturevalue("token")
-
-
 def pytest_generate_tests(metafunc) -> None:
     """In a module marked ``pytestmark = pytest.mark.currencies``, every test whose fixtures take a driver
     runs once in ETH and once in the standard ERC20 `token`, except tests marked ``eth_only`` (what only ETH
