@@ -24,6 +24,8 @@ from conftest import (
 )
 from cotrain.protocol.commitment import update_commitment
 
+pytestmark = pytest.mark.currencies
+
 STAKE = DEFAULT_PARAMS["contributorStake"]
 COMMIT_DURATION = DEFAULT_PARAMS["commitDuration"]
 REVEAL_DURATION = DEFAULT_PARAMS["revealDuration"]
@@ -91,8 +93,11 @@ def fail_round_with_no_reveals(driver, market, task_id, round_):
 # ------------------------------------------------------------------------------------------------ join
 
 
+@pytest.mark.eth_only
 @pytest.mark.parametrize("sent", [0, STAKE - 1, STAKE + 1])
 def test_join_wrong_stake_reverts_wrong_amount(driver, market, contributors, sent):
+    """A wrong msg.value: a token task pulls exactly the stake, and its one wrong value (ETH sent along) is
+    test_tokens.py's test_paying_calls_refuse_ether_on_a_token_task."""
     task_id = driver.create_task()
     with reverts_with("WrongAmount", STAKE, sent):
         market.join(task_id, {"from": contributors[0], "value": sent})
@@ -102,27 +107,27 @@ def test_join_twice_reverts_already_joined(driver, market, contributors):
     task_id = driver.create_task()
     driver.join(task_id, contributors[:1])
     with reverts_with("AlreadyJoined"):
-        market.join(task_id, {"from": contributors[0], "value": STAKE})
+        market.join(task_id, driver.deposit(contributors[0], STAKE))
 
 
 def test_join_by_validator_reverts_conflict_of_interest(driver, market, validators):
     task_id = driver.create_task()
     with reverts_with("ConflictOfInterest", validators[1]):
-        market.join(task_id, {"from": validators[1], "value": STAKE})
+        market.join(task_id, driver.deposit(validators[1], STAKE))
 
 
 def test_join_after_cancel_reverts_task_not_active(driver, market, owner, contributors):
     task_id = driver.create_task()
     market.cancelTask(task_id, {"from": owner})
     with reverts_with("TaskNotActive", task_id):
-        market.join(task_id, {"from": contributors[0], "value": STAKE})
+        market.join(task_id, driver.deposit(contributors[0], STAKE))
 
 
 def test_join_locks_stake_and_records_contributor(driver, market, contributors):
     task_id = driver.create_task()
-    before = contributors[0].balance()
-    tx = market.join(task_id, {"from": contributors[0], "value": STAKE})
-    assert before - contributors[0].balance() == STAKE
+    before = driver.balance(contributors[0])
+    tx = market.join(task_id, driver.deposit(contributors[0], STAKE))
+    assert before - driver.balance(contributors[0]) == STAKE
     assert tuple(market.contributorInfo(task_id, contributors[0])) == (True, 0, 0, STAKE)
     task = driver.task(task_id)
     assert (task["activeContributors"], task["stakes"]) == (1, STAKE)
@@ -137,7 +142,7 @@ def test_join_below_max_contributors_keeps_join_phase(driver, market, contributo
     task_id = driver.create_task(maxContributors=4)
     scheduled = driver.round(task_id, 0)["startsAt"]
     for contributor in contributors[:3]:
-        tx = market.join(task_id, {"from": contributor, "value": STAKE})
+        tx = market.join(task_id, driver.deposit(contributor, STAKE))
         assert "RoundScheduled" not in tx.events
     assert driver.round(task_id, 0)["startsAt"] == scheduled
     assert market.phase(task_id) == JOIN
@@ -146,7 +151,7 @@ def test_join_below_max_contributors_keeps_join_phase(driver, market, contributo
 def test_join_of_max_contributors_opens_commit_phase_early(driver, market, contributors):
     task_id = driver.create_task(maxContributors=4)
     driver.join(task_id, contributors[:3])
-    tx = market.join(task_id, {"from": contributors[3], "value": STAKE})
+    tx = market.join(task_id, driver.deposit(contributors[3], STAKE))
     now = tx.timestamp
     expected = {
         "startsAt": now,
@@ -165,7 +170,7 @@ def test_join_after_join_phase_does_not_reschedule(driver, market, contributors)
     driver.join(task_id, contributors[:3])
     driver.open_commit(task_id)
     before = driver.round(task_id, 0)
-    tx = market.join(task_id, {"from": contributors[3], "value": STAKE})
+    tx = market.join(task_id, driver.deposit(contributors[3], STAKE))
     assert "RoundScheduled" not in tx.events
     assert driver.round(task_id, 0) == before
 
@@ -180,9 +185,9 @@ def test_leave_without_joining_reverts_not_joined(market, outsider, task_id):
 
 def test_leave_before_committing_refunds_exact_stake(driver, market, contributors, task_id):
     leaver = contributors[0]
-    before = leaver.balance()
+    before = driver.balance(leaver)
     tx = market.leave(task_id, {"from": leaver})
-    assert leaver.balance() - before == STAKE
+    assert driver.balance(leaver) - before == STAKE
     assert dict(tx.events["ContributorLeft"]) == {"taskId": task_id, "contributor": leaver, "refund": STAKE}
     assert tuple(market.contributorInfo(task_id, leaver)) == (False, 0, 0, 0)
     task = driver.task(task_id)
@@ -234,26 +239,26 @@ def test_leave_after_slash_window_refunds_stake(driver, market, contributors, ta
     driver.accept(task_id, 0)
     driver.finalize(task_id, 0)
     next_block_at(driver.round(task_id, 0)["finalizedAt"] + CHALLENGE_DURATION + 1)
-    before = contributors[0].balance()
+    before = driver.balance(contributors[0])
     market.leave(task_id, {"from": contributors[0]})
-    assert contributors[0].balance() - before == STAKE
+    assert driver.balance(contributors[0]) - before == STAKE
 
 
 def test_leave_after_failed_round_refunds_stake(driver, market, contributors, task_id):
     """It revealed, but one reveal is below minContributors: the round fails and the stake is free."""
     reveal_alone(driver, task_id, 0, contributors[0])
     fail_round_with_no_reveals(driver, market, task_id, 0)
-    before = contributors[0].balance()
+    before = driver.balance(contributors[0])
     market.leave(task_id, {"from": contributors[0]})
-    assert contributors[0].balance() - before == STAKE
+    assert driver.balance(contributors[0]) - before == STAKE
 
 
 def test_leave_open_round_of_cancelled_task_refunds_stake(driver, market, owner, contributors, task_id):
     driver.commit(task_id, 0, driver.updates(0, contributors[:1]))
     market.cancelTask(task_id, {"from": owner})
-    before = contributors[0].balance()
+    before = driver.balance(contributors[0])
     market.leave(task_id, {"from": contributors[0]})
-    assert contributors[0].balance() - before == STAKE
+    assert driver.balance(contributors[0]) - before == STAKE
     assert driver.task(task_id)["stakes"] == 3 * STAKE
 
 
@@ -284,7 +289,7 @@ def test_leave_is_locked_by_accepted_round_before_a_voided_one(
     driver.accept(task_id, 1)
     driver.commit(task_id, 2, driver.updates(2, contributors[:1]))  # the stake now points at round 1
     bond = driver.params(task_id)["challengeBond"]
-    market.challenge(task_id, 1, "bafkreievidence", {"from": outsider, "value": bond})
+    market.challenge(task_id, 1, "bafkreievidence", driver.deposit(outsider, bond))
     market.resolveChallenge(task_id, 1, outsider, {"from": arbiter})
     assert (driver.round(task_id, 0)["status"], driver.round(task_id, 1)["status"]) == (ACCEPTED, VOIDED)
     # The halt came before round 2's reveal end: its unopened commitment forfeits nothing.
@@ -294,16 +299,16 @@ def test_leave_is_locked_by_accepted_round_before_a_voided_one(
         market.leave(task_id, {"from": contributors[0]})
     driver.finalize(task_id, 0)
     mine_at(driver.round(task_id, 0)["finalizedAt"] + CHALLENGE_DURATION + 1)
-    before = contributors[0].balance()
+    before = driver.balance(contributors[0])
     market.leave(task_id, {"from": contributors[0]})
-    assert contributors[0].balance() - before == STAKE
+    assert driver.balance(contributors[0]) - before == STAKE
 
 
 def test_rejoin_after_leave_locks_stake_again(driver, market, contributors, task_id):
     market.leave(task_id, {"from": contributors[0]})
-    before = contributors[0].balance()
-    market.join(task_id, {"from": contributors[0], "value": STAKE})
-    assert before - contributors[0].balance() == STAKE
+    before = driver.balance(contributors[0])
+    market.join(task_id, driver.deposit(contributors[0], STAKE))
+    assert before - driver.balance(contributors[0]) == STAKE
     assert tuple(market.contributorInfo(task_id, contributors[0])) == (True, 0, 0, STAKE)
     task = driver.task(task_id)
     assert (task["activeContributors"], task["stakes"]) == (4, 4 * STAKE)
@@ -311,7 +316,7 @@ def test_rejoin_after_leave_locks_stake_again(driver, market, contributors, task
 
 def test_rejoined_contributor_can_commit(driver, market, contributors, task_id):
     market.leave(task_id, {"from": contributors[0]})
-    market.join(task_id, {"from": contributors[0], "value": STAKE})
+    market.join(task_id, driver.deposit(contributors[0], STAKE))
     driver.commit(task_id, 0, driver.updates(0, contributors[:1]))
     assert driver.round(task_id, 0)["commits"] == 1
 
@@ -643,8 +648,9 @@ BOUNTY = STAKE // 10  # FORFEIT_BOUNTY_DIVISOR = 10
 FORFEITED = "0x" + "00" * 31 + "02"
 
 
-def assert_solvent(market, task_id) -> None:
-    assert market.balance() == market.taskHoldings(task_id) + market.totalCredits()
+def assert_solvent(driver, task_id) -> None:
+    """The market holds exactly the task's buckets plus the credits, in the task's currency."""
+    assert driver.balance(driver.market) == driver.market.taskHoldings(task_id) + driver.total_credits()
 
 
 @pytest.fixture
@@ -686,7 +692,7 @@ def test_forfeit_at_reveal_end_takes_the_whole_stake(driver, market, contributor
     assert after["stakes"] - before["stakes"] == -STAKE
     assert after["burned"] - before["burned"] == STAKE - BOUNTY
     assert after["activeContributors"] == before["activeContributors"] - 1
-    assert (market.credits(outsider), market.totalCredits()) == (BOUNTY, BOUNTY)
+    assert (driver.credits(outsider), driver.total_credits()) == (BOUNTY, BOUNTY)
     assert tuple(market.contributorInfo(task_id, contributors[0])) == (False, 1, 0, 0)
     assert market.commitmentOf(task_id, 0, contributors[0]) == FORFEITED
     assert dict(tx.events["CommitmentForfeited"]) == {
@@ -697,12 +703,12 @@ def test_forfeit_at_reveal_end_takes_the_whole_stake(driver, market, contributor
         "caller": outsider,
         "bounty": BOUNTY,
     }
-    assert_solvent(market, task_id)
+    assert_solvent(driver, task_id)
 
 
 @pytest.mark.parametrize("role", ["validator", "contributor", "owner", "self"])
 def test_anyone_may_forfeit_and_earns_the_bounty(
-    market, owner, validators, contributors, task_id, unopened, role
+    driver, market, owner, validators, contributors, task_id, unopened, role
 ):
     caller = {
         "validator": validators[2],
@@ -712,10 +718,10 @@ def test_anyone_may_forfeit_and_earns_the_bounty(
     }[role]
     tx = market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": caller})
     assert tx.events["CommitmentForfeited"]["caller"] == caller
-    assert market.credits(caller) == BOUNTY
-    before = caller.balance()
-    market.withdrawCredit({"from": caller})
-    assert caller.balance() - before == BOUNTY
+    assert driver.credits(caller) == BOUNTY
+    before = driver.balance(caller)
+    driver.withdraw_credit(caller)
+    assert driver.balance(caller) - before == BOUNTY
 
 
 def test_forfeit_twice_reverts_nothing_to_forfeit(market, contributors, outsider, task_id, unopened):
@@ -749,8 +755,8 @@ def test_forfeit_after_the_round_failed(driver, market, contributors, outsider, 
         market.forfeitUnrevealed(task_id, 0, contributor, {"from": outsider})
     task = driver.task(task_id)
     assert (task["stakes"], task["activeContributors"], task["burned"]) == (0, 0, 4 * (STAKE - BOUNTY))
-    assert market.credits(outsider) == 4 * BOUNTY
-    assert_solvent(market, task_id)
+    assert driver.credits(outsider) == 4 * BOUNTY
+    assert_solvent(driver, task_id)
 
 
 def test_forfeit_after_completion_of_the_last_round(driver, market, contributors, outsider):
@@ -763,7 +769,7 @@ def test_forfeit_after_completion_of_the_last_round(driver, market, contributors
     driver.propose(task_id, 0, make_proposal([(u.contributor, each) for u in updates[1:]]))
     assert driver.task(task_id)["closedAt"] > 0  # completed
     market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": outsider})
-    assert market.credits(outsider) == BOUNTY
+    assert driver.credits(outsider) == BOUNTY
 
 
 def test_cancel_before_reveal_end_forfeits_nobody(driver, market, owner, contributors, outsider, task_id):
@@ -773,9 +779,9 @@ def test_cancel_before_reveal_end_forfeits_nobody(driver, market, owner, contrib
     driver.sleep_until(driver.round(task_id, 0)["revealEnd"] + 1)
     with reverts_with("NothingToForfeit"):
         market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": outsider})
-    before = contributors[0].balance()
+    before = driver.balance(contributors[0])
     tx = market.leave(task_id, {"from": contributors[0]})
-    assert contributors[0].balance() - before == STAKE
+    assert driver.balance(contributors[0]) - before == STAKE
     assert "CommitmentForfeited" not in tx.events
 
 
@@ -787,7 +793,7 @@ def test_cancel_after_reveal_end_without_reveals_still_forfeits(
     driver.sleep_until(driver.round(task_id, 0)["revealEnd"])
     market.cancelTask(task_id, {"from": owner})  # no reveals: allowed
     market.forfeitUnrevealed(task_id, 0, contributors[0], {"from": outsider})
-    assert market.credits(outsider) == BOUNTY
+    assert driver.credits(outsider) == BOUNTY
 
 
 def test_commit_while_previous_commitment_unopened_reverts(driver, market, contributors, task_id, unopened):
@@ -808,7 +814,7 @@ def test_forfeited_contributor_must_join_again_to_commit(
     update = driver.updates(1, contributors[:1])[0]
     with reverts_with("NotJoined"):
         market.commit(task_id, 1, commitment_of(update, task_id, 1), {"from": contributors[0]})
-    market.join(task_id, {"from": contributors[0], "value": STAKE})
+    market.join(task_id, driver.deposit(contributors[0], STAKE))
     market.commit(task_id, 1, commitment_of(update, task_id, 1), {"from": contributors[0]})
     # Round 0 is accepted, not settled: the new stake stays locked until it is (lockedRound = 1 + 0).
     assert tuple(market.contributorInfo(task_id, contributors[0])) == (True, 2, 1, STAKE)
@@ -816,9 +822,9 @@ def test_forfeited_contributor_must_join_again_to_commit(
 
 def test_leave_with_unopened_commitment_forfeits_the_stake(driver, market, contributors, task_id, unopened):
     leaver = contributors[0]
-    before = leaver.balance()
+    before = driver.balance(leaver)
     tx = market.leave(task_id, {"from": leaver})
-    assert leaver.balance() == before  # nothing sent back
+    assert driver.balance(leaver) == before  # nothing sent back
     assert "ContributorLeft" not in tx.events
     assert dict(tx.events["CommitmentForfeited"]) == {
         "taskId": task_id,
@@ -828,11 +834,11 @@ def test_leave_with_unopened_commitment_forfeits_the_stake(driver, market, contr
         "caller": leaver,
         "bounty": BOUNTY,
     }
-    assert market.credits(leaver) == BOUNTY  # the leaver keeps only the bounty: it loses 90% of its stake
+    assert driver.credits(leaver) == BOUNTY  # the leaver keeps only the bounty: it loses 90% of its stake
     assert tuple(market.contributorInfo(task_id, leaver)) == (False, 1, 0, 0)
     with reverts_with("NotJoined"):
         market.leave(task_id, {"from": leaver})
-    assert_solvent(market, task_id)
+    assert_solvent(driver, task_id)
 
 
 def test_leave_before_reveal_end_with_unopened_commitment_reverts_stake_locked(

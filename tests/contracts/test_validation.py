@@ -21,6 +21,8 @@ from conftest import (
 )
 from eth_utils import keccak
 
+pytestmark = pytest.mark.currencies
+
 PROPOSAL_FIELDS = (
     "modelDigest",
     "recordDigest",
@@ -253,14 +255,14 @@ def test_acceptance_moves_exactly_reward_total_from_escrow_to_reserved(
     share = driver.task(validating)["roundBudget"] // 5  # leave part of the budget unspent
     result = make_proposal([(c, share) for c in driver.contributors])
     before = driver.task(validating)
-    balance = market.balance()
+    balance = driver.balance(market)
     market.propose(validating, 0, result.proposal, {"from": validators[0]})
     market.propose(validating, 0, result.proposal, {"from": validators[1]})
     after = driver.task(validating)
     assert after["escrow"] == before["escrow"] - 4 * share
     assert after["reserved"] == before["reserved"] + 4 * share
     assert after["pendingRounds"] == before["pendingRounds"] + 1
-    assert market.balance() == balance
+    assert driver.balance(market) == balance
 
 
 def test_acceptance_schedules_next_round_at_acceptance_block(driver, market, validating, accepted):
