@@ -319,6 +319,7 @@ def task_post(
 
     from cotrain.chain.market import ZERO_ADDRESS
     from cotrain.protocol.task_spec import load_spec
+    from cotrain.roles.currency import task_unit
     from cotrain.roles.owner import post_task
 
     # A bad spec is reported before any connection is tried.
@@ -329,9 +330,9 @@ def task_post(
         raise ConfigError(f"--token {token!r} is not an address (0x and 40 hex digits)")
     market, store = _connect(network)
     task_id, spec = post_task(market, store, spec, token=token or ZERO_ADDRESS)
-    unit = "wei" if token is None else f"units of token {market.token_of(task_id)}"
     console.print(
-        f"posted task {task_id}: {spec.name}, {spec.rounds} rounds, budget {spec.budget_wei} {unit}"
+        f"posted task {task_id}: {spec.name}, {spec.rounds} rounds, "
+        f"budget {spec.budget_wei} {task_unit(market, task_id)}"
     )
     typer.echo(task_id)
 
@@ -413,7 +414,7 @@ def task_status(task_id: int = typer.Argument(..., help="The task id."), network
     accepted = sum(r.status in (RoundStatus.ACCEPTED, RoundStatus.FINALIZED) for r in rounds)
     table = Table(
         title=f"task {task_id}: {task.status.name.lower()}, round {task.current_round}; "
-        f"{accepted} of {task.params.num_rounds} rounds accepted"
+        f"{accepted} of {task.params.num_rounds} rounds accepted; amounts in {view.unit}"
     )
     columns = (
         "round",
@@ -423,8 +424,8 @@ def task_status(task_id: int = typer.Argument(..., help="The task id."), network
         "forfeited",
         "results proposed",
         "challenges",
-        "reward total (wei)",
-        "claimed (wei)",
+        "reward total",
+        "claimed",
     )
     for column in columns:
         table.add_column(column)
@@ -439,7 +440,7 @@ def task_status(task_id: int = typer.Argument(..., help="The task id."), network
             status,
             str(r.commits),
             str(r.reveals),
-            f"{len(lost)} ({sum(wei for _, wei in lost)} wei)" if lost else "-",
+            f"{len(lost)} ({sum(amount for _, amount in lost)})" if lost else "-",
             str(proposed),
             round_challenges(view, round_, challenges),
             str(r.reward_total),
@@ -448,7 +449,8 @@ def task_status(task_id: int = typer.Argument(..., help="The task id."), network
     Console().print(table)
     if task.burned:
         Console().print(
-            f"burned in task {task_id}: {task.burned} wei (forfeits, slashed bonds, rejected challenges)"
+            f"burned in task {task_id}: {task.burned} {view.unit} "
+            "(forfeits, slashed bonds, rejected challenges)"
         )
 
 
@@ -587,9 +589,11 @@ def validate(
 @app.command()
 def claim(task: int = TASK, network: Path = NETWORK, state: Path = STATE) -> None:
     """Claim every reward of finalized rounds owed to this account, take back challenge bonds the market
-    returns, and withdraw the account's credits (upheld challenges' payouts, forfeit bounties)."""
-    from cotrain.roles.challenges import withdraw_challenge_bonds, withdraw_credits
+    returns, and withdraw the account's credits in the task's currency (upheld challenges' payouts, forfeit
+    bounties)."""
+    from cotrain.roles.challenges import withdraw_challenge_bonds
     from cotrain.roles.contributor import ContributorNode
+    from cotrain.roles.currency import withdraw_credits
 
     market, store = _connect(network)
     market.require_task(task)
@@ -599,12 +603,13 @@ def claim(task: int = TASK, network: Path = NETWORK, state: Path = STATE) -> Non
     node = ContributorNode(market, store, task, _node_state(TaskView(market, store, task), state).journal)
     node.view.refresh()
     claimed = node.claim_rewards(market.get_task(task).current_round)
-    console.print(f"claimed {claimed} wei for {address}")
-    for round_, wei in withdraw_challenge_bonds(node.view):
-        console.print(f"took back the challenge bond of round {round_}: {wei} wei")
-    credits = withdraw_credits(market)
+    unit = node.view.unit
+    console.print(f"claimed {claimed} {unit} for {address}")
+    for round_, bond in withdraw_challenge_bonds(node.view):
+        console.print(f"took back the challenge bond of round {round_}: {bond} {unit}")
+    credits = withdraw_credits(market, task)
     if credits:
-        console.print(f"withdrew {credits} wei of credits (challenge payouts, forfeit bounties)")
+        console.print(f"withdrew {credits} {unit} of credits (challenge payouts, forfeit bounties)")
 
 
 @app.command()
@@ -632,12 +637,12 @@ def audit(
     market.require_task(task)
     view = TaskView(market, store, task)
     rounds = audit_task(view, _held_out(view.spec, data, label_column), _reader_key(reader_key))
-    print_audit(Console(), task, rounds)
+    print_audit(Console(), task, rounds, view.unit)
     summary = audit_summary(task, rounds)
     if json_path:
         json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if html_path:
-        write_html(html_path, task, rounds)
+        write_html(html_path, task, rounds, view.unit)
     failed = [r for r in rounds if r.passed is False]
     if challenge and failed:
         from cotrain.chain.market import RoundStatus

@@ -33,7 +33,8 @@ PARTICIPATION_EVENTS = {
 
 @dataclass(frozen=True)
 class RoundResult:
-    """What one round meant for one contributor.
+    """What one round meant for one contributor; amounts (``*_wei``) are in the task's currency: wei, or the
+    smallest unit of the task's token (:attr:`TaskStanding.unit` names it).
 
     Attributes
     ----------
@@ -90,7 +91,8 @@ class RoundResult:
 
 @dataclass(frozen=True)
 class TaskStanding:
-    """One account's standing in one task: its roles, locked money and per-round results.
+    """One account's standing in one task: its roles, locked money and per-round results; amounts (``*_wei``)
+    are in the task's currency.
 
     Attributes
     ----------
@@ -98,6 +100,8 @@ class TaskStanding:
         The task.
     task_status : str
         The task's status, lower case (``active``, ``completed``, ``cancelled``, ``halted``).
+    unit : str
+        What the task's amounts are counted in: ``wei``, or ``units of token 0x...`` on a token task.
     contributor : bool
         Whether the account ever joined the task as a contributor.
     joined : bool
@@ -118,6 +122,7 @@ class TaskStanding:
 
     task_id: int
     task_status: str
+    unit: str
     contributor: bool
     joined: bool
     stake_wei: int
@@ -272,6 +277,7 @@ def task_standing(view: TaskView, account: str) -> TaskStanding:
     return TaskStanding(
         task_id=task_id,
         task_status=task.status.name.lower(),
+        unit=view.unit,
         contributor=contributor,
         joined=member.joined,
         stake_wei=member.stake,
@@ -346,9 +352,10 @@ def _short(score: str) -> str:
     return "0" if text == "-0" else text
 
 
-def describe(result: RoundResult) -> str:
-    """One line on a round's outcome for the account, e.g. ``round 2: accepted, score 0.93, reward 123 wei
-    (claimable)`` or ``round 1: rejected: free_rider, score 0, slashed 50 wei``."""
+def describe(result: RoundResult, unit: str) -> str:
+    """One line on a round's outcome for the account, amounts in ``unit`` (the task's: ``TaskView.unit``),
+    e.g. ``round 2: accepted, score 0.93, reward 123 wei (claimable)`` or ``round 1: rejected: free_rider,
+    score 0, slashed 50 wei``."""
     head = f"round {result.round}: "
     if result.verdict == "accepted":
         if result.claimed:
@@ -357,20 +364,18 @@ def describe(result: RoundResult) -> str:
             state = "claimable"
         else:
             state = "claimable once the round is finalized"
-        return (
-            f"{head}accepted, score {_short(result.score or '0')}, reward {result.reward_wei} wei ({state})"
-        )
+        score = _short(result.score or "0")
+        return f"{head}accepted, score {score}, reward {result.reward_wei} {unit} ({state})"
     if result.verdict == "rejected":
         line = f"{head}rejected: {result.reason}, score {_short(result.score or '0')}"
         if result.slashed_wei:
-            return f"{line}, slashed {result.slashed_wei} wei"
+            return f"{line}, slashed {result.slashed_wei} {unit}"
         if result.slash_wei:
-            return f"{line}, slash of {result.slash_wei} wei not applied (yet)"
+            return f"{line}, slash of {result.slash_wei} {unit} not applied (yet)"
         return f"{line}, not slashed"
     if result.verdict == FORFEITED_VERDICT:
-        return (
-            f"{head}committed but never revealed: the whole stake of {result.forfeited_wei} wei was forfeited"
-        )
+        stake = f"{result.forfeited_wei} {unit}"
+        return f"{head}committed but never revealed: the whole stake of {stake} was forfeited"
     if result.verdict == NOT_REVEALED:
         return f"{head}committed but not revealed (round {result.status})"
     if result.verdict in ("committed", "revealed"):

@@ -23,10 +23,11 @@ ADVISORY_NOTE = (
 )
 
 
-def print_audit(console: Console, task_id: int, rounds: list[RoundAudit]) -> None:
+def print_audit(console: Console, task_id: int, rounds: list[RoundAudit], unit: str) -> None:
     """Print one row per round: status, verdict counts, advisory accuracy, PASS/FAIL and what differed;
-    then each update's verdict (with its declared epsilon in a DP task) and, for sealed rounds audited
-    without a reader key, what was and was not checked."""
+    then each update's verdict and reward and slash in ``unit`` (the task's: ``TaskView.unit``; with its
+    declared epsilon in a DP task) and, for sealed rounds audited without a reader key, what was and was not
+    checked."""
     table = Table(title=f"audit of task {task_id}", caption=ADVISORY_NOTE)
     names = sorted({name for r in rounds for name in r.metrics})
     for column in ("round", "status", "accepted", "rejected", "accuracy*", *(f"{n}*" for n in names)):
@@ -48,8 +49,8 @@ def print_audit(console: Console, task_id: int, rounds: list[RoundAudit]) -> Non
         )
     console.print(table)
     with_dp = any(u.epsilon is not None for r in rounds for u in r.updates)
-    updates = Table(title="verdicts and rewards per update")
-    columns = ["round", "contributor", "verdict", "reason", "score", "reward (wei)", "slash (wei)"]
+    updates = Table(title=f"verdicts and rewards per update; amounts in {unit}")
+    columns = ["round", "contributor", "verdict", "reason", "score", "reward", "slash"]
     for column in columns + (["epsilon spent"] if with_dp else []):
         updates.add_column(column)
     for r in rounds:
@@ -128,8 +129,9 @@ def audit_summary(task_id: int, rounds: list[RoundAudit]) -> dict:
     }
 
 
-def write_html(path: Path, task_id: int, rounds: list[RoundAudit]) -> None:
-    """A self-contained HTML report: the round table, accuracy per round and rewards per contributor."""
+def write_html(path: Path, task_id: int, rounds: list[RoundAudit], unit: str) -> None:
+    """A self-contained HTML report: the round table, accuracy per round and rewards per contributor (in
+    ``unit``, the task's)."""
     summary = audit_summary(task_id, rounds)
     rows = "".join(
         f"<tr><td>{r.round}</td><td>{r.status}</td><td>{r.accepted}</td><td>{r.rejected}</td>"
@@ -155,10 +157,11 @@ def write_html(path: Path, task_id: int, rounds: list[RoundAudit]) -> None:
 <th>problems</th></tr>{rows}</table>
 <p>* {html.escape(ADVISORY_NOTE)}.</p>
 <h2>Verdicts and rewards per update</h2>
+<p>Amounts in {html.escape(unit)}.</p>
 <table><tr><th>round</th><th>contributor</th><th>verdict</th><th>reason</th><th>score</th>
-<th>reward (wei)</th><th>slash (wei)</th></tr>{update_rows}</table>
+<th>reward</th><th>slash</th></tr>{update_rows}</table>
 <h2>Accuracy per round (advisory, this machine)</h2>{_line_svg(accuracy)}
-<h2>Rewards per contributor (wei)</h2>{_bar_svg(rewards)}
+<h2>Rewards per contributor ({html.escape(unit)})</h2>{_bar_svg(rewards)}
 <script type="application/json" id="summary">{html.escape(json.dumps(summary))}</script>
 </body></html>
 """,

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from cotrain.chain.market import ZERO_ADDRESS, ChallengeOutcome, Market, RoundStatus
+from cotrain.chain.market import ZERO_ADDRESS, ChallengeOutcome, RoundStatus
 from cotrain.errors import ConfigError
 from cotrain.roles.task_view import TaskView
 from eth_utils import is_hex_address, to_checksum_address
@@ -46,9 +46,10 @@ class Challenge:
         ``open`` (awaiting the arbiter), ``upheld`` (this challenge won), ``upheld for another challenger``,
         ``rejected``, ``dismissed`` (the arbiter let its window pass) or ``voided`` (a halt voided the round).
     payout_wei : int
-        What an upheld challenge credited its challenger (its bond plus its share of the slashed bonds).
+        What an upheld challenge credited its challenger (its bond plus its share of the slashed bonds), in
+        the task's currency (wei, or a token's smallest unit: see :mod:`cotrain.roles.currency`).
     bond_wei : int
-        The bond it locked.
+        The bond it locked, in the task's currency.
     returned : bool
         Whether the bond was withdrawn (``ChallengeBondReturned``).
     """
@@ -124,15 +125,17 @@ def round_challenges(view: TaskView, round_: int, challenges: list[Challenge] | 
 
 
 def forfeits(view: TaskView, round_: int | None = None) -> list[tuple[str, int]]:
-    """(contributor, wei) of each commitment forfeited unopened in the viewed task (of ``round_``, if any)."""
+    """(contributor, amount in the task's currency) of each commitment forfeited unopened in the viewed task
+    (of ``round_``, if any)."""
     return [(e.args["contributor"], e.args["amount"]) for e in view.events("CommitmentForfeited", round_)]
 
 
-def describe(challenge: Challenge) -> str:
-    """One line on a challenge from its challenger's side."""
-    head = f"round {challenge.round}: challenged with a bond of {challenge.bond_wei} wei, "
+def describe(challenge: Challenge, unit: str) -> str:
+    """One line on a challenge from its challenger's side, amounts in ``unit`` (the task's:
+    ``TaskView.unit``)."""
+    head = f"round {challenge.round}: challenged with a bond of {challenge.bond_wei} {unit}, "
     if challenge.outcome == UPHELD:
-        return f"{head}upheld: credited {challenge.payout_wei} wei"
+        return f"{head}upheld: credited {challenge.payout_wei} {unit}"
     if challenge.outcome == REJECTED:
         return f"{head}rejected: the bond was burned"
     if challenge.outcome == OPEN:
@@ -176,9 +179,9 @@ def file_challenge(view: TaskView, round_: int, problems: list[str]) -> str:
     others = market.get_round(task_id, round_).challenges - 1
     also = f"; {others} other challenge(s) of the round" if others else ""
     return (
-        f"challenged round {round_} of task {task_id} with a bond of {task.params.challenge_bond} wei "
-        f"(evidence {cid}{also}); the arbiter has until {_when(window_end + task.params.challenge_duration)} "
-        "to rule"
+        f"challenged round {round_} of task {task_id} with a bond of {task.params.challenge_bond} "
+        f"{view.unit} (evidence {cid}{also}); the arbiter has until "
+        f"{_when(window_end + task.params.challenge_duration)} to rule"
     )
 
 
@@ -219,17 +222,19 @@ def arbitrate(view: TaskView, round_: int, winner: str | None) -> str:
         burned = len(challenges) * challenges[0].bond_wei
         return (
             f"rejected the {len(challenges)} challenge(s) of round {round_} of task {task_id}: "
-            f"{burned} wei of challenge bonds burned"
+            f"{burned} {view.unit} of challenge bonds burned"
         )
     slashed = sum(e.args["amount"] for e in market.receipt_events(receipt) if e.name == "ValidatorSlashed")
     return (
         f"upheld {winner}'s challenge of round {round_} of task {task_id}: it is credited "
-        f"{resolved.args['payout']} wei, the proposers lost {slashed} wei of bonds, and the task halted"
+        f"{resolved.args['payout']} {view.unit}, the proposers lost {slashed} {view.unit} of bonds, and the "
+        "task halted"
     )
 
 
 def withdraw_challenge_bonds(view: TaskView) -> list[tuple[int, int]]:
-    """Take back every bond of this account's challenges that the market returns; (round, wei) of each."""
+    """Take back every bond of this account's challenges that the market returns; (round, amount in the task's
+    currency) of each."""
     market = view.market
     withdrawn = []
     for challenge in challenges_of(view, market.client.signing_address()):
@@ -237,14 +242,6 @@ def withdraw_challenge_bonds(view: TaskView) -> list[tuple[int, int]]:
             market.withdraw_challenge_bond(view.task_id, challenge.round)
             withdrawn.append((challenge.round, challenge.bond_wei))
     return withdrawn
-
-
-def withdraw_credits(market: Market) -> int:
-    """Withdraw this account's credits (upheld challenges' payouts, forfeit bounties); return the wei."""
-    amount = market.credits(market.client.signing_address())
-    if amount:
-        market.withdraw_credit()
-    return amount
 
 
 def _when(timestamp: int) -> str:

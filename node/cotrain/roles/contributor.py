@@ -114,7 +114,11 @@ class ContributorNode:
         if not me.joined:
             again = " again" if self._forfeits_noted else ""
             log.info(
-                "joining task %d%s with a stake of %d wei", self.task_id, again, task.params.contributor_stake
+                "joining task %d%s with a stake of %d %s",
+                self.task_id,
+                again,
+                task.params.contributor_stake,
+                self.view.unit,
             )
             self.market.join(self.task_id)
             return False
@@ -146,9 +150,9 @@ class ContributorNode:
             if result.verdict == FORFEITED_VERDICT and round_ in self._forfeits_noted:
                 continue  # said when it was forfeited
             if result.verdict == "accepted":
-                log.info("%s", describe(result))
+                log.info("%s", describe(result, self.view.unit))
             elif result.verdict != "-" or status in (RoundStatus.FAILED, RoundStatus.VOIDED):
-                log.warning("%s", describe(result))
+                log.warning("%s", describe(result, self.view.unit))
 
     def _note_forfeits(self) -> None:
         """Say, once per round, that this account's stake was forfeited for a commitment it never opened."""
@@ -158,12 +162,14 @@ class ContributorNode:
                 continue
             self._forfeits_noted.add(round_)
             log.warning(
-                "round %d: this account committed and never revealed, so its whole stake of %d wei was "
-                "forfeited (%s was credited a bounty of %d wei)",
+                "round %d: this account committed and never revealed, so its whole stake of %d %s was "
+                "forfeited (%s was credited a bounty of %d %s)",
                 round_,
                 event.args["amount"],
+                self.view.unit,
                 "this account" if event.args["caller"] == self.address else event.args["caller"],
                 event.args["bounty"],
+                self.view.unit,
             )
 
     def _unopened(self, me: Contributor, task: Task) -> int | None:
@@ -373,7 +379,8 @@ class ContributorNode:
     # ---------------------------------------------------------------- rewards
 
     def claim_rewards(self, current_round: int) -> int:
-        """Claim what finalized rounds up to ``current_round`` owe this account; return the wei claimed."""
+        """Claim what finalized rounds up to ``current_round`` owe this account; return the amount claimed (in
+        the task's currency)."""
         claimed = 0
         for round_ in range(current_round + 1):
             if self._settled(round_):
@@ -391,7 +398,7 @@ class ContributorNode:
                 continue
             proof = tree.proof(self.address)
             if not self.market.is_claimed(self.task_id, round_, proof.index):
-                log.info("round %d: claiming %d wei", round_, proof.amount)
+                log.info("round %d: claiming %d %s", round_, proof.amount, self.view.unit)
                 claim = functools.partial(
                     self.market.claim,
                     self.task_id,
@@ -443,11 +450,12 @@ class ContributorNode:
             self._forfeits_noted.add(forfeited[0].args["round"])
             log.warning(
                 "task %d is over, but this account's commitment of round %d was never revealed: leaving "
-                "forfeited its whole stake of %d wei; %d wei come back as the forfeit bounty (credits, which "
+                "forfeited its whole stake of %d %s; %d come back as the forfeit bounty (credits, which "
                 "`cotrain claim` withdraws)",
                 self.task_id,
                 forfeited[0].args["round"],
                 forfeited[0].args["amount"],
+                self.view.unit,
                 forfeited[0].args["bounty"],
             )
             return True
@@ -455,12 +463,13 @@ class ContributorNode:
         standing = task_standing(self.view, self.address)
         accepted = sum(r.verdict == "accepted" for r in standing.rounds)
         log.info(
-            "task %d is over: %d of %d rounds accepted, %d wei rewarded (%d claimed), %d wei slashed; "
-            "left with the stake of %d wei",
+            "task %d is over: %d of %d rounds accepted, %d %s rewarded (%d claimed), %d slashed; left with "
+            "the stake of %d",
             self.task_id,
             accepted,
             len(standing.rounds),
             standing.rewarded_wei,
+            standing.unit,
             standing.claimed_wei,
             standing.slashed_wei,
             refund,

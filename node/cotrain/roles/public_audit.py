@@ -104,7 +104,7 @@ def _amounts(view: TaskView, record: RoundRecord) -> list[str]:
         slash = 0 if u.verdict == "accepted" or u.reason in NOT_SLASHED else spec.rewards.slash_rejected_wei
         if (u.reward, u.slash) != (rewards.get(u.contributor, 0), slash):
             problems.append(
-                f"update of {u.contributor}: reward/slash {u.reward}/{u.slash} wei, but its stated score and "
-                f"verdict give {rewards.get(u.contributor, 0)}/{slash}"
+                f"update of {u.contributor}: reward/slash {u.reward}/{u.slash} {view.unit}, but its stated "
+                f"score and verdict give {rewards.get(u.contributor, 0)}/{slash}"
             )
     return problems

@@ -1,5 +1,5 @@
 """Presenting an account's standing (see :mod:`cotrain.roles.account_status`): a terminal table per task and
-the same numbers as JSON, wei as decimal strings."""
+the same numbers as JSON, amounts as decimal strings in the task's currency (``unit`` names it)."""
 
 from __future__ import annotations
 
@@ -18,24 +18,25 @@ COLUMNS = (
     "verdict",
     "reason",
     "score",
-    "reward (wei)",
-    "slashed (wei)",
-    "forfeited (wei)",
+    "reward",
+    "slashed",
+    "forfeited",
     "claimed",
-    "claimable (wei)",
+    "claimable",
 )
 VERDICT_STYLES = {"accepted": "green", "rejected": "bold red", "not revealed": "red", "forfeited": "bold red"}
 
 
 def _locked(standing: TaskStanding) -> str:
     parts = []
+    unit = standing.unit
     if standing.contributor:
         joined = "joined" if standing.joined else "left"
-        parts.append(f"contributor ({joined}), stake {standing.stake_wei} wei")
+        parts.append(f"contributor ({joined}), stake {standing.stake_wei} {unit}")
     if standing.validator:
-        part = f"validator, bond {standing.bond_wei} wei"
+        part = f"validator, bond {standing.bond_wei} {unit}"
         if standing.bond_slashed_wei:
-            part += f" (slashed {standing.bond_slashed_wei} wei)"
+            part += f" (slashed {standing.bond_slashed_wei} {unit})"
         parts.append(part)
     return "; ".join(parts) or "no role"
 
@@ -46,7 +47,7 @@ def print_status(console: Console, account: str, standings: Sequence[TaskStandin
         console.print(f"{account} took part in no task on this market")
         return
     for s in standings:
-        title = f"task {s.task_id} ({s.task_status}): {account}"
+        title = f"task {s.task_id} ({s.task_status}): {account}; amounts in {s.unit}"
         table = Table(title=title, caption=_locked(s))
         for column in COLUMNS:
             table.add_column(column)
@@ -79,19 +80,20 @@ def print_status(console: Console, account: str, standings: Sequence[TaskStandin
                 str(s.claimable_wei),
             )
         console.print(table)
+        unit = s.unit
         line = (
-            f"task {s.task_id}: rewarded {s.rewarded_wei} wei, claimed {s.claimed_wei} wei, "
-            f"claimable {s.claimable_wei} wei, slashed {s.slashed_wei} wei"
+            f"task {s.task_id}: rewarded {s.rewarded_wei} {unit}, claimed {s.claimed_wei} {unit}, "
+            f"claimable {s.claimable_wei} {unit}, slashed {s.slashed_wei} {unit}"
         )
         if s.forfeited_wei:
-            line += f", forfeited {s.forfeited_wei} wei"
+            line += f", forfeited {s.forfeited_wei} {unit}"
         declared = [r for r in s.rounds if r.epsilon is not None]
         if declared:
             last = declared[-1]
             line += f"; privacy spent: epsilon {last.epsilon} (declared in round {last.round})"
         console.print(line)
         for challenge in s.challenges:
-            console.print(f"task {s.task_id}: {describe_challenge(challenge)}")
+            console.print(f"task {s.task_id}: {describe_challenge(challenge, unit)}")
 
 
 def _slash_cell(r: RoundResult) -> str:
@@ -100,8 +102,8 @@ def _slash_cell(r: RoundResult) -> str:
     return str(r.slashed_wei)
 
 
-def round_json(r: RoundResult) -> dict[str, Any]:
-    """One round's result as JSON data (wei as strings)."""
+def round_json(r: RoundResult, unit: str) -> dict[str, Any]:
+    """One round's result as JSON data (amounts as strings, in ``unit``)."""
     return {
         "round": r.round,
         "status": r.status,
@@ -115,13 +117,13 @@ def round_json(r: RoundResult) -> dict[str, Any]:
         "claimed_wei": str(r.claimed_wei),
         "claimable_wei": str(r.claimable_wei),
         "forfeited_wei": str(r.forfeited_wei),
-        "summary": describe(r),
+        "summary": describe(r, unit),
         **({} if r.epsilon is None else {"epsilon": r.epsilon}),  # only in tasks with privacy.dp
     }
 
 
-def challenge_json(c: Challenge) -> dict[str, Any]:
-    """One challenge as JSON data (wei as strings)."""
+def challenge_json(c: Challenge, unit: str) -> dict[str, Any]:
+    """One challenge as JSON data (amounts as strings, in ``unit``)."""
     return {
         "round": c.round,
         "evidence_cid": c.evidence_cid,
@@ -130,18 +132,19 @@ def challenge_json(c: Challenge) -> dict[str, Any]:
         "payout_wei": str(c.payout_wei),
         "bond_returned": c.returned,
         "bond_withdrawable": c.withdrawable,
-        "summary": describe_challenge(c),
+        "summary": describe_challenge(c, unit),
     }
 
 
 def status_summary(account: str, standings: Sequence[TaskStanding]) -> dict[str, Any]:
-    """The account's standing as JSON data: per task its roles, stake, bond, totals and rounds."""
+    """The account's standing as JSON data: per task its unit, roles, stake, bond, totals and rounds."""
     return {
         "account": account,
         "tasks": [
             {
                 "task_id": s.task_id,
                 "status": s.task_status,
+                "unit": s.unit,
                 "roles": list(s.roles),
                 "joined": s.joined,
                 "stake_wei": str(s.stake_wei),
@@ -154,8 +157,8 @@ def status_summary(account: str, standings: Sequence[TaskStanding]) -> dict[str,
                     "claimable_wei": str(s.claimable_wei),
                     "forfeited_wei": str(s.forfeited_wei),
                 },
-                "rounds": [round_json(r) for r in s.rounds],
-                "challenges": [challenge_json(c) for c in s.challenges],
+                "rounds": [round_json(r, s.unit) for r in s.rounds],
+                "challenges": [challenge_json(c, s.unit) for c in s.challenges],
             }
             for s in standings
         ],

@@ -19,6 +19,7 @@ from cotrain.protocol.round_outcome import RevealedUpdate
 from cotrain.protocol.round_record import RoundRecord
 from cotrain.protocol.task_model import initial_state
 from cotrain.protocol.task_spec import FileRef, TaskSpec, parse_spec_bytes
+from cotrain.roles.currency import task_unit
 from cotrain.roles.record_cache import MAX_RECORD_BYTES, RecordCache
 from cotrain.storage.base import ContentStore, fetch_verified
 
@@ -100,6 +101,11 @@ class TaskView:
             self.store, created.args["specCid"], params.spec_digest, max_size=MAX_RECORD_BYTES
         )
         return parse_spec_bytes(data)
+
+    @cached_property
+    def unit(self) -> str:
+        """What the task's amounts are counted in: ``wei``, or ``units of token 0x...`` on a token task."""
+        return task_unit(self.market, self.task_id)
 
     @cached_property
     def model_layout(self) -> dict:

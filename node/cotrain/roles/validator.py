@@ -19,6 +19,7 @@ from cotrain.learning.data import ArrayDataset
 from cotrain.learning.tensor_files import RejectReason, UpdateRejected
 from cotrain.privacy.sealed import sealed_limit
 from cotrain.protocol.round_outcome import RevealedUpdate, RoundOutcome, judge_round
+from cotrain.roles.currency import withdraw_credits
 from cotrain.roles.disagreement import explain_against, proposals_by_result
 from cotrain.roles.sealed_updates import Opener, check_reader
 from cotrain.roles.task_view import TaskView
@@ -142,13 +143,14 @@ class ValidatorNode:
             missing = task.params.validator_bond - me.bond
             if me.bond:
                 log.info(
-                    "topping the slashed bond of %d wei up by %d wei on task %d",
+                    "topping the slashed bond of %d %s up by %d on task %d",
                     me.bond,
+                    self.view.unit,
                     missing,
                     self.task_id,
                 )
             else:
-                log.info("bonding %d wei on task %d", missing, self.task_id)
+                log.info("bonding %d %s on task %d", missing, self.view.unit, self.task_id)
             self._send(task.current_round, lambda: self.market.bond_validator(self.task_id))
             return False
         last = min(task.current_round, task.params.num_rounds - 1)
@@ -164,10 +166,7 @@ class ValidatorNode:
             if me.bond:
                 log.info("task %d is over: withdrawing the bond", self.task_id)
                 self._send(task.current_round, lambda: self.market.withdraw_bond(self.task_id))
-            credits = self.market.credits(self.address)
-            if credits:
-                log.info("withdrawing %d wei of credits (forfeit bounties)", credits)
-                self._send(task.current_round, self.market.withdraw_credit)
+            self._send(task.current_round, self._withdraw_credits)
             return True
         return False
 
@@ -201,14 +200,22 @@ class ValidatorNode:
             for event in self.market.receipt_events(receipts[0]):
                 if event.name == "CommitmentForfeited":
                     log.warning(
-                        "round %d: %s committed and never revealed: forfeited its stake of %d wei, a bounty "
-                        "of %d wei to this validator",
+                        "round %d: %s committed and never revealed: forfeited its stake of %d %s, a bounty "
+                        "of %d %s to this validator",
                         round_,
                         account,
                         event.args["amount"],
+                        self.view.unit,
                         event.args["bounty"],
+                        self.view.unit,
                     )
         self.forfeits_done.add(round_)
+
+    def _withdraw_credits(self) -> None:
+        """Withdraw this account's credits in the task's currency (forfeit bounties), saying how much."""
+        amount = withdraw_credits(self.market, self.task_id)
+        if amount:
+            log.info("withdrew %d %s of credits (forfeit bounties)", amount, self.view.unit)
 
     def _forfeit(self, receipts: list[TxReceipt], round_: int, account: str) -> None:
         receipts.append(self.market.forfeit_unrevealed(self.task_id, round_, account))
@@ -345,7 +352,7 @@ class ValidatorNode:
             proof = record.slash_proof(allocation.account)
             if self.market.is_slashed(self.task_id, round_, proof.index):
                 continue
-            log.info("round %d: slashing %s by %d wei", round_, proof.account, proof.amount)
+            log.info("round %d: slashing %s by %d %s", round_, proof.account, proof.amount, self.view.unit)
             slash = functools.partial(
                 self.market.slash_contributor,
                 self.task_id,

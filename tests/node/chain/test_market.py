@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import pytest
 from cotrain.chain.client import ContractRevert
@@ -30,6 +28,7 @@ from cotrain.chain.market import (
 from cotrain.errors import ChainError, ConfigError
 from cotrain.protocol.commitment import update_commitment
 from cotrain.protocol.merkle import Allocation, StandardMerkleTree, allocation_tree
+from erc20_token import deploy_test_token
 from task_terms import BUDGET, ETHER, SPEC_CID, task_params
 
 REVEALED = (1).to_bytes(32, "big")
@@ -435,23 +434,15 @@ def test_market_repr_shows_the_account_not_its_key(market, anvil):
 
 # ---------------------------------------------------------------- a task in an ERC20 token
 
-TEST_TOKEN_BUILD = Path(__file__).resolve().parents[3] / "build" / "contracts" / "TestToken.json"
 TOKEN_SUPPLY = 100 * ETHER
 
 
 @pytest.fixture(scope="module")
 def token(market, anvil) -> str:
     """contracts/test/TestToken (a standard ERC20) from the brownie build; accounts 0-9 get TOKEN_SUPPLY."""
-    if not TEST_TOKEN_BUILD.is_file():
-        pytest.fail(f"{TEST_TOKEN_BUILD} is missing: run `make contracts` first")
-    build = json.loads(TEST_TOKEN_BUILD.read_text(encoding="utf-8"))
-    client = market.client
-    factory = client.w3.eth.contract(abi=build["abi"], bytecode=build["bytecode"])
-    address = client.transact(factory.constructor())["contractAddress"]
-    contract = client.w3.eth.contract(address=address, abi=build["abi"])
-    for index in range(10):
-        client.transact(contract.functions.mint(anvil.signer(index).address, TOKEN_SUPPLY))
-    return str(address)
+    return deploy_test_token(
+        market.client, [anvil.signer(index).address for index in range(10)], TOKEN_SUPPLY
+    )
 
 
 def test_token_task_is_paid_in_the_token_and_leaves_ether_alone(

@@ -152,13 +152,13 @@ def test_unopened_commitments_are_forfeited(
     # What the silent account sees: a forfeited round in `status`, a forfeit in `task status`.
     (standing,) = account_standing(market, validator.store, silent.address, [task_id])
     assert (standing.rounds[0].verdict, standing.forfeited_wei) == ("forfeited", stake)
-    assert describe(standing.rounds[0]) == (
+    assert describe(standing.rounds[0], standing.unit) == (
         f"round 0: committed but never revealed: the whole stake of {stake} wei was forfeited"
     )
     status = run_cli("task", "status", task_id, "--network", task.network, env=ENV)
     assert status.returncode == 0, status.explain()
     row = next(line for line in status.stdout.splitlines() if line.strip("│┃ ").startswith("0 "))
-    assert f"1 ({stake} wei)" in row, status.explain()
+    assert f"1 ({stake})" in row, status.explain()
     assert f"burned in task {task_id}: {stake - bounty} wei" in status.stdout, status.explain()
 
     # Round 1: back, the silent contributor says what happened and joins again (alone first, so the round

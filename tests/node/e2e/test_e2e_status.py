@@ -181,7 +181,7 @@ def test_status_before_claims_shows_verdicts_slashes_and_what_is_claimable(run: 
             claimable_wei=entry.reward,
         )
         assert entry.reward > 0
-        assert describe(result).endswith(f", reward {entry.reward} wei (claimable)")
+        assert describe(result, "wei").endswith(f", reward {entry.reward} wei (claimable)")
         # Round 0 finalized while the contributors still stepped: claimed or not, nothing is lost.
         first = standing.rounds[0]
         assert (first.verdict, first.status) == ("accepted", "finalized")
@@ -194,9 +194,10 @@ def test_status_before_claims_shows_verdicts_slashes_and_what_is_claimable(run: 
     assert [(r.reward_wei, r.slash_wei, r.slashed_wei) for r in rider.rounds] == [(0, slash, slash)] * ROUNDS
     assert (rider.rewarded_wei, rider.claimable_wei, rider.claimed_wei) == (0, 0, 0)
     assert rider.slashed_wei == slashed[run.free_rider]
+    assert rider.unit == "wei"
     assert rider.stake_wei == run.stakes_before[run.free_rider]
     assert rider.stake_wei == params.contributor_stake - ROUNDS * slash
-    line = describe(rider.rounds[LAST])
+    line = describe(rider.rounds[LAST], rider.unit)
     assert line.startswith(f"round {LAST}: rejected: free_rider, score ") and line.endswith(
         f", slashed {slash} wei"
     ), line
@@ -226,7 +227,7 @@ def test_status_after_claims_matches_the_chain(run: Run) -> None:
         assert [r.verdict for r in standing.rounds] == [r.verdict for r in earlier.rounds]
     assert sorted(claimed) == sorted(run.honest)
     for account in run.honest:
-        line = describe(run.after[account].rounds[LAST])
+        line = describe(run.after[account].rounds[LAST], run.after[account].unit)
         assert line.endswith(f", reward {run.after[account].rounds[LAST].reward_wei} wei (claimed)"), line
     checker = run.after[run.validator]
     assert checker.bond_wei == market.validator_info(task_id, run.validator).bond == 0
@@ -250,7 +251,7 @@ def test_tasks_are_found_from_the_account_s_events(run: Run) -> None:
     assert joined.stake_wei == market.contributor_info(run.other_task, first).stake > 0
     (open_round,) = joined.rounds
     assert (open_round.status, open_round.verdict, open_round.claimable_wei) == ("open", "-", 0)
-    assert describe(open_round) == "round 0: open, nothing sent by this account"
+    assert describe(open_round, joined.unit) == "round 0: open, nothing sent by this account"
 
     with pytest.raises(ConfigError, match="is not an account address"):
         account_standing(market, store, first[:-1])
@@ -302,24 +303,31 @@ def test_describe_says_what_happened_in_one_line() -> None:
         fields.update(reward_wei=123, slash_wei=0, slashed_wei=0, claimed=False, claimable_wei=123)
         return RoundResult(**{**fields, **changes})
 
-    assert describe(result()) == "round 2: accepted, score 0.93, reward 123 wei (claimable)"
-    assert describe(result(claimed=True, claimable_wei=0)) == (
+    assert describe(result(), "wei") == "round 2: accepted, score 0.93, reward 123 wei (claimable)"
+    assert describe(result(claimed=True, claimable_wei=0), "wei") == (
         "round 2: accepted, score 0.93, reward 123 wei (claimed)"
     )
-    assert describe(result(status="accepted", claimable_wei=0)) == (
+    assert describe(result(status="accepted", claimable_wei=0), "wei") == (
         "round 2: accepted, score 0.93, reward 123 wei (claimable once the round is finalized)"
     )
     rejected = result(verdict="rejected", reason="free_rider", score="0.000000", reward_wei=0, slash_wei=50)
-    assert describe(rejected) == "round 2: rejected: free_rider, score 0, slash of 50 wei not applied (yet)"
-    assert describe(replace(rejected, slashed_wei=50)) == (
+    assert (
+        describe(rejected, "wei")
+        == "round 2: rejected: free_rider, score 0, slash of 50 wei not applied (yet)"
+    )
+    assert describe(replace(rejected, slashed_wei=50), "wei") == (
         "round 2: rejected: free_rider, score 0, slashed 50 wei"
     )
-    assert describe(result(verdict="not revealed", reason="-", score=None, reward_wei=0)) == (
+    in_token = "units of token 0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    assert describe(replace(rejected, slashed_wei=50), in_token) == (
+        f"round 2: rejected: free_rider, score 0, slashed 50 {in_token}"
+    )
+    assert describe(result(verdict="not revealed", reason="-", score=None, reward_wei=0), "wei") == (
         "round 2: committed but not revealed (round finalized)"
     )
-    assert describe(result(status="open", verdict="revealed", score=None)) == (
+    assert describe(result(status="open", verdict="revealed", score=None), "wei") == (
         "round 2: revealed, awaiting the verdict"
     )
-    assert describe(result(status="failed", verdict="-", score=None)) == (
+    assert describe(result(status="failed", verdict="-", score=None), "wei") == (
         "round 2: round failed, no rewards or slashes"
     )

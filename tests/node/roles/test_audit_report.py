@@ -19,7 +19,7 @@ def _rounds() -> list[RoundAudit]:
 def test_the_audit_table_has_a_column_per_metric() -> None:
     console = Console(record=True, width=200)
 
-    print_audit(console, 3, _rounds())
+    print_audit(console, 3, _rounds(), "wei")
 
     text = console.export_text()
     assert "auprc*" in text and "recall_at_fpr:0.01*" in text
