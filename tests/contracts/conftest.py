@@ -422,15 +422,6 @@ def token(owner):
     return token
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _currencies_token(request, module_isolation) -> None:
-    """A module marked ``currencies`` deploys `token` with its other module fixtures. The driver asks for the
-    token only in an [erc20] test; deployed there, it would be reverted with that test's snapshot and gone
-    for the module's later tests."""
-    if request.node.get_closest_marker("currencies"):
-        request.getfixturevalue("token")
-
-
 def pytest_generate_tests(metafunc) -> None:
     """In a module marked ``pytestmark = pytest.mark.currencies``, every test whose fixtures take a driver
     runs once in ETH and once in the standard ERC20 `token`, except tests marked ``eth_only`` (what only ETH
