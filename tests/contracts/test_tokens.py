@@ -19,7 +19,6 @@ from conftest import (
     TOKEN_SUPPLY,
     ZERO_ADDRESS,
     Driver,
-    make_proposal,
     reverts_with,
     task_params,
 )
@@ -144,26 +143,6 @@ def test_whole_token_task_pays_rewards_stakes_and_bonds_back_exactly(
     assert token.balanceOf(market) == token_driver.task(task_id)["escrow"]
 
 
-def test_upheld_challenge_credits_the_token_and_withdraws_it(token_driver, market, token, arbiter, outsider):
-    task_id = token_driver.create_task()
-    token_driver.join(task_id)
-    token_driver.open_commit(task_id)
-    token_driver.accept(task_id, 0)
-    market.challenge(task_id, 0, EVIDENCE, token_driver.deposit(outsider, CHALLENGE_BOND))
-    market.resolveChallenge(task_id, 0, outsider, {"from": arbiter})
-    # validators 0 and 1 accepted: both whole bonds slashed, half of them to the winner, plus its bond back
-    payout = CHALLENGE_BOND + 2 * BOND // 2
-    assert market.tokenCredits(token, outsider) == payout
-    assert market.credits(outsider) == 0
-    assert_backed(market, token, [task_id])
-    market.withdrawTokenCredit(token, {"from": outsider})
-    assert token.balanceOf(outsider) == TOKEN_SUPPLY - CHALLENGE_BOND + payout
-    assert market.totalTokenCredits(token) == 0
-    with reverts_with("NothingToWithdraw"):
-        market.withdrawTokenCredit(token, {"from": outsider})
-    assert_backed(market, token, [task_id])
-
-
 # ---------------------------------------------------------------- adversaries
 
 
@@ -246,17 +225,6 @@ def test_false_returning_payout_reverts_and_keeps_the_escrow(market, false_token
     assert Driver(market, owner, validators, []).task(task_id)["status"] == TASK_CANCELLED
     assert false_token.balanceOf(owner) == owner_before + DEFAULT_BUDGET
     assert false_token.balanceOf(market) == 0
-
-
-def test_token_rewards_cannot_exceed_the_round_budget(token_driver, market, token, contributors):
-    task_id = token_driver.create_task()
-    token_driver.join(task_id)
-    token_driver.open_commit(task_id)
-    updates = token_driver.submit(task_id, 0)
-    budget = token_driver.task(task_id)["roundBudget"]
-    greedy = make_proposal([(u.contributor, budget) for u in updates])
-    with reverts_with("RewardsOverBudget", 4 * budget, budget):
-        market.propose(task_id, 0, greedy.proposal, {"from": token_driver.validators[0]})
 
 
 def test_token_reentering_a_join_during_a_pull_reverts_the_whole_join(
