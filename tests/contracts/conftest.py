@@ -241,10 +241,12 @@ class Driver:
 
     def deposit(self, sender, amount: int) -> dict:
         """Options for a call that brings `amount` of the driver's currency: the wei as value, or for a token
-        an approval of exactly `amount` first and no value."""
+        no value, on the sender's standing approval (see `token`) or, short of one, an approval of exactly
+        `amount` first."""
         if self.token is None:
             return {"from": sender, "value": amount}
-        self.token.approve(self.market, amount, {"from": sender})
+        if self.token.allowance(sender, self.market) < amount:
+            self.token.approve(self.market, amount, {"from": sender})
         return {"from": sender}
 
     def underpaid(self, sender, owed: int, paid: int) -> tuple[dict, tuple]:
@@ -414,11 +416,14 @@ TOKEN_SUPPLY = 100 * ETHER  # minted to each of accounts[0:10]
 
 
 @pytest.fixture(scope="module")
-def token(owner):
-    """A standard ERC20, TOKEN_SUPPLY minted to each of the ten accounts."""
+def token(owner, market):
+    """A standard ERC20, TOKEN_SUPPLY minted to each of the ten accounts, each of which approves the market
+    for every unit it may ever hold (an approval a test sets lower stands until the driver needs more): one
+    approval per account and module instead of one per payment, which doubled a token test's transactions."""
     token = TestToken.deploy({"from": owner})
     for account in accounts[:10]:
         token.mint(account, TOKEN_SUPPLY, {"from": owner})
+        token.approve(market, 2**256 - 1, {"from": account})
     return token
 
 
