@@ -254,7 +254,8 @@ class Driver:
         WrongAmount, or the token's own allowance error (the market pulls `owed` on an approval of `paid`)."""
         if self.token is None:
             return {"from": sender, "value": paid}, ("WrongAmount", owed, paid)
-        return self.deposit(sender, paid), ("ERC20InsufficientAllowance", self.market.address, paid, owed)
+        self.token.approve(self.market, paid, {"from": sender})
+        return {"from": sender}, ("ERC20InsufficientAllowance", self.market.address, paid, owed)
 
     def balance(self, account) -> int:
         """What `account` (an account, a contract or an address) holds of the driver's currency."""
