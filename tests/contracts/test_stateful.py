@@ -1,6 +1,15 @@
 """A stateful (hypothesis) test of the whole market: random sequences of every external function over one or
 two tasks, checked against a Python model of what each money bucket, stake, bond, credit and balance holds.
 
+The machine runs once with its tasks paid in ETH (this file) and once in the standard ERC20 ``TestToken``
+(conftest's ``token`` fixture; test_stateful_tokens.py, so that make test's two workers run them side by
+side); a replay may mix both. On a token task a paying call (createTokenTask, bondValidator,
+join, challenge) is preceded by the payer's approval of exactly what it owes (a separate transaction at the
+same timestamp) and sends no wei; the rules' deliberately wrong payments become, for a token task, one wei
+sent along (``WrongAmount``) or an approval one unit short (the token's ``ERC20InsufficientAllowance``, which
+the market's transferFrom raises after every check of its own). The model keeps balances and credits per
+currency: ETH balances and ``credits``, token balances (``balanceOf``) and ``tokenCredits``.
+
 Every rule first asks the model whether the call must succeed, or revert and with which custom error; it
 sends the call at an exact block timestamp and, on success, applies the same change to the model. The model
 owns the clock: each transaction lands one second after the previous one (``evm_setNextBlockTimestamp``
@@ -8,15 +17,16 @@ through conftest's ``next_block_at``) and a time jump moves that clock forward, 
 to the second (``chain.sleep`` follows the wall clock and could not). After every step one batched JSON-RPC
 read compares the contract with the model:
 
-- the market's balance is the sum of every task's holdings plus ``totalCredits``, and a task's holdings are
-  its seven buckets (escrow, reserved, unclaimed, stakes, bonds, challenge bonds, burned), each equal to the
-  model's;
+- per currency, the market's balance is the sum of that currency's tasks' holdings plus its credits
+  (``totalCredits`` for ETH, ``totalTokenCredits(token)``), and a task's holdings are its seven buckets
+  (escrow, reserved, unclaimed, stakes, bonds, challenge bonds, burned), each equal to the model's;
+  ``tokenOf`` names the task's currency;
 - a task's ``stakes`` is the sum of its contributors' stakes and ``bonds`` the sum of its validators' bonds;
 - ``isClaimed`` / ``isSlashed`` agree with the leaves the model paid (a second claim is tried after every
   claim and must revert ``AlreadyClaimed``);
 - per round ``rewardClaimed <= rewardTotal <= roundBudget``, and its schedule, counters and status match;
-- every account's balance is what the model predicts: gas is free on the test chain, so an account's
-  balance moves only by the wei it sent and the wei a rule paid it.
+- every account's balance in each currency is what the model predicts: gas is free on the test chain, so an
+  account's balance moves only by what it paid the market and what the market paid it; so are its credits.
 
 A leave is modelled on ``leave``'s NatSpec: it succeeds only when every round the contributor committed to
 is settled (failed, voided, never to be validated, or finalized with its slash window over), except that a
@@ -45,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import hypothesis
+import pytest
 from brownie import accounts, chain, web3
 from brownie.exceptions import VirtualMachineError
 from conftest import (
@@ -91,7 +102,11 @@ from hypothesis.stateful import (
 
 ZERO_ROOT = b"\x00" * 32
 SPEC = "bafkreispec"
-# The actions each run must have completed at least once, across all examples.
+ETH = ZERO_ADDRESS  # a task's currency, as tokenOf names it: ETH, or the ERC20's address
+# What OpenZeppelin's ERC20 reverts with when transferFrom asks for more than the allowance.
+ALLOWANCE_ERROR = "ERC20InsufficientAllowance"
+# The actions each run must have completed at least once, across all examples, on an ETH task and on a token
+# task (there counted as "<action> [token]").
 MAIN_ACTIONS = (
     "createTask",
     "bondValidator",
@@ -113,6 +128,15 @@ MAIN_ACTIONS = (
     "cancelTask",
     "withdrawRefund",
     "withdrawBond",
+    "withdrawCredit",
+)
+# The dispute path, which a run reaches only a few times: test_replay_token_dispute walks it on a token task
+# step by step.
+TOKEN_RARE = (
+    "resolveChallenge (upheld)",
+    "resolveChallenge (rejected)",
+    "slashContributor",
+    "cancelTask",
     "withdrawCredit",
 )
 
@@ -158,6 +182,7 @@ class TaskModel:
     owner: str
     validators: list[str]
     budget: int
+    currency: str = ETH
     status: int = TASK_ACTIVE
     current: int = 0
     active: int = 0
@@ -254,8 +279,13 @@ class MarketMachine(RuleBasedStateMachine):
     market = None
 
     @classmethod
-    def configure(cls, market) -> None:
+    def configure(cls, market, token, in_token: bool = False) -> None:
+        """Aim the machine at `market`; its tasks are paid in `token` if `in_token`, else in ETH (a replay
+        may name a task's currency with a "token" entry in its drawn parameters)."""
         cls.market = market
+        cls.token = token
+        cls.in_token = in_token
+        cls.currencies = (ETH, str(token.address))
         cls.owner = str(accounts[0])
         cls.validator_pool = [str(a) for a in accounts[1:4]]
         cls.contributor_pool = [str(a) for a in accounts[4:8]]
@@ -272,11 +302,15 @@ class MarketMachine(RuleBasedStateMachine):
         self.now = web3.eth.get_block("latest")["timestamp"]
         self.tasks: list[TaskModel] = []
         self.picks = 0
-        self.credits = dict.fromkeys(self.everyone, 0)
-        balances = self._batch([("balance", a) for a in [*self.everyone, self.market.address]])
-        self.balances = dict(zip(self.everyone, balances[:-1], strict=True))
-        self.market_balance = balances[-1]
-        assert self.market_balance == 0
+        # by currency (ETH, the token), then account
+        self.credits = {c: dict.fromkeys(self.everyone, 0) for c in self.currencies}
+        self.balances, self.market_balance = {}, {}
+        holders = [*self.everyone, self.market.address]
+        for currency in self.currencies:
+            balances = self._batch([self._balance_of(currency, a) for a in holders])
+            self.balances[currency] = dict(zip(self.everyone, balances[:-1], strict=True))
+            self.market_balance[currency] = balances[-1]
+            assert self.market_balance[currency] == 0
 
     # ------------------------------------------------------------ plumbing
 
@@ -294,8 +328,24 @@ class MarketMachine(RuleBasedStateMachine):
             self.now = timestamp - 1
             self.stats["time jumps"] += 1
 
-    def _send(self, action: str, fn, args: tuple, sender: str, error: str | None, value: int = 0):
-        """Send at self.now; assert it reverts with `error` (a custom error name) or succeeds."""
+    def _send(
+        self,
+        action: str,
+        fn,
+        args: tuple,
+        sender: str,
+        error: str | None,
+        value: int = 0,
+        currency: str = ETH,
+        approve: int | None = None,
+        paid: int = 0,
+    ):
+        """Send at self.now; assert it reverts with `error` (a custom error name) or succeeds. `value` is the
+        wei sent along; on a token task (`currency`), `approve` is approved to the market first (in a block
+        of the same timestamp) and `paid` is what the call takes from the sender when it succeeds."""
+        label = action if currency == ETH else f"{action} [token]"
+        if approve is not None:
+            self._approve(sender, approve)
         next_block_at(self.now)
         # A gas limit unique to this transaction: examples replay the same calls from the same snapshot, and
         # anvil can lose track of a transaction whose hash it has seen before a revert ("Tx dropped").
@@ -304,6 +354,7 @@ class MarketMachine(RuleBasedStateMachine):
             "from": self.signers[sender],
             "value": value,
             "gas": 10_000_000 + self.stats["transactions"],
+            "gas_price": 0,  # free, whatever price a module run before this one left (the books hold no gas)
         }
         with contextlib.redirect_stdout(io.StringIO()):
             if error is not None:
@@ -311,26 +362,66 @@ class MarketMachine(RuleBasedStateMachine):
                     fn(*args, params)
                 except VirtualMachineError as exc:
                     got = error_name(exc)
-                    assert got == error, f"{action} reverted with {exc.revert_msg!r}, the model said {error}"
-                    self.counts[f"{action}: {error}"] += 1
+                    assert got == error, f"{label} reverted with {exc.revert_msg!r}, the model said {error}"
+                    self._count(f"{action}: {error}", currency)
                     return None
                 raise AssertionError(
-                    f"{action}{args} from {sender} succeeded; the model said it reverts {error}"
+                    f"{label}{args} from {sender} succeeded; the model said it reverts {error}"
                 )
             try:
                 tx = fn(*args, params)
             except VirtualMachineError as exc:
                 raise AssertionError(
-                    f"{action} reverted with {exc.revert_msg!r}, model said it succeeds"
+                    f"{label} reverted with {exc.revert_msg!r}, model said it succeeds"
                 ) from exc
-        self.balances[sender] -= value
-        self.market_balance += value
-        self.counts[action] += 1
+        self._pay(sender, -value)
+        if currency != ETH:
+            self._pay(sender, -paid, currency)
+        self._count(action, currency)
         return tx
 
-    def _pay(self, account: str, amount: int) -> None:
-        self.balances[account] += amount
-        self.market_balance -= amount
+    def _approve(self, owner: str, amount: int) -> None:
+        """`owner` approves the market for `amount` of the token, at self.now (the market is not called)."""
+        next_block_at(self.now)
+        self.stats["transactions"] += 1
+        params = {"from": self.signers[owner], "gas": 10_000_000 + self.stats["transactions"], "gas_price": 0}
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.token.approve(self.market, amount, params)
+
+    @staticmethod
+    def _money(currency: str, required: int, amount: int, extra: int = 0) -> dict:
+        """_send's keywords for a call that owes `required` and brings `amount`: in ETH, `amount` wei as its
+        value; in a token, an approval of `amount`, with `extra` wei sent along."""
+        if currency == ETH:
+            return {"value": amount}
+        return {"value": extra, "currency": currency, "approve": amount, "paid": required}
+
+    @staticmethod
+    def _payment_error(currency: str, required: int, amount: int, extra: int = 0) -> str | None:
+        """Why a call that owes `required` and brings `amount` (and, in a token, `extra` wei) reverts, if it
+        does: the wrong value (WrongAmount: a token task takes no wei), or an approval short of it (the
+        token's own error, raised by the market's transferFrom after every other check)."""
+        if currency == ETH:
+            return "WrongAmount" if amount != required else None
+        if extra:
+            return "WrongAmount"
+        return ALLOWANCE_ERROR if amount < required else None
+
+    def _pay(self, account: str, amount: int, currency: str = ETH) -> None:
+        self.balances[currency][account] += amount
+        self.market_balance[currency] -= amount
+
+    def _count(self, action: str, currency: str = ETH) -> None:
+        """Count an outcome; a token task's is marked " [token]"."""
+        self.counts[action if currency == ETH else f"{action} [token]"] += 1
+
+    @staticmethod
+    def _currency(task: TaskModel | None) -> str:
+        return task.currency if task is not None else ETH
+
+    def _balance_of(self, currency: str, account: str) -> tuple:
+        """A _batch item: what `account` holds in `currency`."""
+        return ("balance", account) if currency == ETH else (self.token.balanceOf, account)
 
     def _rng(self, seed: int) -> random.Random:
         """A generator for picking among candidates. hypothesis favours small integers, so `seed % len`
@@ -359,14 +450,14 @@ class MarketMachine(RuleBasedStateMachine):
                 requests.append(("eth_getBalance", [item[1], "latest"]))
             else:
                 fn, *args = item
-                call = {"to": self.market.address, "data": fn.encode_input(*args)}
+                call = {"to": fn._address, "data": fn.encode_input(*args)}
                 requests.append(("eth_call", [call, "latest"]))
         responses = sorted(web3.provider.make_batch_request(requests), key=lambda r: r["id"])
         results = []
         for item, response in zip(items, responses, strict=True):
             assert "error" not in response, (item, response)
-            if item[0] == "balance":
-                results.append(int(response["result"], 16))
+            if item[0] == "balance" or [o["type"] for o in item[0].abi["outputs"]] == ["uint256"]:
+                results.append(int(response["result"], 16))  # a plain number: no ABI decoding needed
             else:
                 results.append(item[0].decode_output(response["result"]))
         return results
@@ -415,7 +506,7 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _refund(self, task: TaskModel) -> None:
         if task.escrow:
-            self._pay(task.owner, task.escrow)
+            self._pay(task.owner, task.escrow, task.currency)
             task.escrow = 0
 
     def _settled(self, task: TaskModel, r: int, t: int) -> bool:
@@ -450,7 +541,7 @@ class MarketMachine(RuleBasedStateMachine):
             task.active -= 1
         bounty = amount // 10
         task.burned += amount - bounty
-        self.credits[caller] += bounty
+        self.credits[task.currency][caller] += bounty
 
     def _halt(self, task: TaskModel, from_round: int, t: int) -> None:
         task.status = TASK_HALTED
@@ -500,11 +591,25 @@ class MarketMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ actions: model, send, apply
 
-    def _do_create(self, creator: str, params: dict, budget: int, validators: list[str], spec: str) -> None:
+    def _do_create(
+        self,
+        creator: str,
+        params: dict,
+        budget: int,
+        validators: list[str],
+        spec: str,
+        currency: str = ETH,
+        short: bool = False,
+    ) -> None:
+        """Create a task paid in `currency`; in a token, the budget is approved first (one unit less if
+        `short`: createTokenTask pulls the budget before any other check)."""
         t = self._tick()
         p = params
         error = None
-        if budget == 0:
+        approval = max(budget - short, 0)
+        if currency != ETH and approval < budget:
+            error = ALLOWANCE_ERROR
+        elif budget == 0:
             error = "EmptyBudget"
         elif p["numRounds"] == 0 or p["numRounds"] > 1000:
             error = "BadRoundCount"
@@ -536,21 +641,35 @@ class MarketMachine(RuleBasedStateMachine):
                     error = "BadArbiter"
                     break
         args = (task_params(**p), spec, validators)
-        if self._send("createTask", self.market.createTask, args, creator, error, budget) is None:
+        if currency == ETH:
+            sent = self._send("createTask", self.market.createTask, args, creator, error, budget)
+        else:
+            args = (*args, currency, budget)
+            money = self._money(currency, budget, approval)
+            sent = self._send("createTask", self.market.createTokenTask, args, creator, error, **money)
+        if sent is None:
             return
-        task = TaskModel(len(self.tasks) + 1, dict(p), creator, list(validators), budget, escrow=budget)
+        task = TaskModel(
+            len(self.tasks) + 1, dict(p), creator, list(validators), budget, currency, escrow=budget
+        )
         for v in validators:
             task.bonded[v] = False
             task.bond[v] = 0
         self.tasks.append(task)
         self._start_round(task, 0, t + p["joinDuration"])
 
+    def _drawn_currency(self, drawn: dict) -> str:
+        """The currency of a task created from `drawn`: the token's address, or ETH."""
+        return self.currencies[1] if drawn.get("token", self.in_token) else ETH
+
     def _create_valid(self, drawn: dict, creator: str) -> None:
         params = {name: drawn[name] for name in PARAM_FIELDS if name in drawn}
         params["validatorSlash"] = min(drawn["validatorSlash"], drawn["validatorBond"])
         params["arbiter"] = self.arbiter_account
         params = {**dict(zip(PARAM_FIELDS, task_params(), strict=True)), **params}
-        self._do_create(creator, params, drawn["budget"], list(self.validator_pool), SPEC)
+        self._do_create(
+            creator, params, drawn["budget"], list(self.validator_pool), SPEC, self._drawn_currency(drawn)
+        )
 
     def _active_error(self, task: TaskModel | None) -> str | None:
         if task is None:
@@ -559,40 +678,48 @@ class MarketMachine(RuleBasedStateMachine):
             return "TaskNotActive"
         return None
 
-    def _do_bond(self, task_id: int, task: TaskModel | None, who: str, value: int) -> None:
+    def _do_bond(self, task_id: int, task: TaskModel | None, who: str, amount: int, extra: int = 0) -> None:
+        """`who` bonds bringing `amount` (see _money) for the first bond or the top-up of a slashed one."""
         self._tick()
+        currency = self._currency(task)
+        missing = task.params["validatorBond"] - task.bond.get(who, 0) if task else amount
         error = self._active_error(task)
         if error is None:
             if who not in task.validators:
                 error = "NotValidator"
-            elif task.bond[who] == task.params["validatorBond"]:
+            elif missing == 0:
                 error = "AlreadyBonded"
-            elif value != task.params["validatorBond"] - task.bond[who]:
-                error = "WrongAmount"  # the first bond, or the top-up of a slashed one
-        if self._send("bondValidator", self.market.bondValidator, (task_id,), who, error, value) is None:
+            else:
+                error = self._payment_error(currency, missing, amount, extra)
+        money = self._money(currency, missing, amount, extra)
+        if self._send("bondValidator", self.market.bondValidator, (task_id,), who, error, **money) is None:
             return
         if task.bond[who]:
-            self.counts["bondValidator (top-up)"] += 1
+            self._count("bondValidator (top-up)", currency)
         task.bonded[who] = True
-        task.bond[who] += value
-        task.bonds += value
+        task.bond[who] += missing
+        task.bonds += missing
 
-    def _do_join(self, task_id: int, task: TaskModel | None, who: str, value: int) -> None:
+    def _do_join(self, task_id: int, task: TaskModel | None, who: str, amount: int, extra: int = 0) -> None:
+        """`who` joins bringing `amount` (see _money)."""
         t = self._tick()
+        currency = self._currency(task)
+        stake = task.params["contributorStake"] if task else amount
         error = self._active_error(task)
         if error is None:
             if who in task.validators or who == task.arbiter:
                 error = "ConflictOfInterest"
             elif task.joined.get(who):
                 error = "AlreadyJoined"
-            elif value != task.params["contributorStake"]:
-                error = "WrongAmount"
-        if self._send("join", self.market.join, (task_id,), who, error, value) is None:
+            else:
+                error = self._payment_error(currency, stake, amount, extra)
+        money = self._money(currency, stake, amount, extra)
+        if self._send("join", self.market.join, (task_id,), who, error, **money) is None:
             return
         task.joined[who] = True
-        task.stake[who] = value
+        task.stake[who] = stake
         task.active += 1
-        task.stakes += value
+        task.stakes += stake
         if t < task.round(task.current).starts_at and task.active >= task.params["maxContributors"]:
             self._start_round(task, task.current, t)
 
@@ -605,10 +732,13 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "NotJoined"
             elif unopened is None and not all(self._settled(task, r, t) for r in task.committed.get(who, ())):
                 error = "StakeLocked"
-        if self._send("leave", self.market.leave, (task_id,), who, error) is None:
+        if (
+            self._send("leave", self.market.leave, (task_id,), who, error, currency=self._currency(task))
+            is None
+        ):
             return
         if unopened is not None:  # leaving forfeits a stake whose last commitment was never opened
-            self.counts["leave (forfeit)"] += 1
+            self._count("leave (forfeit)", task.currency)
             self._forfeit(task, unopened, who, who)
             return
         refund = task.stake[who]
@@ -616,7 +746,7 @@ class MarketMachine(RuleBasedStateMachine):
         task.stake[who] = 0
         task.active -= 1
         task.stakes -= refund
-        self._pay(who, refund)
+        self._pay(who, refund, task.currency)
 
     def _do_commit(self, task_id: int, task: TaskModel | None, who: str, r: int, empty: bool = False) -> None:
         t = self._tick()
@@ -639,7 +769,8 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "RoundFull"
             elif self._last_unopened(task, who, t) is not None:
                 error = "UnopenedCommitment"
-        if self._send("commit", self.market.commit, (task_id, r, commitment), who, error) is None:
+        args = (task_id, r, commitment)
+        if self._send("commit", self.market.commit, args, who, error, currency=self._currency(task)) is None:
             return
         rm.updates[who] = update
         task.committed.setdefault(who, set()).add(r)
@@ -671,7 +802,7 @@ class MarketMachine(RuleBasedStateMachine):
             elif not cid:
                 error = "BadCid"
         args = (task_id, r, cid, update.digest, samples, salt)
-        if self._send("reveal", self.market.reveal, args, who, error) is None:
+        if self._send("reveal", self.market.reveal, args, who, error, currency=self._currency(task)) is None:
             return
         rm.revealed.add(who)
         rm.reveals += 1
@@ -708,15 +839,19 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "AlreadyProposed"
             elif key[4] > task.round_budget:
                 error = "RewardsOverBudget"
-        if self._send("propose", self.market.propose, (task_id, r, result.proposal), who, error) is None:
+        args = (task_id, r, result.proposal)
+        if (
+            self._send("propose", self.market.propose, args, who, error, currency=self._currency(task))
+            is None
+        ):
             return
         if kind != "honest":
-            self.counts["propose (dissent)"] += 1
+            self._count("propose (dissent)", task.currency)
         rm.proposals[who] = key
         rm.results[key] = result
         rm.votes[key] += 1
         if rm.votes[key] == task.params["quorum"] and rm.status == OPEN:
-            self.counts["propose (accepting)"] += 1
+            self._count("propose (accepting)", task.currency)
             rm.status = ACCEPTED
             rm.accepted_at = t
             rm.accepted_key = key
@@ -735,18 +870,26 @@ class MarketMachine(RuleBasedStateMachine):
             too_few = rm.reveals < task.params["minContributors"]
             if phase != EXPIRED and not (phase == VALIDATE and too_few):
                 error = "RoundNotExpired"
-        if self._send("failRound", self.market.failRound, (task_id,), who, error) is None:
+        currency = self._currency(task)
+        if self._send("failRound", self.market.failRound, (task_id,), who, error, currency=currency) is None:
             return
         rm.status = FAILED
-        self.counts[f"failRound ({'too few reveals' if too_few else 'no quorum'}, {rm.commits} commits)"] += 1
+        self._count(
+            f"failRound ({'too few reveals' if too_few else 'no quorum'}, {rm.commits} commits)", currency
+        )
         if not too_few:
             for v in task.validators:
                 if v not in rm.proposals:
                     self._slash_validator(task, v)
         self._next_round(task, t)
 
-    def _do_challenge(self, task_id: int, task: TaskModel | None, who: str, r: int, value: int) -> None:
+    def _do_challenge(
+        self, task_id, task: TaskModel | None, who: str, r: int, amount: int, extra: int = 0
+    ) -> None:
+        """`who` challenges round r bringing `amount` (see _money)."""
         t = self._tick()
+        currency = self._currency(task)
+        bond = task.params["challengeBond"] if task else amount
         error = "UnknownTask" if task is None else None
         if error is None:
             rm = task.round(r)
@@ -756,14 +899,15 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "ChallengeWindowClosed"
             elif who in rm.challengers:
                 error = "AlreadyChallenged"
-            elif value != task.params["challengeBond"]:
-                error = "WrongAmount"
+            else:
+                error = self._payment_error(currency, bond, amount, extra)
         args = (task_id, r, "bafkreievidence")
-        if self._send("challenge", self.market.challenge, args, who, error, value) is None:
+        money = self._money(currency, bond, amount, extra)
+        if self._send("challenge", self.market.challenge, args, who, error, **money) is None:
             return
         rm.challengers[who] = "open"
         rm.challenges += 1
-        task.challenge_bonds += value
+        task.challenge_bonds += bond
 
     def _do_resolve(self, task_id: int, task: TaskModel | None, who: str, r: int, winner: str) -> None:
         """The arbiter upholds naming `winner`, or rejects every challenge (winner zero)."""
@@ -784,7 +928,11 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "NotAChallenger"
         upheld = winner != ZERO_ADDRESS
         action = "resolveChallenge (upheld)" if upheld else "resolveChallenge (rejected)"
-        if self._send(action, self.market.resolveChallenge, (task_id, r, winner), who, error) is None:
+        args = (task_id, r, winner)
+        if (
+            self._send(action, self.market.resolveChallenge, args, who, error, currency=self._currency(task))
+            is None
+        ):
             return
         bond = task.params["challengeBond"]
         if not upheld:  # every challenge bond of the round burns
@@ -805,7 +953,7 @@ class MarketMachine(RuleBasedStateMachine):
         reward = slashed // 2
         task.burned += slashed - reward
         task.challenge_bonds -= bond
-        self.credits[winner] += bond + reward
+        self.credits[task.currency][winner] += bond + reward
         self._halt(task, r, t)
 
     def _do_finalize(self, task_id: int, task: TaskModel | None, who: str, r: int) -> None:
@@ -822,11 +970,17 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "PreviousRoundPending"
             elif rm.challenges and rm.outcome == NO_OUTCOME and t < rm.accepted_at + 2 * duration:
                 error = "ChallengePending"
-        if self._send("finalizeRound", self.market.finalizeRound, (task_id, r), who, error) is None:
+        args = (task_id, r)
+        if (
+            self._send(
+                "finalizeRound", self.market.finalizeRound, args, who, error, currency=self._currency(task)
+            )
+            is None
+        ):
             return
         if rm.challenges and rm.outcome == NO_OUTCOME:  # the arbiter let the window pass: bonds withdrawable
             rm.outcome = DISMISSED
-            self.counts["finalizeRound (challenges dismissed)"] += 1
+            self._count("finalizeRound (challenges dismissed)", task.currency)
         rm.status = FINALIZED
         rm.finalized_at = t
         task.reserved -= rm.reward_total
@@ -872,18 +1026,20 @@ class MarketMachine(RuleBasedStateMachine):
             elif amount > rm.reward_total - rm.reward_claimed:
                 error = "ExceedsRoundRewards"
         args = (task_id, r, index, account, amount, proof)
-        if self._send("claim", self.market.claim, args, who, error) is None:
+        currency = self._currency(task)
+        if self._send("claim", self.market.claim, args, who, error, currency=currency) is None:
             return
         rm.claimed.add(index)
         rm.reward_claimed += amount
         task.unclaimed -= amount
-        self._pay(account, amount)
+        self._pay(account, amount, currency)
         if again:  # the same leaf once more: must revert AlreadyClaimed
             self._tick()
-            self._send("claim again", self.market.claim, args, who, "AlreadyClaimed")
+            self._send("claim again", self.market.claim, args, who, "AlreadyClaimed", currency=currency)
 
     def _do_slash(self, task_id, task, who, r, index, account, amount, proof) -> None:
         t = self._tick()
+        currency = self._currency(task)
         error = "UnknownTask" if task is None else None
         if error is None:
             rm = task.round(r)
@@ -894,12 +1050,16 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "SlashWindowClosed"
             elif index in rm.slashed:  # a leaf already applied: a no-op
                 args = (task_id, r, index, account, amount, proof)
-                self._send("slashContributor (no-op)", self.market.slashContributor, args, who, None)
+                fn = self.market.slashContributor
+                self._send("slashContributor (no-op)", fn, args, who, None, currency=currency)
                 return
             elif not proof_valid(tree, index, account, amount, proof):
                 error = "InvalidProof"
         args = (task_id, r, index, account, amount, proof)
-        if self._send("slashContributor", self.market.slashContributor, args, who, error) is None:
+        if (
+            self._send("slashContributor", self.market.slashContributor, args, who, error, currency=currency)
+            is None
+        ):
             return
         rm.slashed.add(index)
         slashed = min(amount, task.stake.get(account, 0))
@@ -910,7 +1070,7 @@ class MarketMachine(RuleBasedStateMachine):
             task.joined[account] = False
             task.active -= 1
         if slashed < amount:
-            self.counts["slashContributor (capped)"] += 1
+            self._count("slashContributor (capped)", currency)
 
     def _do_cancel(self, task_id: int, task: TaskModel | None, who: str) -> None:
         t = self._tick()
@@ -919,7 +1079,11 @@ class MarketMachine(RuleBasedStateMachine):
             error = "NotOwner"
         elif error is None and task.round(task.current).reveals:
             error = "RoundHasReveals"
-        if self._send("cancelTask", self.market.cancelTask, (task_id,), who, error) is None:
+        currency = self._currency(task)
+        if (
+            self._send("cancelTask", self.market.cancelTask, (task_id,), who, error, currency=currency)
+            is None
+        ):
             return
         task.status = TASK_CANCELLED
         task.closed_at = t
@@ -935,7 +1099,8 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "TaskStillActive"
             elif task.escrow == 0:
                 error = "NothingToWithdraw"
-        if self._send("withdrawRefund", self.market.withdrawRefund, (task_id,), who, error) is None:
+        fn, currency = self.market.withdrawRefund, self._currency(task)
+        if self._send("withdrawRefund", fn, (task_id,), who, error, currency=currency) is None:
             return
         self._refund(task)
 
@@ -951,19 +1116,26 @@ class MarketMachine(RuleBasedStateMachine):
                 error = "RoundsPending"
             elif task.bond[who] == 0:
                 error = "NothingToWithdraw"
-        if self._send("withdrawBond", self.market.withdrawBond, (task_id,), who, error) is None:
+        fn, currency = self.market.withdrawBond, self._currency(task)
+        if self._send("withdrawBond", fn, (task_id,), who, error, currency=currency) is None:
             return
         amount, task.bond[who] = task.bond[who], 0
         task.bonds -= amount
-        self._pay(who, amount)
+        self._pay(who, amount, currency)
 
-    def _do_withdraw_credit(self, who: str) -> None:
+    def _do_withdraw_credit(self, who: str, currency: str = ETH) -> None:
+        """withdrawCredit, or withdrawTokenCredit(token) for the token."""
         self._tick()
-        error = None if self.credits[who] else "NothingToWithdraw"
-        if self._send("withdrawCredit", self.market.withdrawCredit, (), who, error) is None:
+        credits = self.credits[currency]
+        error = None if credits[who] else "NothingToWithdraw"
+        if currency == ETH:
+            fn, args = self.market.withdrawCredit, ()
+        else:
+            fn, args = self.market.withdrawTokenCredit, (currency,)
+        if self._send("withdrawCredit", fn, args, who, error, currency=currency) is None:
             return
-        amount, self.credits[who] = self.credits[who], 0
-        self._pay(who, amount)
+        amount, credits[who] = credits[who], 0
+        self._pay(who, amount, currency)
 
     # ------------------------------------------------------------ choosing rounds and accounts
 
@@ -1019,7 +1191,10 @@ class MarketMachine(RuleBasedStateMachine):
             validators = [*validators, validators[0]]
         else:
             spec = "x" * 129
-        self._do_create(self.owner, fields, budget, validators, spec)
+        # a token task approves one unit short of the budget in one variant out of nine (bad 5 otherwise)
+        self._do_create(
+            self.owner, fields, budget, validators, spec, self._drawn_currency(params), short=variant == 11
+        )
 
     @rule(task=ST_TASK, who=ST_SEL, rare=ST_RARE)
     def rule_bond(self, task, who, rare):
@@ -1028,7 +1203,7 @@ class MarketMachine(RuleBasedStateMachine):
         unbonded = [v for v in t.validators if t.bond[v] < t.params["validatorBond"]] if t else []
         account = self._pick(who, unbonded, self.everyone)
         value = t.params["validatorBond"] - t.bond.get(account, 0) if t else 10_000
-        self._do_bond(task_id, t, account, value + (rare == 0))
+        self._do_bond(task_id, t, account, *self._bring(t, value, rare))
 
     @rule(task=ST_TASK, who=ST_SEL, rare=ST_RARE)
     def rule_join(self, task, who, rare):
@@ -1036,7 +1211,16 @@ class MarketMachine(RuleBasedStateMachine):
         task_id, t = self._task(task)
         unjoined = [a for a in self.contributor_pool if not (t and t.joined.get(a))]
         value = t.params["contributorStake"] if t else 1_000
-        self._do_join(task_id, t, self._pick(who, unjoined, self.everyone[1:8]), value + (rare == 0))
+        self._do_join(task_id, t, self._pick(who, unjoined, self.everyone[1:8]), *self._bring(t, value, rare))
+
+    @staticmethod
+    def _bring(t: TaskModel | None, required: int, rare: int) -> tuple[int, int]:
+        """What a rule brings for `required` (amount, extra: see _money): in ETH the right value, or (rare 0)
+        one wei too much; in a token the right approval, with (rare 0) one wei sent along, or (rare 1) an
+        approval one unit short (of a nonzero amount)."""
+        if t is None or t.currency == ETH:
+            return required + (rare == 0), 0
+        return max(required - (rare == 1), 0), int(rare == 0)
 
     @rule(task=ST_TASK, who=ST_SEL)
     def rule_leave(self, task, who):
@@ -1083,8 +1267,8 @@ class MarketMachine(RuleBasedStateMachine):
         self._step()
         task_id, t = self._task(task)
         r = self._pick_round(t, rnd, ACCEPTED)
-        value = (t.params["challengeBond"] if t else 5_000) + (rare == 0)
-        self._do_challenge(task_id, t, self.everyone[who % 10], r, value)
+        value = t.params["challengeBond"] if t else 5_000
+        self._do_challenge(task_id, t, self.everyone[who % 10], r, *self._bring(t, value, rare))
 
     @rule(task=ST_TASK, rnd=ST_SEL, upheld=ST_BOOL, rare=ST_RARE)
     def rule_resolve(self, task, rnd, upheld, rare):
@@ -1180,7 +1364,7 @@ class MarketMachine(RuleBasedStateMachine):
         self._do_challenge(t.id, t, self.everyone[challengers[(who + 1) % 6]], r, bond)
         if uphold or not self._oldest_pending(t, r):
             self._do_resolve(t.id, t, t.arbiter, r, challenger)
-            self._do_withdraw_credit(challenger)
+            self._do_withdraw_credit(challenger, t.currency)
             for a in self.contributor_pool:
                 if t.joined.get(a):
                     self._do_leave(t.id, t, a)
@@ -1201,8 +1385,11 @@ class MarketMachine(RuleBasedStateMachine):
     @rule(who=ST_SEL)
     def rule_withdraw_credit(self, who):
         self._step()
-        owed = [a for a in self.everyone if self.credits[a]]
-        self._do_withdraw_credit(self._pick(who, owed, self.everyone))
+        owed = [(a, c) for c in self.currencies for a in self.everyone if self.credits[c][a]]
+        if owed and who < 12:
+            self._do_withdraw_credit(*owed[who % len(owed)])
+        else:  # anyone, in ETH or the token (who % 2)
+            self._do_withdraw_credit(self.everyone[who % 10], self.currencies[who % 2])
 
     @rule(dt=ST_DT)
     def rule_sleep(self, dt):
@@ -1318,6 +1505,8 @@ class MarketMachine(RuleBasedStateMachine):
                 add(4, self._do_resolve, t.id, t, t.arbiter, r, first)
                 if next_t >= rm.accepted_at + duration:
                     add(4, self._do_resolve, t.id, t, t.arbiter, r, ZERO_ADDRESS)
+                else:
+                    add(4, self._reject_after_jump, t, r)
         if accepted:
             add(3, self._finalize_after_jump, t, accepted[0])
         for r in self._rounds_with(t, FINALIZED):
@@ -1347,9 +1536,10 @@ class MarketMachine(RuleBasedStateMachine):
                         add(2, self._leave_after_jump, t, a, unlock)
                     else:
                         add(1, self._do_leave, t.id, t, a)  # an attempt: a round still holds the stake
-        for a in self.everyone:
-            if self.credits[a]:
-                add(3, self._do_withdraw_credit, a)
+        for c in self.currencies:
+            for a in self.everyone:
+                if self.credits[c][a]:
+                    add(3, self._do_withdraw_credit, a, c)
         if t.status == TASK_ACTIVE and choice % 64 == 0:
             add(1, self._do_cancel, t.id, t, t.owner)
         if not out:
@@ -1375,6 +1565,11 @@ class MarketMachine(RuleBasedStateMachine):
         self._jump_to(ready)
         self._do_finalize(t.id, t, self.outsider, r)
 
+    def _reject_after_jump(self, t: TaskModel, r: int) -> None:
+        """The arbiter rejects every challenge of round r as soon as its challenge window is over."""
+        self._jump_to(t.round(r).accepted_at + t.params["challengeDuration"])
+        self._do_resolve(t.id, t, t.arbiter, r, ZERO_ADDRESS)
+
     def _unlock_time(self, t: TaskModel, who: str) -> int | None:
         """When `who`'s stake is free (per leave's NatSpec), if only finalized slash windows hold it."""
         unlock = 0
@@ -1394,12 +1589,18 @@ class MarketMachine(RuleBasedStateMachine):
 
     @invariant()
     def check_model(self):
-        m = self.market
-        items: list[tuple] = [("balance", m.address), (m.totalCredits,)]
-        items += [("balance", a) for a in self.everyone]
-        items += [(m.credits, a) for a in self.everyone]
+        m, token = self.market, self.currencies[1]
+        items: list[tuple] = []
+        for currency in self.currencies:  # ETH as ever, then the token
+            total = (m.totalCredits,) if currency == ETH else (m.totalTokenCredits, token)
+            items += [self._balance_of(currency, m.address), total]
+            items += [self._balance_of(currency, a) for a in self.everyone]
+            if currency == ETH:
+                items += [(m.credits, a) for a in self.everyone]
+            else:
+                items += [(m.tokenCredits, token, a) for a in self.everyone]
         for t in self.tasks:
-            items += [(m.getTask, t.id), (m.taskHoldings, t.id)]
+            items += [(m.getTask, t.id), (m.taskHoldings, t.id), (m.tokenOf, t.id)]
             items += [(m.contributorInfo, t.id, a) for a in self.contributor_pool]
             items += [(m.validatorInfo, t.id, v) for v in t.validators]
             for r, rm in sorted(t.rounds.items()):
@@ -1410,19 +1611,23 @@ class MarketMachine(RuleBasedStateMachine):
                     items += [(m.isSlashed, t.id, r, i) for i in range(len(result.slash_allocations))]
         values = iter(self._batch(items))
 
-        market_balance, total_credits = next(values), next(values)
-        for a in self.everyone:
-            assert next(values) == self.balances[a], f"balance of {a}"
-        credits = [next(values) for _ in self.everyone]
-        assert credits == [self.credits[a] for a in self.everyone], "credits"
-        assert total_credits == sum(credits)
-        assert market_balance == self.market_balance, "market balance"
-        holdings_sum = 0
+        market_balance, total_credits = {}, {}
+        for c in self.currencies:
+            kind = "ETH" if c == ETH else "token"
+            market_balance[c], total_credits[c] = next(values), next(values)
+            for a in self.everyone:
+                assert next(values) == self.balances[c][a], f"{kind} balance of {a}"
+            credits = [next(values) for _ in self.everyone]
+            assert credits == [self.credits[c][a] for a in self.everyone], f"{kind} credits"
+            assert total_credits[c] == sum(credits), f"{kind} total credits"
+            assert market_balance[c] == self.market_balance[c], f"market {kind} balance"
+        holdings_sum = dict.fromkeys(self.currencies, 0)
         for t in self.tasks:
-            task, holdings = next(values), next(values)
+            task, holdings, currency = next(values), next(values), next(values)
+            assert currency == t.currency, f"task {t.id}: tokenOf"
             buckets = [task[i] for i in range(8, 15)]
             assert holdings == sum(buckets), f"task {t.id}: taskHoldings != sum of buckets"
-            holdings_sum += holdings
+            holdings_sum[t.currency] += holdings
             expected = [t.escrow, t.reserved, t.unclaimed, t.stakes, t.bonds, t.challenge_bonds, t.burned]
             assert buckets == expected, f"task {t.id} buckets (escrow..burned)"
             state = [task[2], task[3], task[4], task[5], task[6], task[7], str(task[1])]
@@ -1466,11 +1671,17 @@ class MarketMachine(RuleBasedStateMachine):
                     assert claimed == [i in rm.claimed for i in range(len(claimed))], f"{where}: isClaimed"
                     slashed = [next(values) for _ in rm.accepted.slash_allocations]
                     assert slashed == [i in rm.slashed for i in range(len(slashed))], f"{where}: isSlashed"
-        assert market_balance == holdings_sum + total_credits, "market balance != holdings + credits"
+        for c in self.currencies:  # per currency: its tasks' holdings and its credits
+            kind = "ETH" if c == ETH else "token"
+            assert market_balance[c] == holdings_sum[c] + total_credits[c], (
+                f"market {kind} balance != {kind} tasks' holdings + {kind} credits"
+            )
 
 
-def test_market_state_machine(market):
-    MarketMachine.configure(market)
+def run_machine(market, token, in_token: bool) -> None:
+    """Run the machine with its tasks in ETH or in `token`, print what it did, and require every main action
+    to have succeeded at least once."""
+    MarketMachine.configure(market, token, in_token)
     MarketMachine.counts.clear()
     MarketMachine.stats.clear()
     # brownie loads brownie-config.yaml's hypothesis section (max_examples, stateful_step_count) as the
@@ -1483,21 +1694,28 @@ def test_market_state_machine(market):
     print(
         f"\nexamples x steps: {stats['examples']} x {settings.stateful_step_count} "
         f"(max_examples {settings.max_examples}; {stats['steps']} steps run, "
-        f"{stats['time jumps']} time jumps)"
+        f"{stats['time jumps']} time jumps, {stats['transactions']} transactions)"
     )
     for action, count in sorted(counts.items()):
         print(f"  {count:6d}  {action}")
-    missing = [action for action in MAIN_ACTIONS if not counts[action]]
+    suffix = " [token]" if in_token else ""
+    missing = [action for action in MAIN_ACTIONS if not counts[action + suffix]]
     assert not missing, f"never succeeded in any example: {missing}"
 
 
-def test_replay_leave_before_an_earlier_accepted_round_settles(market):
+def test_market_state_machine(market, token):
+    """The machine on ETH tasks (test_stateful_tokens.py runs it on token tasks, beside this file)."""
+    run_machine(market, token, in_token=False)
+
+
+@pytest.mark.parametrize("in_token", [False, True], ids=["eth", "erc20"])
+def test_replay_leave_before_an_earlier_accepted_round_settles(market, token, in_token):
     """A fixed sequence through the same model: one contributor commits to rounds 0, 1 and 2; rounds 0 and
     1 are accepted; round 1 is challenged and the challenge upheld (round 1 voided, the task halted) while
     round 0 is still accepted and not finalized. leave's NatSpec keeps the stake locked until every round
     the caller committed to is settled, so the model expects StakeLocked; finalizing round 0 would then
     apply its slash leaf to that stake."""
-    MarketMachine.configure(market)
+    MarketMachine.configure(market, token)
     chain.snapshot()
     m = MarketMachine()
     params = {
@@ -1516,6 +1734,7 @@ def test_replay_leave_before_an_earlier_accepted_round_settles(market):
         "challengeBond": 5_000,
         "arbiter": "arbiter",
         "budget": 3_000_000,
+        "token": in_token,
     }
     m.initialize_task(params, 0, 1)
     t, contributor = m.tasks[0], m.contributor_pool[0]
@@ -1531,3 +1750,123 @@ def test_replay_leave_before_an_earlier_accepted_round_settles(market):
     assert (t.round(0).status, t.round(1).status, t.status) == (ACCEPTED, VOIDED, TASK_HALTED)
     m._do_leave(t.id, t, contributor)  # the model expects StakeLocked (round 0 is not settled)
     m.check_model()
+
+
+def test_replay_token_payments(market, token):
+    """Every way to pay a token task wrongly, through the same model (the machine draws them only now and
+    then): a task created with an approval one unit short of its budget; a validator bond, a join and a
+    challenge each with a wei sent along (WrongAmount) and with an approval one unit short (the token's
+    ERC20InsufficientAllowance), then paid right; the invariant after every step."""
+    MarketMachine.configure(market, token)
+    MarketMachine.counts.clear()
+    chain.snapshot()
+    m = MarketMachine()
+    params = {
+        "numRounds": 1,
+        "minContributors": 1,
+        "maxContributors": 2,
+        "joinDuration": 0,
+        "commitDuration": 60,
+        "revealDuration": 60,
+        "validationDuration": 60,
+        "challengeDuration": 300,
+        "quorum": 2,
+        "contributorStake": 1_000,
+        "validatorBond": 10_000,
+        "validatorSlash": 2_500,
+        "challengeBond": 5_000,
+        "arbiter": "arbiter",
+        "budget": 3_000_000,
+        "token": True,
+    }
+    fields = {**dict(zip(PARAM_FIELDS, task_params(), strict=True)), **params, "arbiter": m.arbiter_account}
+    del fields["budget"], fields["token"]
+    m._do_create(m.owner, fields, params["budget"], list(m.validator_pool), SPEC, m.currencies[1], short=True)
+    assert not m.tasks
+    m.check_model()
+    m.initialize_task(params, 1, 0)  # every validator but the first bonds
+    t, validator, contributor = m.tasks[0], m.validator_pool[0], m.contributor_pool[0]
+    assert t.currency == str(token.address)
+    for do, who in ((m._do_bond, validator), (m._do_join, contributor)):
+        required = t.params["validatorBond"] if who == validator else t.params["contributorStake"]
+        for amount, extra in ((required, 1), (required - 1, 0), (required, 0)):
+            do(t.id, t, who, amount, extra)
+            m.check_model()
+    m._do_commit(t.id, t, contributor, 0)
+    m._do_reveal(t.id, t, contributor, 0)
+    for v in m.validator_pool[:2]:
+        m._do_propose(t.id, t, v, 0, "honest")
+    assert t.round(0).status == ACCEPTED
+    bond = t.params["challengeBond"]
+    for amount, extra in ((bond, 1), (bond - 1, 0), (bond, 0)):
+        m._do_challenge(t.id, t, m.outsider, 0, amount, extra)
+        m.check_model()
+    counts = MarketMachine.counts
+    for action in ("createTask", "bondValidator", "join", "challenge"):
+        if action != "createTask":
+            assert counts[f"{action} [token]"] >= 1, action
+            assert counts[f"{action}: WrongAmount [token]"] >= 1, action
+        assert counts[f"{action}: ERC20InsufficientAllowance [token]"] >= 1, action
+    assert t.challenge_bonds == bond and t.stake[contributor] == 1_000
+
+
+def test_replay_token_dispute(market, token):
+    """A token task through the dispute path (TOKEN_RARE), which a run reaches only a few times, by the
+    machine's own moves, with the invariant after each: round 0 challenged twice, the challenges rejected at
+    the end of the window, the round finalized, a slash leaf and a reward claimed; round 1 challenged and the
+    challenge upheld, the winner's token credit withdrawn, the contributor leaving; the refund and the bonds
+    withdrawn; a second token task cancelled."""
+    MarketMachine.configure(market, token)
+    MarketMachine.counts.clear()
+    chain.snapshot()
+    m = MarketMachine()
+    params = {
+        "numRounds": 2,
+        "minContributors": 1,
+        "maxContributors": 1,
+        "joinDuration": 0,
+        "commitDuration": 900,  # round 1 still takes commitments after round 0's dispute
+        "revealDuration": 60,
+        "validationDuration": 60,
+        "challengeDuration": 300,
+        "quorum": 2,
+        "contributorStake": 1_000,
+        "validatorBond": 10_000,
+        "validatorSlash": 2_500,
+        "challengeBond": 5_000,
+        "arbiter": "arbiter",
+        "budget": 3_000_000,
+        "token": True,
+    }
+    m.initialize_task(params, 0, 1)
+    t, contributor = m.tasks[0], m.contributor_pool[0]
+    assert t.currency == str(token.address)
+
+    def accept(r: int) -> None:
+        m._do_commit(t.id, t, contributor, r)
+        m._do_reveal(t.id, t, contributor, r)
+        for validator in m.validator_pool[:2]:
+            m._do_propose(t.id, t, validator, r, "honest")
+        assert t.round(r).status == ACCEPTED
+        m.check_model()
+
+    accept(0)
+    m._dispute(1, 0, False)  # odd sel, oldest pending round, not upheld: rejected, finalized, a slash leaf
+    m.check_model()
+    assert t.round(0).status == FINALIZED and t.round(0).outcome == REJECTED and t.round(0).slashed
+    m._claim_leaf(t, 0, 0)
+    m.check_model()
+    accept(1)
+    m._dispute(0, 0, True)  # upheld: the winner's credit withdrawn, the task halted, the contributor leaves
+    m.check_model()
+    assert t.status == TASK_HALTED and not any(m.credits[t.currency].values())
+    m._do_withdraw_refund(t.id, t, t.owner)
+    for validator in m.validator_pool:
+        m._do_withdraw_bond(t.id, t, validator)
+    m.check_model()
+    m.initialize_task(params, 0, 0)
+    m._do_cancel(2, m.tasks[1], m.owner)
+    m.check_model()
+    counts = MarketMachine.counts
+    missing = [action for action in TOKEN_RARE if not counts[f"{action} [token]"]]
+    assert not missing, f"never succeeded on the token task: {missing}"
