@@ -35,14 +35,14 @@ demo-contracts: setup
 # hands out whole test files (its module-scoped deployments stay in one process); the workers load the build
 # that `contracts` wrote first (while one compiles, the others find files missing). The stateful tests replay
 # thousands of transactions from snapshots and get anvils of their own in a separate run, so nothing they leave
-# in a node's transaction pool meets another test; their two files run side by side.
+# in a node's transaction pool meets another test; their three files run side by side.
 # (pytest-xdist comes with eth-brownie.)
 TEST_WORKERS ?= 4
 CONTRACT_WORKERS ?= 3
 test: lint
 	OMP_NUM_THREADS=1 python -m pytest tests/node -p no:pytest-brownie -n $(TEST_WORKERS) $(PYTEST_FLAGS)
 	python -m pytest tests --ignore=tests/node --ignore-glob='tests/contracts/test_stateful*.py' -n $(CONTRACT_WORKERS) $(PYTEST_FLAGS)
-	python -m pytest tests/contracts/test_stateful*.py -n 2 $(PYTEST_FLAGS)
+	python -m pytest tests/contracts/test_stateful*.py -n 3 $(PYTEST_FLAGS)
 
 # Benchmarks, not part of `make test`: results in bench/results/ (quick: bench/results/quick/), read in
 # BENCHMARKS.md. bench-quick runs reduced versions of every section in a few minutes.
